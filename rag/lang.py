@@ -1,0 +1,23 @@
+"""Language of a question or passage: "zh" or "en"."""
+
+from __future__ import annotations
+
+import re
+
+_CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+_WORD = re.compile(r"[A-Za-z]+")
+# Function words show an English sentence even when it names Chinese terms ("What is 特鲁索综合征?").
+_EN_FUNCTION = {"what", "which", "how", "why", "when", "where", "who", "is", "are", "does", "do", "the",
+                "of", "in", "for", "with", "and", "a", "an", "can", "was", "were", "to"}
+
+
+def detect_lang(text: str) -> str:
+    cjk = len(_CJK.findall(text))
+    words = [w.lower() for w in _WORD.findall(text)]
+    if cjk == 0:
+        return "en"
+    # Only a short text (a question) is judged by its function words; a paper with an English
+    # abstract is still Chinese.
+    if len(text) < 300 and sum(w in _EN_FUNCTION for w in words) >= 2:
+        return "en"
+    return "zh" if cjk >= len(words) else "en"

@@ -1,0 +1,85 @@
+"""Shared fixtures: a deterministic fake embedder and tiny bilingual corpora written per test."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+DOCS = REPO / "docs"
+
+
+class FakeEmbedder:
+    """Hashed bag of character uni/bi-grams: deterministic, language-agnostic, no model needed.
+
+    Texts sharing characters get similar vectors, which is enough to test retrieval plumbing.
+    """
+
+    def __init__(self, dim: int = 64, model_id: str = "fake-hash-64") -> None:
+        self.model_id = model_id
+        self._dim = dim
+        self.calls: list[int] = []  # number of texts per call, to check incremental re-indexing
+
+    @property
+    def dim(self) -> int:
+        return self._dim
+
+    def _embed(self, texts: list[str]) -> np.ndarray:
+        self.calls.append(len(texts))
+        out = np.zeros((len(texts), self._dim), dtype=np.float32)
+        for row, text in enumerate(texts):
+            chars = re.sub(r"\s+", "", text.lower())
+            grams = list(chars) + [chars[i : i + 2] for i in range(len(chars) - 1)]
+            for g in grams:
+                h = int.from_bytes(hashlib.blake2b(g.encode(), digest_size=4).digest(), "little")
+                out[row, h % self._dim] += 1.0
+            norm = np.linalg.norm(out[row])
+            out[row] = out[row] / norm if norm else out[row]
+        return out
+
+    def embed_passages(self, texts: list[str]) -> np.ndarray:
+        return self._embed(list(texts))
+
+    def embed_queries(self, texts: list[str]) -> np.ndarray:
+        return self._embed(list(texts))
+
+
+@pytest.fixture
+def fake_embedder() -> FakeEmbedder:
+    return FakeEmbedder()
+
+
+ZH_DOC = """摘  要
+特鲁索综合征是一种与癌症相关的血栓形成综合征。目前低分子肝素已成为一线治疗药物。
+1. 引言
+恶性肿瘤患者容易发生静脉血栓栓塞(venous thromboembolism, VTE)。组织因子(tissue factor, TF)是
+重要的促凝物质。
+2. 治疗
+抗凝治疗首选低分子肝素。华法林也可用于口服抗凝治疗。
+"""
+
+EN_DOC = """Abstract
+Everolimus is an mTOR inhibitor used for advanced angiosarcoma.
+1 Introduction
+Angiosarcoma is a rare malignant tumour of endothelial cells. Surgery is the main treat-
+ment for localised disease.
+2 Results
+Four of five patients had a partial response. Oral ulcers were the main adverse event.
+"""
+
+
+@pytest.fixture
+def tiny_corpus(tmp_path: Path) -> Path:
+    """A small folder with a Chinese, an English and a GBK-encoded document."""
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / "zh-thrombosis.txt").write_text(ZH_DOC, encoding="utf-8")
+    (folder / "en-angiosarcoma.md").write_text(EN_DOC, encoding="utf-8")
+    (folder / "gbk-poems.txt").write_bytes(
+        "POEMS综合征是一种罕见的克隆性浆细胞病。\n治疗\n来那度胺联合地塞米松有较好疗效。\n".encode("gbk")
+    )
+    return folder

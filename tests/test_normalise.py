@@ -1,0 +1,56 @@
+from __future__ import annotations
+
+from rag.normalise import normalise
+
+
+def test_nfkc_turns_full_width_letters_and_digits_into_ascii():
+    assert normalise("ｍＴＯＲ抑制剂于２０１３年上市。") == "mTOR抑制剂于2013年上市。"
+
+
+def test_spaces_between_cjk_characters_are_removed_but_not_around_latin():
+    assert normalise("该 疾 病 与 EGFR 突 变 有 关。") == "该疾病与 EGFR 突变有关。"
+
+
+def test_lines_broken_mid_sentence_are_joined_and_blank_lines_inside_a_sentence_ignored():
+    raw = "Trousseau’s 首次报告了一例胃癌患者,此后该\n\n疾病被定义为血栓性静脉炎。\n下一句。"
+    assert normalise(raw) == "Trousseau’s 首次报告了一例胃癌患者,此后该疾病被定义为血栓性静脉炎。\n下一句。"
+
+
+def test_english_words_hyphenated_across_lines_are_rejoined_and_lines_joined_with_a_space():
+    raw = "The main clinical ma-\nnifestations are deep vein\nthrombosis."
+    assert normalise(raw) == "The main clinical manifestations are deep vein thrombosis."
+
+
+def test_special_hyphen_becomes_ascii_and_rejoins():
+    assert normalise("autologous hema⁃\ntopoietic stem cells.") == "autologous hematopoietic stem cells."
+
+
+def test_page_furniture_is_dropped():
+    raw = (
+        "肿瘤细胞分泌凝血因子,即组织因子,是导致\n"
+        "Open Access\n"
+        "https://doi.org/10.12677/acm.2024.142339\n"
+        "http://creativecommons.org/licenses/by/4.0/\n"
+        "张楚楚 等\n"
+        "DOI: 10.12677/acm.2024.142339 2422 临床医学进展\n"
+        "高凝状态的重要原因。\n"
+        "Copyright © 2023 by author(s) and Hans Publishers Inc.\n"
+        "This work is licensed under the Creative Commons Attribution International License (CC BY 4.0).\n"
+    )
+    assert normalise(raw) == "肿瘤细胞分泌凝血因子,即组织因子,是导致高凝状态的重要原因。"
+
+
+def test_headings_stay_on_their_own_lines():
+    raw = "前文结束\n 2. 流行病学 \n该病可发生在任何年龄段。"
+    assert normalise(raw).split("\n") == ["前文结束", "2. 流行病学", "该病可发生在任何年龄段。"]
+
+
+def test_run_in_headings_are_split_from_their_body_text():
+    raw = "１．１\u3000一般资料\u3000２０１３年１１月至２０１８年９月本中\n心收治５例患者。"
+    assert normalise(raw).split("\n") == ["1.1 一般资料", "2013年11月至2018年9月本中心收治5例患者。"]
+    raw = " \u3000\u3000［摘要］\u3000目的：探讨疗效。\n\u3000\u3000血管肉瘤是一种罕见恶性肿瘤。"
+    assert normalise(raw).split("\n") == ["[摘要]", "目的:探讨疗效。", "血管肉瘤是一种罕见恶性肿瘤。"]
+
+
+def test_crlf_and_bom_are_handled():
+    assert normalise("\ufeff第一句,\r\n第二句。\r\n") == "第一句,第二句。"
