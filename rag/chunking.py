@@ -103,7 +103,7 @@ def find_sections(text: str, lang: str | None = None) -> list[Section]:
     if lead and (len(lead) > _FRONT_MATTER_MAX or re.search(r"[。.!?]\s", lead + " ")):
         sections.append(Section((_UNTITLED[lang],), 0, starts[0][0]))
     bounds = [s for s, _ in starts] + [len(text)]
-    for (start, path), end in zip(starts, bounds[1:]):
+    for (start, path), end in zip(starts, bounds[1:], strict=False):
         sections.append(Section(path, start, end))
     return [_trim(text, sec) for sec in sections if text[sec.start : sec.end].strip()]
 

@@ -7,8 +7,31 @@ import re
 _CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 _WORD = re.compile(r"[A-Za-z]+")
 # Function words show an English sentence even when it names Chinese terms ("What is 特鲁索综合征?").
-_EN_FUNCTION = {"what", "which", "how", "why", "when", "where", "who", "is", "are", "does", "do", "the",
-                "of", "in", "for", "with", "and", "a", "an", "can", "was", "were", "to"}
+_EN_FUNCTION = {
+    "what",
+    "which",
+    "how",
+    "why",
+    "when",
+    "where",
+    "who",
+    "is",
+    "are",
+    "does",
+    "do",
+    "the",
+    "of",
+    "in",
+    "for",
+    "with",
+    "and",
+    "a",
+    "an",
+    "can",
+    "was",
+    "were",
+    "to",
+}
 
 
 def detect_lang(text: str) -> str:

@@ -16,7 +16,9 @@ def sentence_spans(text: str, start: int = 0, end: int | None = None) -> list[tu
     spans: list[tuple[int, int]] = []
     pos = start
     for m in _END.finditer(text, start, end):
-        if m.group().startswith(".") and _NO_BREAK_BEFORE_DOT.search(text, max(start, m.start() - 8), m.start()):
+        if m.group().startswith(".") and _NO_BREAK_BEFORE_DOT.search(
+            text, max(start, m.start() - 8), m.start()
+        ):
             continue
         _add(text, spans, pos, m.end())
         pos = m.end()

@@ -13,11 +13,24 @@ from .conftest import DOCS, ZH_DOC
 
 EXPECTED_OUTLINES = {
     "trousseau-syndrome-review": [
-        "摘要", "Abstract", "1 背景与引言", "2 流行病学", "3 发病机制", "4 危险因素", "5 临床表现", "6 治疗方式", "7 预后",
+        "摘要",
+        "Abstract",
+        "1 背景与引言",
+        "2 流行病学",
+        "3 发病机制",
+        "4 危险因素",
+        "5 临床表现",
+        "6 治疗方式",
+        "7 预后",
     ],
     "nsclc-driver-genes-vte-review": ["摘要", "Abstract", "1 引言", "2 肿瘤相关VTE形成的分子机制", "3 结论"],
     "lung-cancer-bone-metastasis-blood-markers": [
-        "摘要", "Abstract", "1 引言", "2 肺癌骨转移相关机制", "3 与肺癌骨转移相关指标", "4 结语与展望",
+        "摘要",
+        "Abstract",
+        "1 引言",
+        "2 肺癌骨转移相关机制",
+        "3 与肺癌骨转移相关指标",
+        "4 结语与展望",
     ],
     "everolimus-advanced-angiosarcoma": ["摘要", "(引言)", "1 资料与方法", "2 结果", "3 讨论"],
     "poems-syndrome-lenalidomide-ahsct": ["(引言)", "1 病例资料", "2 讨论"],
@@ -52,7 +65,9 @@ def test_top_level_outline_of_bundled_papers(corpus, doc_id):
 def test_subsections_and_paths(corpus, doc_id):
     parent, numbers = EXPECTED_SUBSECTIONS[doc_id]
     doc = corpus[doc_id]
-    subs = [s for s in find_sections(doc.text, doc.lang) if len(s.path) == 2 and _key(s.path[0]) == _key(parent)]
+    subs = [
+        s for s in find_sections(doc.text, doc.lang) if len(s.path) == 2 and _key(s.path[0]) == _key(parent)
+    ]
     assert [s.path[1].split(" ")[0] for s in subs] == numbers
     assert " > " in subs[0].title
 
@@ -92,7 +107,7 @@ def test_long_section_is_split_at_sentence_ends_with_overlap():
     doc = Document("d", "t", "p", text, "x")
     chunks = chunk_document(doc, ChunkerSettings(max_chars=120, overlap_chars=40))
     assert len(chunks) > 5
-    for a, b in zip(chunks, chunks[1:]):
+    for a, b in zip(chunks, chunks[1:], strict=False):
         assert b.start < a.end  # overlap
         assert b.start > a.start  # progress
         assert text[a.end - 1] == "。" or a.end == len(text)
@@ -100,7 +115,9 @@ def test_long_section_is_split_at_sentence_ends_with_overlap():
 
 def test_sentence_longer_than_a_window_is_cut():
     text = "1. 长句\n" + "很" * 1000 + "。"
-    chunks = chunk_document(Document("d", "t", "p", text, "x"), ChunkerSettings(max_chars=200, overlap_chars=20))
+    chunks = chunk_document(
+        Document("d", "t", "p", text, "x"), ChunkerSettings(max_chars=200, overlap_chars=20)
+    )
     assert all(len(c.text) <= 200 for c in chunks)
     assert chunks[-1].end == len(text)
 
@@ -144,7 +161,9 @@ def test_heading_forms(line, label, level):
     assert h is not None and (h.label, h.level) == (label, level)
 
 
-@pytest.mark.parametrize("line", ["159 KRAS 12", "2.51~5.44, P < 0.001)", "1吉首大学医学院", "3例为血管肉瘤。", "EGFR"])
+@pytest.mark.parametrize(
+    "line", ["159 KRAS 12", "2.51~5.44, P < 0.001)", "1吉首大学医学院", "3例为血管肉瘤。", "EGFR"]
+)
 def test_not_headings(line):
     assert parse_heading(line) is None
 

@@ -39,7 +39,8 @@ def test_document_without_catalog_entry_uses_file_name_as_title(tiny_corpus: Pat
 
 def test_catalog_title_is_used(tiny_corpus: Path):
     (tiny_corpus / "catalog.json").write_text(
-        json.dumps([{"file": "gbk-poems.txt", "title": "POEMS 综合征病例"}], ensure_ascii=False), encoding="utf-8"
+        json.dumps([{"file": "gbk-poems.txt", "title": "POEMS 综合征病例"}], ensure_ascii=False),
+        encoding="utf-8",
     )
     docs = {d.doc_id: d for d in load_folder(tiny_corpus).documents}
     assert docs["gbk-poems"].title == "POEMS 综合征病例"

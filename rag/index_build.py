@@ -1,0 +1,285 @@
+"""Build the index folder from a folder of papers: incremental (unchanged papers are not re-embedded)
+and atomic (written beside the old index and swapped in only when complete). See rag/index.py.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+import rag
+from rag import index_store as store
+from rag.chunking import ChunkerSettings, chunk_document
+from rag.index_store import IndexLoadError
+from rag.lexical import TOKENIZER_VERSION, BM25Index
+from rag.loading import LoadError, load_folder
+from rag.types import Chunk, Document
+from rag.vectors import VectorIndex, resolve_kind
+
+if TYPE_CHECKING:
+    from rag.embedding import Embedder
+
+EMBED_CONTEXT = "title+section"
+EMBED_BATCH = 32
+
+
+def passage_text(chunk: Chunk) -> str:
+    """What is embedded (and BM25-indexed) for a chunk: its place in the paper, then its text."""
+    return f"{chunk.title} | {chunk.section}\n{chunk.text}"
+
+
+@dataclass
+class BuildReport:
+    added: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    kept: list[str] = field(default_factory=list)  # failed to load now; previous chunks kept
+    errors: list[LoadError] = field(default_factory=list)
+    n_documents: int = 0
+    n_chunks: int = 0
+    n_embedded: int = 0  # chunks embedded by this build (the rest were reused)
+    full_rebuild: str | None = None  # why nothing could be reused, if an index existed
+    seconds: float = 0.0
+
+    def summary(self) -> str:
+        parts = [
+            f"{self.n_documents} documents, {self.n_chunks} chunks ({self.n_embedded} embedded) in {self.seconds:.1f}s",
+            f"added {len(self.added)}, updated {len(self.updated)}, removed {len(self.removed)}, unchanged {len(self.unchanged)}",
+        ]
+        if self.full_rebuild:
+            parts.append(f"full rebuild: {self.full_rebuild}")
+        parts += [f"kept previous version of {d} (it failed to load now)" for d in self.kept]
+        parts += [f"skipped {e.path}: {e.message}" for e in self.errors]
+        return "\n".join(parts)
+
+
+@dataclass
+class _Previous:
+    documents: dict[str, Document]
+    chunks: dict[str, list[Chunk]]
+    vectors: dict[str, np.ndarray]
+
+
+def _check_folders(docs_dir: Path, index_dir: Path) -> None:
+    docs, index = docs_dir.resolve(), index_dir.resolve()
+    if docs == index or docs.is_relative_to(index) or index.is_relative_to(docs):
+        raise ValueError(
+            f"The index folder {index_dir} and the documents folder {docs_dir} must be separate folders "
+            "(neither inside the other); choose another --index."
+        )
+    if index_dir.exists() and (
+        not index_dir.is_dir() or (any(index_dir.iterdir()) and not (index_dir / store.MANIFEST).exists())
+    ):
+        # Building replaces the folder, so never let a typo replace someone's files.
+        raise ValueError(
+            f"{index_dir} exists and is not an index folder (no {store.MANIFEST}); choose an empty or new --index folder."
+        )
+
+
+def _load_previous(
+    index_dir: Path, embedder: Embedder, settings: ChunkerSettings
+) -> tuple[_Previous | None, str | None]:
+    """What a new build may reuse, or None and the reason."""
+    if not (index_dir / store.MANIFEST).exists():
+        return None, None
+    try:
+        manifest = store.read_manifest(index_dir)
+        documents = store.read_documents(index_dir)
+        chunks = store.read_chunks(index_dir)
+        vectors = store.read_embeddings(index_dir, int(manifest["dim"]))
+        store.check_chunks(index_dir, documents, chunks, None)
+        if len(chunks) != len(vectors):
+            raise store.corrupt(index_dir, f"{len(chunks)} chunks but {len(vectors)} embeddings")
+    except IndexLoadError as exc:
+        return None, f"the existing index could not be read ({exc})"
+    wanted = {
+        "model_id": embedder.model_id,
+        "dim": embedder.dim,
+        "chunker": settings.to_dict(),
+        "embed_context": EMBED_CONTEXT,
+    }
+    changed = [key for key, value in wanted.items() if manifest.get(key) != value]
+    if changed:
+        return None, f"{', '.join(changed)} changed"
+    by_doc: dict[str, list[int]] = {}
+    for pos, chunk in enumerate(chunks):
+        by_doc.setdefault(chunk.doc_id, []).append(pos)
+    return _Previous(
+        documents,
+        {d: [chunks[i] for i in rows] for d, rows in by_doc.items()},
+        {d: vectors[rows] for d, rows in by_doc.items()},
+    ), None
+
+
+def _error_doc_id(error: LoadError, docs_dir: Path) -> str | None:
+    try:
+        return Path(error.path).relative_to(docs_dir).with_suffix("").as_posix()
+    except ValueError:
+        return None
+
+
+def _embed(texts: list[str], embedder: Embedder, progress: bool) -> np.ndarray:
+    """Embed passages in batches (a progress bar when asked), checking what the embedder returns."""
+    from tqdm import tqdm
+
+    out = np.empty((len(texts), embedder.dim), dtype=np.float32)
+    with tqdm(total=len(texts), desc="Embedding", unit="chunk", disable=not progress or not texts) as bar:
+        for i in range(0, len(texts), EMBED_BATCH):
+            batch = texts[i : i + EMBED_BATCH]
+            vecs = np.asarray(embedder.embed_passages(batch), dtype=np.float32)
+            if vecs.shape != (len(batch), embedder.dim):
+                raise ValueError(
+                    f"Embedder {embedder.model_id} returned shape {vecs.shape} for {len(batch)} passages; "
+                    f"expected ({len(batch)}, {embedder.dim})."
+                )
+            if not np.allclose(np.linalg.norm(vecs, axis=1), 1.0, atol=1e-3):
+                raise ValueError(
+                    f"Embedder {embedder.model_id} returned vectors that are not L2-normalised; normalise them."
+                )
+            out[i : i + len(batch)] = vecs
+            bar.update(len(batch))
+    return out
+
+
+def build_index(
+    docs_dir: str | Path,
+    index_dir: str | Path,
+    embedder: Embedder,
+    settings: ChunkerSettings | None = None,
+    faiss_kind: str = "auto",
+    progress: bool = True,
+) -> BuildReport:
+    """Index every paper in docs_dir into index_dir, reusing the chunks and vectors of unchanged papers.
+
+    A file that fails to load is reported and skipped; if it was indexed before, its previous
+    version is kept. The new index is written beside index_dir and swapped in only when complete.
+    """
+    started = time.perf_counter()
+    docs_dir, index_dir = Path(docs_dir), Path(index_dir)
+    settings = settings or ChunkerSettings()
+    resolve_kind(faiss_kind, 0)  # reject a bad kind now, not after minutes of embedding
+    _check_folders(docs_dir, index_dir)
+    with store.build_lock(index_dir):
+        store.recover_interrupted_swap(index_dir)
+        store.remove_stale_build_dirs(index_dir)
+        loaded = load_folder(docs_dir)
+        previous, reason = _load_previous(index_dir, embedder, settings)
+        report = BuildReport(errors=list(loaded.errors), full_rebuild=reason)
+        prev = previous or _Previous({}, {}, {})
+
+        documents: dict[str, Document] = {}
+        chunks: dict[str, list[Chunk]] = {}
+        vectors: dict[str, np.ndarray] = {}
+        for doc in loaded.documents:
+            old = prev.documents.get(doc.doc_id)
+            documents[doc.doc_id] = doc
+            # Title is compared too: catalog.json can rename a paper without touching its bytes.
+            if old is not None and (old.sha256, old.text, old.title) == (doc.sha256, doc.text, doc.title):
+                chunks[doc.doc_id] = prev.chunks.get(doc.doc_id, [])
+                vectors[doc.doc_id] = prev.vectors.get(doc.doc_id, np.empty((0, embedder.dim), np.float32))
+                report.unchanged.append(doc.doc_id)
+            else:
+                chunks[doc.doc_id] = chunk_document(doc, settings)
+                (report.added if old is None else report.updated).append(doc.doc_id)
+        failed = {_error_doc_id(e, docs_dir) for e in loaded.errors} | {e.path for e in loaded.errors}
+        for doc_id, old in prev.documents.items():
+            if doc_id in documents:
+                continue
+            if doc_id in failed or old.path in failed:
+                documents[doc_id], chunks[doc_id] = old, prev.chunks.get(doc_id, [])
+                vectors[doc_id] = prev.vectors.get(doc_id, np.empty((0, embedder.dim), np.float32))
+                report.kept.append(doc_id)
+            else:
+                report.removed.append(doc_id)
+        if not documents:
+            raise ValueError(
+                f"No documents could be loaded from {docs_dir} (supported: .txt .md .pdf .docx .html); "
+                "nothing was indexed and any existing index is unchanged."
+            )
+        _embed_new(chunks, vectors, prev, embedder, progress, report)
+
+        order = sorted(documents)
+        all_chunks = [c for d in order for c in chunks[d]]
+        all_vectors = np.concatenate([vectors[d] for d in order])
+        report.n_documents, report.n_chunks = len(order), len(all_chunks)
+        build_dir = store.new_build_dir(index_dir)
+        try:
+            manifest = _manifest(docs_dir, embedder, settings, faiss_kind, order, documents, chunks, report)
+            _write(build_dir, manifest, [documents[d] for d in order], all_chunks, all_vectors, faiss_kind)
+            store.swap_in(build_dir, index_dir)
+        except BaseException:
+            shutil.rmtree(build_dir, ignore_errors=True)
+            raise
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _embed_new(
+    chunks, vectors, prev: _Previous, embedder: Embedder, progress: bool, report: BuildReport
+) -> None:
+    """Embed the chunks of added/updated papers; a passage embedded before (same text) is reused."""
+    cache = {
+        passage_text(c): v for d, cs in prev.chunks.items() for c, v in zip(cs, prev.vectors[d], strict=True)
+    }
+    todo = [d for d in chunks if d not in vectors]
+    texts = list(dict.fromkeys(t for d in todo for t in map(passage_text, chunks[d]) if t not in cache))
+    if texts:
+        cache.update(zip(texts, _embed(texts, embedder, progress), strict=True))
+    report.n_embedded = len(texts)
+    for d in todo:
+        rows = [cache[passage_text(c)] for c in chunks[d]]
+        vectors[d] = np.stack(rows).astype(np.float32) if rows else np.empty((0, embedder.dim), np.float32)
+
+
+def _manifest(docs_dir, embedder, settings, faiss_kind, order, documents, chunks, report) -> dict:
+    return {
+        "format": store.FORMAT,
+        "format_version": store.FORMAT_VERSION,
+        "package_version": rag.__version__,
+        "built_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "docs_dir": str(docs_dir),
+        "model_id": embedder.model_id,
+        "dim": embedder.dim,
+        "normalised": True,
+        "metric": "inner_product",
+        "embed_context": EMBED_CONTEXT,
+        "embed": {"batch_size": EMBED_BATCH, "template": "{title} | {section}\\n{text}"},
+        "bm25": {"context": EMBED_CONTEXT, "tokenizer_version": TOKENIZER_VERSION, "library": "bm25s"},
+        "chunker": settings.to_dict(),
+        "faiss_kind": resolve_kind(faiss_kind, report.n_chunks),
+        "faiss_kind_requested": faiss_kind,
+        "counts": {
+            "documents": report.n_documents,
+            "chunks": report.n_chunks,
+            "load_errors": len(report.errors),
+        },
+        "documents": [
+            {
+                "doc_id": d,
+                "title": documents[d].title,
+                "path": documents[d].path,
+                "sha256": documents[d].sha256,
+                "chars": len(documents[d].text),
+                "chunks": len(chunks[d]),
+            }
+            for d in order
+        ],
+        "load_errors": [{"path": e.path, "message": e.message} for e in report.errors],
+    }
+
+
+def _write(build_dir: Path, manifest: dict, documents, chunks, vectors: np.ndarray, faiss_kind: str) -> None:
+    store.write_jsonl(build_dir / store.DOCUMENTS, map(store.document_row, documents))
+    store.write_jsonl(build_dir / store.CHUNKS, map(store.chunk_row, chunks))
+    store.write_npy(build_dir / store.EMBEDDINGS, vectors)
+    VectorIndex.build(vectors, faiss_kind).save(build_dir / store.FAISS)
+    BM25Index.build([passage_text(c) for c in chunks]).save(build_dir / store.BM25_DIR)
+    # The manifest goes last: a folder without one is never mistaken for a finished index.
+    store.write_json(build_dir / store.MANIFEST, manifest)
