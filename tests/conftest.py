@@ -83,3 +83,32 @@ def tiny_corpus(tmp_path: Path) -> Path:
         "POEMS综合征是一种罕见的克隆性浆细胞病。\n治疗\n来那度胺联合地塞米松有较好疗效。\n".encode("gbk")
     )
     return folder
+
+
+@pytest.fixture(scope="session")
+def real_embedder():
+    """The bundled multilingual-e5-small, loaded once per test session (slow tests only)."""
+    from rag.embedding import SentenceTransformerEmbedder
+
+    embedder = SentenceTransformerEmbedder()
+    embedder.warm_up()
+    return embedder
+
+
+@pytest.fixture(scope="session")
+def bundled_index(tmp_path_factory, real_embedder) -> Path:
+    """The bundled papers indexed with the real model, once per session, in a temp folder."""
+    from rag.index import build_index
+
+    index_dir = tmp_path_factory.mktemp("bundled") / "index"
+    build_index(DOCS, index_dir, real_embedder, progress=False)
+    return index_dir
+
+
+@pytest.fixture
+def fake_index(tiny_corpus: Path, fake_embedder: FakeEmbedder, tmp_path: Path) -> Path:
+    from rag.index import build_index
+
+    index_dir = tmp_path / "index"
+    build_index(tiny_corpus, index_dir, fake_embedder, progress=False)
+    return index_dir

@@ -1,0 +1,82 @@
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+import rag.pipeline
+from rag.cli import main
+
+from .conftest import DOCS, FakeEmbedder
+
+ASK_KEYS = {"question", "lang", "abstained", "answer", "quotes", "hits"}
+QUOTE_KEYS = {"n", "doc_id", "title", "section", "start", "end", "text"}
+HIT_KEYS = {"rank", "chunk_id", "doc_id", "title", "section", "start", "end", "score", "text"}
+
+
+@pytest.fixture
+def fake_model(monkeypatch):
+    monkeypatch.setattr(rag.pipeline, "embedder_for", lambda built, model: FakeEmbedder())
+
+
+def test_ask_json_schema(fake_index, fake_model, capsys):
+    assert main(["ask", "低分子肝素是什么？", "--index", str(fake_index), "--json", "--k", "3"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert set(out) == ASK_KEYS
+    assert out["lang"] == "zh" and len(out["hits"]) <= 3
+    assert all(set(h) == HIT_KEYS for h in out["hits"]) and all(set(q) == QUOTE_KEYS for q in out["quotes"])
+    assert [h["rank"] for h in out["hits"]] == list(range(1, len(out["hits"]) + 1))
+
+
+def test_inspect_json_schema(fake_index, capsys):
+    assert main(["inspect", "--index", str(fake_index), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert set(out) == {"model", "chunks", "documents"}
+    assert out["model"] == "fake-hash-64"
+    docs = {d["doc_id"]: d for d in out["documents"]}
+    assert set(docs["zh-thrombosis"]) == {"doc_id", "title", "path", "chars", "chunks", "sections"}
+    assert docs["zh-thrombosis"]["sections"] == ["摘要", "1 引言", "2 治疗"]
+    assert sum(d["chunks"] for d in out["documents"]) == out["chunks"]
+
+
+def test_missing_index_says_how_to_build_it(tmp_path, capsys):
+    assert main(["inspect", "--index", str(tmp_path / "none")]) == 2
+    assert "rag index" in capsys.readouterr().err
+
+
+def test_empty_question_is_an_error_not_a_crash(fake_index, fake_model, capsys):
+    assert main(["ask", "  ", "--index", str(fake_index)]) == 2
+    assert "empty" in capsys.readouterr().err
+
+
+def _rag(*args: str, cwd=None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "rag.cli", *args], capture_output=True, text=True, cwd=cwd, timeout=600)
+
+
+@pytest.mark.slow
+def test_cli_end_to_end_on_bundled_docs(tmp_path):
+    docs = tmp_path / "docs"
+    shutil.copytree(DOCS, docs)
+    index = tmp_path / "index"
+    built = _rag("index", "--docs", str(docs), "--index", str(index), "--quiet")
+    assert built.returncode == 0, built.stderr
+    assert "5 documents" in built.stdout
+    again = _rag("index", "--docs", str(docs), "--index", str(index), "--quiet")
+    assert "(0 embedded)" in again.stdout  # nothing changed, nothing re-embedded
+
+    inspected = json.loads(_rag("inspect", "--index", str(index), "--json").stdout)
+    sections = {d["doc_id"]: d["sections"] for d in inspected["documents"]}
+    assert sections["poems-syndrome-lenalidomide-ahsct"] == ["(引言)", "1 病例资料", "2 讨论"]
+
+    for question in ("特鲁索综合征的首选治疗是什么？", "What is the first-line drug for Trousseau syndrome?"):
+        asked = _rag("ask", question, "--index", str(index), "--json")
+        assert asked.returncode == 0, asked.stderr
+        out = json.loads(asked.stdout)
+        assert out["lang"] == ("zh" if question.startswith("特") else "en")
+        heparin = [h for h in out["hits"] if "低分子肝素" in h["text"] or "low molecular weight heparin" in h["text"]]
+        assert heparin and heparin[0]["rank"] <= 3
+        docs_text = {d["doc_id"]: d for d in inspected["documents"]}
+        assert heparin[0]["doc_id"] in docs_text

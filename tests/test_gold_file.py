@@ -1,0 +1,48 @@
+"""The shipped gold set is well formed and every evidence phrase is really in the bundled papers."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+
+from rag.gold import load_gold, match_key
+from rag.loading import load_folder
+
+from .conftest import DOCS, REPO
+
+GOLD = REPO / "eval" / "gold.jsonl"
+
+
+@pytest.fixture(scope="module")
+def gold():
+    return load_gold(GOLD)
+
+
+@pytest.fixture(scope="module")
+def doc_keys():
+    return {d.doc_id: match_key(d.text) for d in load_folder(DOCS).documents}
+
+
+def test_every_evidence_phrase_occurs_in_a_normalised_document(gold, doc_keys):
+    missing = [(g.id, e) for g in gold for e in g.evidence if not any(match_key(e) in t for t in doc_keys.values())]
+    assert not missing
+
+
+def test_every_answerable_question_has_an_answer_string_in_its_documents(gold, doc_keys):
+    texts = "\n".join(doc_keys.values())
+    missing = [g.id for g in gold if g.answerable and not any(match_key(a) in texts for a in g.answer)]
+    assert not missing
+
+
+def test_size_coverage_and_pairs(gold):
+    assert len(gold) >= 80
+    assert sum(not g.answerable for g in gold) >= 12
+    assert {g.lang for g in gold} == {"zh", "en"}
+    docs = {d for g in gold if g.answerable for d in g.doc.split(",")}
+    assert docs == {d.stem for d in DOCS.glob("*.txt")}
+    pairs = Counter(g.pair for g in gold if g.answerable)
+    assert all(n == 2 for n in pairs.values())
+    for pair in pairs:
+        assert {g.lang for g in gold if g.pair == pair} == {"zh", "en"}
+    assert sum(g.kind == "multi-doc" for g in gold) >= 2

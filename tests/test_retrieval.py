@@ -1,0 +1,75 @@
+from __future__ import annotations
+
+import pytest
+
+from rag.pipeline import Pipeline, QuestionError
+from rag.retrieval import rrf_fuse
+
+
+def test_rrf_fuse_against_hand_computed_scores():
+    fused = rrf_fuse([["a", "b", "c"], ["c", "a"]], [1.0, 1.0], k=60)
+    expected = {"a": 1 / 61 + 1 / 62, "b": 1 / 62, "c": 1 / 63 + 1 / 61}
+    assert [i for i, _ in fused] == sorted(expected, key=lambda i: -expected[i])
+    assert dict(fused) == pytest.approx(expected)
+
+
+def test_rrf_weights_and_empty_lists():
+    assert rrf_fuse([["a"], []], [0.0, 1.0])[0] == ("a", 0.0)
+    assert rrf_fuse([[], []], [1.0, 1.0]) == []
+
+
+@pytest.mark.parametrize("mode", ["dense", "bm25", "hybrid"])
+def test_modes_rank_the_relevant_chunk_first(fake_index, fake_embedder, mode):
+    p = Pipeline.load(fake_index, embedder=fake_embedder)
+    hits = p.retrieve("低分子肝素 抗凝治疗", k=3, mode=mode)
+    assert hits and "低分子肝素" in hits[0].chunk.text
+    assert [h.rank for h in hits] == list(range(1, len(hits) + 1))
+    assert all(a.score >= b.score for a, b in zip(hits, hits[1:], strict=False))
+
+
+def test_english_bm25_finds_the_english_document(fake_index, fake_embedder):
+    p = Pipeline.load(fake_index, embedder=fake_embedder)
+    hits = p.retrieve("partial response oral ulcers", k=2, mode="bm25")
+    assert hits[0].chunk.doc_id == "en-angiosarcoma"
+
+
+def test_bad_mode_and_k(fake_index, fake_embedder):
+    p = Pipeline.load(fake_index, embedder=fake_embedder)
+    with pytest.raises(ValueError, match="mode must be one of dense, bm25, hybrid"):
+        p.retrieve("x", mode="fuzzy")
+    with pytest.raises(ValueError, match="k must be at least 1"):
+        p.retrieve("x", k=0)
+
+
+@pytest.mark.parametrize("question, message", [("", "the text is empty"), ("   ", "the text is empty"),
+                                                ("问" * 1001, "keep it under 1000")])
+def test_empty_or_huge_question_gets_a_clear_error(fake_index, fake_embedder, question, message):
+    p = Pipeline.load(fake_index, embedder=fake_embedder)
+    with pytest.raises(QuestionError, match=message):
+        p.ask(question)
+
+
+def test_status_and_reload_see_new_documents(fake_index, fake_embedder, tiny_corpus):
+    from rag.index import build_index
+
+    p = Pipeline.load(fake_index, embedder=fake_embedder)
+    assert p.status()["documents"] == 3
+    (tiny_corpus / "new.txt").write_text("佐拉替尼是一种虚构的药物。", encoding="utf-8")
+    build_index(tiny_corpus, fake_index, fake_embedder, progress=False)
+    p.reload()
+    assert p.status()["documents"] == 4
+    assert p.retrieve("佐拉替尼", k=1, mode="bm25")[0].chunk.doc_id == "new"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("question", ["特鲁索综合征的首选治疗是什么？", "What is the first-line drug for Trousseau syndrome?"])
+@pytest.mark.parametrize("mode", ["dense", "hybrid"])
+def test_real_model_finds_low_molecular_weight_heparin(bundled_index, real_embedder, question, mode):
+    p = Pipeline.load(bundled_index, embedder=real_embedder)
+    hits = p.retrieve(question, k=5, mode=mode)
+    top = [h for h in hits if "低分子肝素" in h.chunk.text or "low molecular weight heparin" in h.chunk.text]
+    assert top, [h.chunk.text[:40] for h in hits]
+    h = top[0]
+    assert h.chunk.doc_id == "trousseau-syndrome-review"
+    assert p.documents[h.chunk.doc_id].text[h.chunk.start : h.chunk.end] == h.chunk.text
+    assert h.chunk.section in ("摘要", "Abstract", "6 治疗方式")
