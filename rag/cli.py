@@ -64,6 +64,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--index", default=DEFAULT_INDEX, help="index folder (default: %(default)s)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
+    p = sub.add_parser("eval", help="score retrieval and answers on gold questions")
+    p.add_argument(
+        "--gold", default="eval/gold.jsonl", help="gold questions, JSON lines (default: %(default)s)"
+    )
+    p.add_argument("--index", default=DEFAULT_INDEX, help="index folder (default: %(default)s)")
+    p.add_argument(
+        "--modes", default="dense,bm25,hybrid", help="retrieval modes to compare (default: %(default)s)"
+    )
+    p.add_argument("--model", default=None, help="query model (default: the one the index was built with)")
+    p.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
+    p.add_argument("--out", default=None, help="folder for report.md, metrics.json and recall.png")
+
     p = sub.add_parser(
         "model", help="prepare the embedding model (converts the bundled one once) and print its path"
     )
@@ -182,6 +194,26 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_eval(args: argparse.Namespace) -> int:
+    from rag.eval_report import render_table, report_json, write_outputs
+    from rag.evaluation import load_eval_gold, run_eval
+    from rag.pipeline import Pipeline
+
+    items = load_eval_gold(args.gold)
+    started = time.perf_counter()
+    pipeline = Pipeline.load(args.index, model=args.model)
+    load_ms = (time.perf_counter() - started) * 1000
+    modes = tuple(m.strip() for m in args.modes.split(",") if m.strip())
+    report = run_eval(pipeline, items, modes=modes, progress=True, index_load_ms=load_ms)
+    print(
+        json.dumps(report_json(report), ensure_ascii=False, indent=1) if args.json else render_table(report)
+    )
+    if args.out:
+        for path in write_outputs(report, args.out):
+            print(f"wrote {path}", file=sys.stderr)
+    return 0
+
+
 def cmd_model(args: argparse.Namespace) -> int:
     from rag.models import resolve_model
 
@@ -191,7 +223,7 @@ def cmd_model(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"index": cmd_index, "ask": cmd_ask, "inspect": cmd_inspect, "model": cmd_model}
+COMMANDS = {"index": cmd_index, "ask": cmd_ask, "inspect": cmd_inspect, "eval": cmd_eval, "model": cmd_model}
 
 
 def main(argv: list[str] | None = None) -> int:

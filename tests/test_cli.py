@@ -53,7 +53,9 @@ def test_empty_question_is_an_error_not_a_crash(fake_index, fake_model, capsys):
 
 
 def _rag(*args: str, cwd=None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "rag.cli", *args], capture_output=True, text=True, cwd=cwd, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "rag.cli", *args], capture_output=True, text=True, cwd=cwd, timeout=600
+    )
 
 
 @pytest.mark.slow
@@ -76,7 +78,56 @@ def test_cli_end_to_end_on_bundled_docs(tmp_path):
         assert asked.returncode == 0, asked.stderr
         out = json.loads(asked.stdout)
         assert out["lang"] == ("zh" if question.startswith("特") else "en")
-        heparin = [h for h in out["hits"] if "低分子肝素" in h["text"] or "low molecular weight heparin" in h["text"]]
+        heparin = [
+            h for h in out["hits"] if "低分子肝素" in h["text"] or "low molecular weight heparin" in h["text"]
+        ]
         assert heparin and heparin[0]["rank"] <= 3
         docs_text = {d["doc_id"]: d for d in inspected["documents"]}
         assert heparin[0]["doc_id"] in docs_text
+
+
+def test_eval_end_to_end_on_a_small_gold_file(fake_index, fake_model, tmp_path, capsys):
+    gold = tmp_path / "gold.jsonl"
+    rows = [
+        {
+            "id": "q1",
+            "question": "低分子肝素",
+            "lang": "zh",
+            "answerable": True,
+            "evidence": ["低分子肝素"],
+            "answer": ["低分子肝素"],
+        },
+        {
+            "id": "q2",
+            "question": "oral ulcers adverse event",
+            "lang": "en",
+            "answerable": True,
+            "evidence": ["Oral ulcers were the main adverse event"],
+            "answer": ["oral ulcers"],
+        },
+        {
+            "id": "q3",
+            "question": "Who won the 2022 World Cup?",
+            "lang": "en",
+            "answerable": False,
+            "evidence": [],
+            "answer": [],
+        },
+    ]
+    gold.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in rows), encoding="utf-8")
+    out_dir = tmp_path / "out"
+    code = main(["eval", "--gold", str(gold), "--index", str(fake_index), "--json", "--out", str(out_dir)])
+    assert code == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["n"] == 3
+    assert set(report["modes"]) >= {"dense", "bm25", "hybrid"}
+    assert 0.0 <= report["retrieval"]["recall@5"] <= 1.0
+    assert report["answer"]["quote_verified"] == 1.0
+    assert sorted(p.name for p in out_dir.iterdir()) == ["metrics.json", "recall.png", "report.md"]
+
+
+def test_eval_reports_a_malformed_gold_line(fake_index, fake_model, tmp_path, capsys):
+    gold = tmp_path / "gold.jsonl"
+    gold.write_text('{"id": "q1"}\n', encoding="utf-8")
+    assert main(["eval", "--gold", str(gold), "--index", str(fake_index)]) == 2
+    assert "line 1" in capsys.readouterr().err
