@@ -1,0 +1,285 @@
+from __future__ import annotations
+
+import string
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+import rag.answer
+from rag.answer import AnswerSettings, compose_answer, evidence_score, templates, verify_quote
+from rag.chunking import chunk_document
+from rag.evaluation import answer_framing
+from rag.glossary import Glossary, Term
+from rag.headings import parse_heading
+from rag.lang import detect_lang
+from rag.loading import load_folder
+from rag.sentence_scoring import candidate_sentences, score_sentences
+from rag.types import Chunk, Document, Hit
+from tests.conftest import DOCS
+
+SETTINGS = AnswerSettings(min_score=0.1)
+
+# A paper whose English abstract translates the Chinese one sentence by sentence.
+BILINGUAL = (
+    "摘要\n"
+    "特鲁索综合征是一种与癌症相关的血栓形成综合征。特鲁索综合征首选抗凝治疗,目前低分子肝素已成为一线治疗药物。\n"
+    "Abstract\n"
+    "Trousseau syndrome is a cancer-related thrombotic syndrome. Anticoagulant therapy is the first "
+    "choice, and low molecular weight heparin has become the first-line treatment.\n"
+    "1. 引言\n"
+    "组织因子(tissue factor, TF)是重要的促凝物质,可导致高凝状态。\n"
+)
+
+
+@pytest.fixture
+def corpus(tiny_corpus: Path) -> dict[str, Document]:
+    return {d.doc_id: d for d in load_folder(tiny_corpus).documents}
+
+
+def _hits(documents: dict[str, Document], doc_id: str) -> list[Hit]:
+    chunks = chunk_document(documents[doc_id])
+    return [Hit(c, 1.0 / (i + 1), i) for i, c in enumerate(chunks)]
+
+
+def _framing_lang(answer) -> str:
+    return detect_lang(answer_framing(answer))
+
+
+def test_quotes_are_verbatim_verified_and_at_most_three(corpus, fake_embedder):
+    hits = _hits(corpus, "zh-thrombosis")
+    glossary = Glossary.build(corpus.values())
+    a = compose_answer(
+        "特鲁索综合征的一线治疗药物是什么？",
+        "zh",
+        hits,
+        corpus,
+        settings=SETTINGS,
+        glossary=glossary,
+        embedder=fake_embedder,
+    )
+    assert not a.abstained and 1 <= len(a.quotes) <= 3
+    for q in a.quotes:
+        assert q.text == corpus[q.doc_id].text[q.start : q.end] and verify_quote(q, corpus)
+        assert parse_heading(q.text) is None
+        assert f"「{q.text}」[{q.n}]" in a.answer
+    assert [q.n for q in a.quotes] == list(range(1, len(a.quotes) + 1))
+    assert any("低分子肝素已成为一线治疗药物" in q.text for q in a.quotes)
+    assert a.answer.startswith("根据文献：") and _framing_lang(a) == "zh"
+    assert a.hits == tuple(hits)
+    one = compose_answer(
+        "低分子肝素", "zh", hits, corpus, settings=AnswerSettings(max_quotes=1, min_score=0.1)
+    )
+    assert len(one.quotes) == 1
+
+
+def test_tampered_quote_is_rejected(corpus):
+    a = compose_answer("低分子肝素治疗", "zh", _hits(corpus, "zh-thrombosis"), corpus, settings=SETTINGS)
+    q = a.quotes[0]
+    assert verify_quote(q, corpus)
+    assert not verify_quote(replace(q, text=q.text[:-1] + "X"), corpus)
+    assert not verify_quote(replace(q, start=q.start + 1), corpus)
+    assert not verify_quote(replace(q, start=-len(q.text), end=0), corpus)
+    assert not verify_quote(replace(q, doc_id="missing"), corpus)
+
+
+def test_a_quote_failing_verification_is_never_shown(corpus, monkeypatch):
+    hits = _hits(corpus, "zh-thrombosis")
+    good = compose_answer("低分子肝素治疗", "zh", hits, corpus, settings=SETTINGS)
+    rejected = good.quotes[0]
+    monkeypatch.setattr(rag.answer, "verify_quote", lambda q, docs: q.start != rejected.start)
+    a = compose_answer("低分子肝素治疗", "zh", hits, corpus, settings=SETTINGS)
+    assert rejected.text not in a.answer and all(q.start != rejected.start for q in a.quotes)
+    assert any("dropped a quote" in n for n in a.notes)
+
+
+def test_english_question_gets_english_framing_and_glossed_chinese_quote(fake_embedder):
+    text = "1. 引言\n组织因子(tissue factor, TF)是重要的促凝物质。\n2. 机制\n肿瘤细胞大量表达组织因子,从而促进血栓形成和肿瘤生长。\n"
+    docs = {"tf": Document("tf", "组织因子综述 (Tissue factor: a review)", "tf.txt", text, "0")}
+    mechanism = [h for h in _hits(docs, "tf") if h.chunk.section == "2 机制"]
+    a = compose_answer(
+        "How does tissue factor promote thrombosis?",
+        "en",
+        mechanism,
+        docs,
+        settings=SETTINGS,
+        glossary=Glossary.build(docs.values()),
+        embedder=fake_embedder,
+    )
+    assert not a.abstained and a.quotes[0].text == "肿瘤细胞大量表达组织因子,从而促进血栓形成和肿瘤生长。"
+    assert a.answer.startswith("According to the documents:")
+    assert "Key terms: 组织因子 = tissue factor (TF)" in a.answer
+    assert "[1] Tissue factor: a review, section 2" in a.answer and _framing_lang(a) == "en"
+
+
+def test_a_quote_that_defines_its_term_needs_no_gloss(corpus):
+    a = compose_answer(
+        "What is tissue factor (TF)?",
+        "en",
+        _hits(corpus, "zh-thrombosis"),
+        corpus,
+        settings=SETTINGS,
+        glossary=Glossary.build(corpus.values()),
+    )
+    assert "组织因子(tissue factor, TF)" in a.quotes[0].text
+    assert "Key terms: 组织因子" not in a.answer and _framing_lang(a) == "en"
+
+
+def test_english_question_adds_the_english_abstract_sentence_of_the_same_fact():
+    doc = Document("bi", "特鲁索综合征 (Trousseau syndrome)", "bi.txt", BILINGUAL, "0")
+    docs = {"bi": doc}
+    zh_hits = [h for h in _hits(docs, "bi") if h.chunk.section == "摘要"]
+    # An English question naming the Chinese drug (no embedder or glossary needed to match it).
+    a = compose_answer("Is 低分子肝素 the first-line drug?", "en", zh_hits, docs, settings=SETTINGS)
+    texts = [q.text for q in a.quotes]
+    assert "低分子肝素已成为一线治疗药物" in texts[0]
+    twin = "Anticoagulant therapy is the first choice, and low molecular weight heparin has become the first-line treatment."
+    assert texts[1] == twin and all(verify_quote(q, docs) for q in a.quotes)
+    assert f"The English abstract states the same: “{twin}” [2]" in a.answer
+
+
+def test_chinese_question_counts_the_same_fact_once():
+    doc = Document("bi", "特鲁索综合征 (Trousseau syndrome)", "bi.txt", BILINGUAL, "0")
+    docs = {"bi": doc}
+    hits = [h for h in _hits(docs, "bi") if h.chunk.section in ("摘要", "Abstract")]
+    question = "低分子肝素是一线治疗药物吗？low molecular weight heparin first-line treatment"
+    sentences, _ = candidate_sentences(hits, docs, 5)
+    scored = {s.sentence.text: s for s in score_sentences(question, sentences, None)}
+    zh_text = "特鲁索综合征首选抗凝治疗,目前低分子肝素已成为一线治疗药物。"
+    en_text = "Anticoagulant therapy is the first choice, and low molecular weight heparin has become the first-line treatment."
+    top = max(s.score for s in scored.values())
+    # Both sentences would qualify as quotes on their scores alone...
+    for text in (zh_text, en_text):
+        s = scored[text]
+        assert (
+            s.relevance >= SETTINGS.min_score and s.score >= rag.answer.FOLLOW_RATIO * top and s.lexical > 0
+        )
+    # ...but they state one fact, so a Chinese question gets it once.
+    quoted = [q.text for q in compose_answer(question, "zh", hits, docs, settings=SETTINGS).quotes]
+    assert (zh_text in quoted) + (en_text in quoted) == 1
+
+
+@pytest.mark.parametrize(
+    ("question", "lang", "message"),
+    [
+        ("What is the capital of France?", "en", "The documents do not answer this."),
+        ("法国的首都是哪里？", "zh", "文档中未找到答案。"),
+    ],
+)
+def test_abstains_below_the_threshold_in_the_question_language(
+    corpus, fake_embedder, question, lang, message
+):
+    hits = _hits(corpus, "zh-thrombosis")
+    score = evidence_score(question, lang, hits, corpus, None, fake_embedder)
+    assert 0.0 <= score <= 1.0
+    a = compose_answer(
+        question,
+        lang,
+        hits,
+        corpus,
+        settings=AnswerSettings(min_score=min(1.0, score + 0.01)),
+        embedder=fake_embedder,
+    )
+    assert a.abstained and a.quotes == () and a.hits == tuple(hits)
+    assert a.answer.startswith(message) and templates(lang)["nearest"] in a.answer
+    assert _framing_lang(a) == lang
+    answered = compose_answer(
+        question,
+        lang,
+        hits,
+        corpus,
+        settings=AnswerSettings(min_score=max(0.0, score - 0.01)),
+        embedder=fake_embedder,
+    )
+    assert not answered.abstained
+
+
+def test_no_hits_abstains(corpus):
+    for lang in ("en", "zh"):
+        a = compose_answer("anything", lang, [], corpus, settings=SETTINGS)
+        assert a.abstained and a.quotes == () and a.hits == ()
+        assert a.answer == templates(lang)["abstain"]
+
+
+def test_stale_chunk_is_skipped_and_noted(corpus):
+    doc = corpus["zh-thrombosis"]
+    stale = Chunk("zh:0-10", doc.doc_id, doc.title, "摘要", 0, 10, "不是这段文字的内容呀")
+    a = compose_answer("低分子肝素", "zh", [Hit(stale, 1.0)], corpus, settings=SETTINGS)
+    assert a.abstained and any("rebuild the index" in n for n in a.notes)
+
+
+def test_embedder_is_called_once_for_the_question_and_once_for_the_sentences(corpus, fake_embedder):
+    compose_answer(
+        "低分子肝素", "zh", _hits(corpus, "zh-thrombosis"), corpus, settings=SETTINGS, embedder=fake_embedder
+    )
+    assert len(fake_embedder.calls) == 2
+
+
+def test_relevance_is_in_the_unit_interval(corpus, fake_embedder):
+    sentences, _ = candidate_sentences(_hits(corpus, "zh-thrombosis"), corpus, 5)
+    for s in score_sentences("低分子肝素 heparin", sentences, None, fake_embedder):
+        assert 0.0 <= s.relevance <= 1.0 and 0.0 <= s.lexical <= 1.0
+
+
+def test_templates_exist_for_both_languages_with_the_same_keys_and_fields():
+    en, zh = templates("en"), templates("zh")
+    assert en.keys() == zh.keys()
+    for key in en:
+        fields = {f for _, f, _, _ in string.Formatter().parse(en[key]) if f}
+        assert fields == {f for _, f, _, _ in string.Formatter().parse(zh[key]) if f}, key
+    assert zh["intro"] == "根据文献：" and en["abstain"] == "The documents do not answer this."
+    with pytest.raises(ValueError, match="lang must be one of"):
+        templates("fr")
+
+
+def test_settings_are_checked():
+    with pytest.raises(ValueError, match="max_quotes must be between 1 and 10"):
+        AnswerSettings(max_quotes=0)
+    with pytest.raises(ValueError, match="min_score must be between 0 and 1"):
+        AnswerSettings(min_score=2.0)
+    with pytest.raises(ValueError, match="candidate_chunks must be at least 1"):
+        AnswerSettings(candidate_chunks=0)
+
+
+def test_real_paper_english_question_chinese_quote_gloss_and_abstract_sentence():
+    docs = {d.doc_id: d for d in load_folder(DOCS).documents}
+    doc = docs["trousseau-syndrome-review"]
+    zh_abstract = [h for h in _hits(docs, doc.doc_id) if h.chunk.section == "摘要"]
+    a = compose_answer(
+        "Does it present with deep venous thrombosis or pulmonary embolism?",
+        "en",
+        zh_abstract,
+        docs,
+        settings=SETTINGS,
+        glossary=Glossary.build(docs.values()),  # the glossary links the English terms to 深静脉血栓, 肺栓塞
+    )
+    assert not a.abstained and all(verify_quote(q, docs) for q in a.quotes) and len(a.quotes) <= 3
+    assert "临床主要表现为深静脉血栓形成、肺栓塞" in a.quotes[0].text
+    assert (
+        "Key terms: 深静脉血栓 = deep venous thrombosis (DVT); 肺栓塞 = pulmonary embolism (PE)" in a.answer
+    )
+    assert a.quotes[1].text.startswith("The main clinical manifestations are deep vein thrombosis")
+    assert "Trousseau syndrome: a review, Chinese abstract" in a.answer
+    assert _framing_lang(a) == "en"
+
+
+def test_duplicate_checks():
+    from rag.sentence_scoring import near_duplicate, same_fact
+
+    assert near_duplicate(
+        "特鲁索综合征首选抗凝治疗,目前低分子肝素已成为一线治疗药物。",
+        "目前低分子肝素已成为特鲁索综合征的一线治疗药物。",
+    )
+    assert not near_duplicate(
+        "Anticoagulant therapy is the first choice, and heparin has become the first-line treatment.",
+        "Trousseau syndrome is a thrombotic syndrome caused by cancer and has become a leading cause of death.",
+    )
+    glossary = Glossary([Term("静脉血栓栓塞", "venous thromboembolism", "VTE")])
+    zh = "ALK 重排患者的静脉血栓栓塞发生率为 42.7%。"
+    assert same_fact(
+        zh, "The incidence of venous thromboembolism in ALK-rearranged patients was 42.7%.", glossary
+    )
+    # two shared topic terms do not make the same fact
+    assert not same_fact(
+        zh, "VTE risk factors in ALK and EGFR positive cancer were reviewed in 2019 and 2021.", glossary
+    )
