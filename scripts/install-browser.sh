@@ -8,5 +8,5 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq >/dev/null
-apt-get install -y -qq chromium >/dev/null
+apt-get install -y -qq chromium fonts-noto-cjk >/dev/null
 echo "installed $(/usr/bin/chromium --version)"

@@ -1,0 +1,263 @@
+"""Gradio chat for the paper assistant: `python app.py [--index index] [--docs docs] [--port 7860]`.
+
+Layout and wiring only; rendering, uploads and the question handling live in webui/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+# A medical assistant should not phone home; Gradio reads this at import.
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+import gradio as gr
+
+from rag.pipeline import MODES, Pipeline
+from webui.chat import MAX_K, ask, open_document, respond
+from webui.render import escape_markdown, quotes_json, status_line
+from webui.uploads import ALLOWED_SUFFIXES, MAX_UPLOAD_BYTES, add_documents, docs_mismatch
+
+if TYPE_CHECKING:
+    from rag.embedding import Embedder
+
+EXAMPLES = [
+    "特鲁索综合征的首选治疗是什么？",
+    "What is the first-line drug for Trousseau syndrome?",
+    "依维莫司治疗血管肉瘤的主要不良反应是什么？",
+    "What are the blood markers associated with bone metastasis of lung cancer?",
+]
+CSS = (Path(__file__).parent / "webui" / "style.css").read_text(encoding="utf-8")
+# System fonts only: no Google Fonts request (the app works offline) and proper CJK glyphs.
+FONTS = [
+    "system-ui",
+    "PingFang SC",
+    "Noto Sans CJK SC",
+    "Microsoft YaHei",
+    "Helvetica Neue",
+    "Arial",
+    "sans-serif",
+]
+SOURCES_PLACEHOLDER = (
+    '<div class="placeholder">Sources appear here after you ask: each quote highlighted in its paper. '
+    "<br>提问后，这里显示引用的原文及其出处。</div>"
+)
+# The sources panel is plain escaped HTML; a click on a card's button asks Python for the full document.
+SOURCES_JS = """
+element.addEventListener('click', (e) => {
+  const b = e.target.closest('button[data-quote]');
+  if (b) trigger('click', {quote: Number(b.dataset.quote)});
+});
+"""
+# Bring the focused quote into view whenever a document is opened (#q<n> also works as a link). The
+# panel may mount only when its accordion first opens, after the value arrived: so also scroll on load.
+DOC_VIEW_JS = """
+const focusQuote = () => setTimeout(() => {
+  const m = element.querySelector('mark.focus');
+  if (m) m.scrollIntoView({block: 'center', behavior: 'smooth'});
+}, 150);
+focusQuote();
+watch('value', focusQuote);
+"""
+PRIVATE = {"api_visibility": "private"}  # only /ask is part of the API
+
+
+def build_app(pipeline: Pipeline, docs_dir: str | Path) -> gr.Blocks:
+    docs_dir = Path(docs_dir)
+    uploads_off = docs_mismatch(pipeline, docs_dir)
+
+    def on_submit(question: str, history: list, mode: str, k: int):
+        turn = respond(pipeline, question, history, mode, k)
+        if turn.sources_html is None:  # an error: keep the question for editing, keep the sources
+            return turn.history, question, gr.skip(), gr.skip()
+        return turn.history, "", turn.sources_html or SOURCES_PLACEHOLDER, turn.quotes
+
+    def on_open(quotes: list, evt: gr.EventData):
+        n = getattr(evt, "_data", None) or {}
+        if "quote" not in n:
+            return gr.skip(), gr.skip()
+        return open_document(pipeline, quotes, int(n["quote"])), gr.Accordion(open=True)
+
+    def on_upload(paths: list[str] | None):
+        files = [(Path(p).name, Path(p)) for p in paths or []]
+        try:
+            result = add_documents(files, docs_dir, pipeline)
+        finally:
+            for _, tmp in files:  # Gradio's copy is no longer needed; do not keep papers in /tmp
+                tmp.unlink(missing_ok=True)
+        # File names come from the browser: shown literally, never as Markdown.
+        return escape_markdown(result.message()), status_line(pipeline.status()), None
+
+    def api_ask(question: str, mode: str = "hybrid", k: int = 5) -> tuple[str, list[dict]]:
+        """Answer a question from the papers: (answer text with [n] citations, quotes as JSON)."""
+        try:
+            answer = ask(pipeline, question, mode, k)
+        except ValueError as exc:  # QuestionError and bad settings: the message tells the caller the fix
+            raise gr.Error(str(exc)) from exc
+        return answer.answer, quotes_json(answer)
+
+    with gr.Blocks(title="Medical papers Q&A · 医学文献问答") as demo:
+        quotes = gr.State([])
+        gr.Markdown(
+            "## Medical papers Q&A · 医学文献问答\n"
+            "Ask in Chinese or English; answers quote the papers, with numbered citations. "
+            "/ 中英文提问，答案引用原文并标注出处。",
+            elem_id="app-title",
+        )
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=3, min_width=340):
+                chatbot = gr.Chatbot(
+                    elem_id="chat",
+                    label="Chat · 对话",
+                    height="60vh",
+                    latex_delimiters=[],
+                    feedback_options=None,
+                    buttons=["copy"],
+                    placeholder="Ask a question about the papers below. · 请在下方输入问题。",
+                )
+                question = gr.Textbox(
+                    show_label=False,
+                    placeholder="e.g. 特鲁索综合征的首选治疗是什么？ / What is the first-line drug for Trousseau syndrome?",
+                    submit_btn="Ask · 提问",
+                    elem_id="question",
+                    max_lines=6,
+                )
+                examples = gr.Examples(EXAMPLES, inputs=question, label="Examples · 示例")
+                clear = gr.Button("New conversation · 新对话", size="sm", variant="secondary")
+            with gr.Column(scale=2, min_width=320):
+                sources = gr.HTML(SOURCES_PLACEHOLDER, elem_id="sources", js_on_load=SOURCES_JS)
+                with gr.Accordion("Full document · 全文", open=False) as doc_box:
+                    doc_view = gr.HTML(
+                        '<div class="doc-view empty">Open a source to read it in its paper. / 点击来源查看全文。</div>',
+                        elem_id="doc-view",
+                        js_on_load=DOC_VIEW_JS,
+                    )
+                with gr.Accordion("Settings · 设置", open=False):
+                    mode = gr.Radio(list(MODES), value="hybrid", label="Retrieval mode · 检索方式")
+                    k = gr.Slider(1, MAX_K, value=5, step=1, label="Passages · 段落数")
+                with gr.Accordion("Add documents · 添加文献", open=False):
+                    files = gr.File(
+                        file_count="multiple",
+                        file_types=list(ALLOWED_SUFFIXES),
+                        type="filepath",
+                        label=f".txt .md .pdf, ≤ {MAX_UPLOAD_BYTES // 2**20} MB",
+                        interactive=uploads_off is None,
+                    )
+                    add = gr.Button(
+                        "Add to library · 加入文献库", variant="primary", interactive=uploads_off is None
+                    )
+                    upload_msg = gr.Markdown(escape_markdown(uploads_off or ""), elem_id="upload-msg")
+                status = gr.HTML(status_line(pipeline.status()), elem_id="status")
+
+        outputs = [chatbot, question, sources, quotes]
+        question.submit(on_submit, [question, chatbot, mode, k], outputs, **PRIVATE)
+        examples.load_input_event.then(on_submit, [question, chatbot, mode, k], outputs, **PRIVATE)
+        clear.click(lambda: ([], "", SOURCES_PLACEHOLDER, []), None, outputs, **PRIVATE)
+        sources.click(on_open, [quotes], [doc_view, doc_box], **PRIVATE)
+        add.click(on_upload, [files], [upload_msg, status, files], concurrency_limit=1, **PRIVATE)
+        # Each page load shows the index as it is now, e.g. after someone else's upload.
+        demo.load(lambda: status_line(pipeline.status()), None, status, **PRIVATE)
+        gr.api(api_ask, api_name="ask")
+    return demo
+
+
+def parse_auth(value: str | None) -> tuple[str, str] | None:
+    """`user:password` (the password may contain ':'), or None for no login."""
+    if not value:
+        return None
+    user, sep, password = value.partition(":")
+    if not sep or not user or not password:
+        raise ValueError("--auth must look like user:password (both non-empty).")
+    return user, password
+
+
+def load_pipeline(index_dir: Path, docs_dir: Path) -> Pipeline:
+    """Open the index (building it first if missing) and load the model now, so the first question is fast."""
+    embedder: Embedder | None = None
+    if not (index_dir / "manifest.json").exists():
+        from rag.embedding import SentenceTransformerEmbedder
+        from rag.index import build_index
+
+        print(
+            f"No index at {index_dir}; building it from {docs_dir} with the default model…", file=sys.stderr
+        )
+        embedder = SentenceTransformerEmbedder()
+        print(build_index(docs_dir, index_dir, embedder).summary(), file=sys.stderr)
+    pipeline = Pipeline.load(index_dir, embedder=embedder)
+    warm_up = getattr(pipeline.embedder, "warm_up", None)
+    if warm_up:
+        warm_up()
+    pipeline.retrieve("warm-up 预热", k=1)  # also loads jieba's dictionary
+    return pipeline
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description="Chat with the indexed papers in a browser.")
+    parser.add_argument(
+        "--index", default=os.environ.get("RAG_INDEX", "index"), help="index folder (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--docs",
+        default=os.environ.get("RAG_DOCS", "docs"),
+        help="papers folder; uploads go to <docs>/uploads (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default: %(default)s, this machine only)"
+    )
+    parser.add_argument("--port", type=int, default=7860, help="port (default: %(default)s)")
+    parser.add_argument(
+        "--auth",
+        default=os.environ.get("RAG_APP_AUTH"),
+        help="require a login, user:password (default: $RAG_APP_AUTH)",
+    )
+    parser.add_argument(
+        "--share", action="store_true", help="also open a public *.gradio.live link (off by default)"
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from rag.index_store import IndexLoadError
+    from rag.models import ModelLoadError
+
+    try:
+        auth = parse_auth(args.auth)
+        pipeline = load_pipeline(Path(args.index), Path(args.docs))
+    except (IndexLoadError, ModelLoadError, OSError, ValueError) as exc:  # each message says what to fix
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if auth is None and (args.share or not _is_loopback(args.host)):
+        print(
+            "warning: the app is reachable from other machines without a login; use --auth user:password",
+            file=sys.stderr,
+        )
+    build_app(pipeline, args.docs).launch(
+        server_name=args.host,
+        server_port=args.port,
+        share=args.share,
+        auth=auth,
+        max_file_size=MAX_UPLOAD_BYTES,
+        theme=gr.themes.Soft(font=FONTS, font_mono=["ui-monospace", "monospace"]),
+        css=CSS,
+        footer_links=["api"],
+        ssr_mode=False,
+        mcp_server=False,
+        pwa=False,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

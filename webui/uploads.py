@@ -1,0 +1,208 @@
+"""Adding papers from the browser: check each file, copy it into <docs>/uploads/, re-index, reload.
+
+Nothing already indexed is lost: build_index is atomic, and a file that fails is removed again so
+the documents folder keeps matching the index.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import unicodedata
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from rag.chunking import ChunkerSettings
+from rag.index import build_index
+from rag.loading import LoadFailure, decode_text, load_file
+
+if TYPE_CHECKING:
+    from rag.pipeline import Pipeline
+
+ALLOWED_SUFFIXES = (".txt", ".md", ".pdf")
+MAX_UPLOAD_BYTES = 20 * 1024 * 1024
+UPLOADS_DIR = "uploads"
+_MAX_NAME_CHARS = 80
+# Magic numbers of binary formats someone might rename to .txt by mistake.
+_BINARY_MAGIC = {
+    b"%PDF-": "a PDF",
+    b"PK\x03\x04": "a ZIP/Word/Excel",
+    b"\x7fELF": "a program",
+    b"MZ": "a Windows program",
+    b"\x89PNG": "a PNG image",
+    b"\xff\xd8\xff": "a JPEG image",
+    b"GIF8": "a GIF image",
+    b"\x1f\x8b": "a gzip archive",
+    b"\xd0\xcf\x11\xe0": "an old Word/Excel",
+}
+
+
+class UploadError(ValueError):
+    """A file cannot be added; the message names the file and says what to do."""
+
+
+@dataclass
+class UploadResult:
+    added: list[str] = field(default_factory=list)  # doc ids now searchable
+    errors: list[str] = field(default_factory=list)  # one readable message per rejected file
+
+    def message(self) -> str:
+        lines = [f"✓ Added / 已添加: {doc_id}" for doc_id in self.added]
+        lines += [f"✗ {err}" for err in self.errors]
+        return "\n\n".join(lines) or "No files selected. / 未选择文件。"  # one Markdown paragraph each
+
+
+def safe_filename(name: str) -> str:
+    """A file name safe to create in the uploads folder: no folders, no hidden files, no odd characters."""
+    base = re.split(r"[\\/]", unicodedata.normalize("NFKC", name or ""))[-1]
+    stem, dot, suffix = base.rpartition(".")
+    if not dot:
+        stem, suffix = base, ""
+    # Letters and digits of any script (Chinese names stay readable), plus - and _.
+    stem = re.sub(r"[^\w\-]+", "-", stem, flags=re.UNICODE).strip("-_.")[:_MAX_NAME_CHARS] or "upload"
+    suffix = re.sub(r"[^\w]", "", suffix).lower()
+    return f"{stem}.{suffix}" if suffix else stem
+
+
+def check_upload(name: str, data: bytes) -> None:
+    """Reject a file by extension, size and content before it goes near the documents folder."""
+    suffix = Path(safe_filename(name)).suffix
+    shown = Path(name or "").name or "(no name)"
+    if suffix not in ALLOWED_SUFFIXES:
+        raise UploadError(
+            f"{shown}: {suffix or 'files without an extension'} cannot be added; upload .txt, .md or .pdf. "
+            f"/ 仅支持 .txt、.md、.pdf 文件。"
+        )
+    if not data:
+        raise UploadError(f"{shown}: the file is empty. / 文件为空。")
+    if len(data) > MAX_UPLOAD_BYTES:
+        raise UploadError(
+            f"{shown}: the file is {len(data) / 2**20:.1f} MB; the limit is {MAX_UPLOAD_BYTES // 2**20} MB. "
+            f"/ 文件超过 {MAX_UPLOAD_BYTES // 2**20} MB 上限。"
+        )
+    if suffix == ".pdf":
+        # The PDF header may follow a little junk, but must be in the first kilobyte.
+        if b"%PDF-" not in data[:1024]:
+            raise UploadError(f"{shown}: this is not a PDF file (no %PDF header). / 不是有效的 PDF 文件。")
+        return
+    _check_text(shown, data)
+
+
+def _check_text(shown: str, data: bytes) -> None:
+    for magic, kind in _BINARY_MAGIC.items():
+        if data.startswith(magic):
+            raise UploadError(f"{shown}: this is {kind} file, not text; upload it with the right extension.")
+    if b"\x00" in data[:8192]:
+        raise UploadError(
+            f"{shown}: this is not a text file (or it is UTF-16); save it as UTF-8. / 请保存为 UTF-8 文本。"
+        )
+    try:
+        text = decode_text(data)
+    except LoadFailure as exc:
+        raise UploadError(f"{shown}: {exc}") from exc
+    controls = sum(1 for ch in text if unicodedata.category(ch) == "Cc" and ch not in "\n\r\t\f")
+    if controls > max(3, len(text) // 100):
+        raise UploadError(f"{shown}: this looks like a binary file, not text. / 不是文本文件。")
+    if not text.strip():
+        raise UploadError(f"{shown}: the file has no text. / 文件没有文字内容。")
+
+
+def docs_mismatch(pipeline: Pipeline, docs_dir: Path) -> str | None:
+    """Why uploads must stay off: re-indexing another folder would drop the indexed papers."""
+    built_from = pipeline.index.manifest.get("docs_dir")
+    if built_from and Path(built_from).resolve() != Path(docs_dir).resolve():
+        return (
+            f"Adding documents is off: the index was built from {built_from}, not {docs_dir}. "
+            f"Restart with --docs {built_from}."
+        )
+    return None
+
+
+def _destination(uploads: Path, name: str, data: bytes) -> Path:
+    """A free path for the file in uploads/ (…-2, …-3 when the name is taken by another file)."""
+    path = uploads / name
+    stem, suffix = path.stem, path.suffix
+    n = 1
+    while path.exists():
+        if path.read_bytes() == data:
+            raise UploadError(f"{name}: this file is already in the library. / 该文件已存在。")
+        n += 1
+        path = uploads / f"{stem}-{n}{suffix}"
+    # Belt and braces: the sanitised name can never leave the uploads folder.
+    if path.resolve().parent != uploads.resolve():
+        raise UploadError(f"{name}: invalid file name.")
+    return path
+
+
+def save_upload(name: str, data: bytes, docs_dir: Path) -> Path:
+    """Check the file, then write it into <docs>/uploads/ and verify the loader can read it."""
+    check_upload(name, data)
+    uploads = Path(docs_dir) / UPLOADS_DIR
+    uploads.mkdir(parents=True, exist_ok=True)
+    path = _destination(uploads, safe_filename(name), data)
+    partial = uploads / f".{path.name}.part"  # hidden: the loader skips it if we crash mid-write
+    partial.write_bytes(data)
+    os.replace(partial, path)
+    try:
+        load_file(path, doc_id_of(path, docs_dir))
+    except LoadFailure as exc:
+        path.unlink(missing_ok=True)
+        raise UploadError(f"{Path(name).name}: {exc}") from exc
+    return path
+
+
+def doc_id_of(path: Path, docs_dir: Path) -> str:
+    return path.relative_to(docs_dir).with_suffix("").as_posix()
+
+
+def add_documents(files: list[tuple[str, Path]], docs_dir: Path, pipeline: Pipeline) -> UploadResult:
+    """Add uploaded files (original name, temporary path) to the library and the index.
+
+    Each file is checked on its own; good ones are indexed together, then the pipeline reloads.
+    """
+    docs_dir = Path(docs_dir)
+    result = UploadResult()
+    mismatch = docs_mismatch(pipeline, docs_dir)
+    if mismatch:
+        result.errors.append(mismatch)
+        return result
+    saved: list[Path] = []
+    for name, tmp in files:
+        try:
+            size = Path(tmp).stat().st_size
+            if size > MAX_UPLOAD_BYTES:  # before reading: never pull a huge file into memory
+                raise UploadError(
+                    f"{Path(name).name}: the file is {size / 2**20:.1f} MB; the limit is "
+                    f"{MAX_UPLOAD_BYTES // 2**20} MB. / 文件超过上限。"
+                )
+            saved.append(save_upload(name, Path(tmp).read_bytes(), docs_dir))
+        except (UploadError, OSError) as exc:
+            result.errors.append(str(exc))
+    if not saved:
+        return result
+    manifest = pipeline.index.manifest
+    try:
+        # Same chunking and FAISS settings as the existing index, so nothing else is re-embedded.
+        report = build_index(
+            docs_dir,
+            pipeline.index.index_dir,
+            pipeline.embedder,
+            ChunkerSettings(**manifest.get("chunker", {})),
+            faiss_kind=manifest.get("faiss_kind_requested", "auto"),
+            progress=False,
+        )
+    except Exception as exc:  # the old index is untouched (atomic build); undo the copies too
+        for path in saved:
+            path.unlink(missing_ok=True)
+        result.errors.append(f"Indexing failed, nothing was added ({exc}). / 索引失败，未添加任何文件。")
+        return result
+    failed = {Path(e.path).resolve(): e.message for e in report.errors}
+    for path in saved:
+        if path.resolve() in failed:
+            path.unlink(missing_ok=True)
+            result.errors.append(f"{path.name}: {failed[path.resolve()]}")
+        else:
+            result.added.append(doc_id_of(path, docs_dir))
+    pipeline.reload()
+    return result
