@@ -6,6 +6,7 @@ embeddings.npy (row i = chunk i = FAISS id i), faiss.index, bm25/. See rag/index
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -13,7 +14,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from rag import index_store as store
+from rag.glossary import Glossary
 from rag.index_build import EMBED_CONTEXT, BuildReport, build_index, passage_text
+from rag.index_extras import Extras, read_extras
 from rag.index_store import (
     IndexCorruptError,
     IndexFileMissingError,
@@ -44,6 +47,12 @@ __all__ = [
 ]
 
 
+def _default_crosslingual(model_id: str) -> Embedder | None:
+    from rag.use import USEEmbedder, use_model_id
+
+    return USEEmbedder() if model_id == use_model_id() else None
+
+
 def _check_model(index_dir: Path, manifest: dict, embedder: Embedder) -> None:
     built, loaded = manifest["model_id"], embedder.model_id
     if built != loaded:
@@ -70,7 +79,29 @@ class Index:
     vectors: np.ndarray
     vector_index: VectorIndex
     bm25: BM25Index
+    extras: Extras
     embedder: Embedder | None = None
+    crosslingual: Embedder | None = None  # the encoder of extras.xl_vectors, for queries
+
+    @functools.cached_property
+    def _positions(self) -> dict[str, int]:
+        return {c.id: i for i, c in enumerate(self.chunks)}
+
+    def position(self, chunk_id: str) -> int:
+        """Row of a chunk in chunks, vectors and the FAISS index."""
+        return self._positions[chunk_id]
+
+    @property
+    def glossary(self) -> Glossary:
+        return self.extras.glossary
+
+    @property
+    def sentence_texts(self) -> list[str]:
+        return self.extras.sentence_texts
+
+    @property
+    def sentence_vectors(self) -> np.ndarray:
+        return self.extras.sentence_vectors
 
     @property
     def model_id(self) -> str:
@@ -81,8 +112,13 @@ class Index:
         return int(self.manifest["dim"])
 
     @classmethod
-    def load(cls, index_dir: str | Path, embedder: Embedder | None = None) -> Index:
-        """Read and check an index folder; raises an IndexLoadError subclass that says how to fix it."""
+    def load(
+        cls, index_dir: str | Path, embedder: Embedder | None = None, crosslingual: Embedder | None = None
+    ) -> Index:
+        """Read and check an index folder; raises an IndexLoadError subclass that says how to fix it.
+
+        `crosslingual` defaults to the USE encoder when the index was built with it.
+        """
         index_dir = Path(index_dir)
         manifest = store.read_manifest(index_dir)
         docs_dir = manifest.get("docs_dir")
@@ -111,7 +147,26 @@ class Index:
             raise store.corrupt(
                 index_dir, f"{store.FAISS} or {store.BM25_DIR} does not match {store.CHUNKS}", docs_dir
             )
-        return cls(index_dir, manifest, documents, chunks, vectors, vector_index, bm25, embedder)
+        extras = read_extras(index_dir, manifest, chunks, documents)
+        if extras.crosslingual_id is not None:
+            crosslingual = crosslingual or _default_crosslingual(extras.crosslingual_id)
+            if crosslingual is not None and crosslingual.model_id != extras.crosslingual_id:
+                raise ModelMismatchError(
+                    f"Index {index_dir} has cross-lingual vectors from {extras.crosslingual_id} but "
+                    f"{crosslingual.model_id} is loaded. Rebuild with: {store.rebuild_hint(index_dir, docs_dir)}"
+                )
+        return cls(
+            index_dir,
+            manifest,
+            documents,
+            chunks,
+            vectors,
+            vector_index,
+            bm25,
+            extras,
+            embedder,
+            crosslingual,
+        )
 
     @staticmethod
     def _load_part(index_dir: Path, name: str, loader, docs_dir: str | None):

@@ -16,6 +16,7 @@ import numpy as np
 import rag
 from rag import index_store as store
 from rag.chunking import ChunkerSettings, chunk_document
+from rag.index_extras import Extras, build_extras, embed_batches, previous_caches, write_extras
 from rag.index_store import IndexLoadError
 from rag.lexical import TOKENIZER_VERSION, BM25Index
 from rag.loading import LoadError, load_folder
@@ -26,7 +27,6 @@ if TYPE_CHECKING:
     from rag.embedding import Embedder
 
 EMBED_CONTEXT = "title+section"
-EMBED_BATCH = 32
 
 
 def passage_text(chunk: Chunk) -> str:
@@ -45,12 +45,14 @@ class BuildReport:
     n_documents: int = 0
     n_chunks: int = 0
     n_embedded: int = 0  # chunks embedded by this build (the rest were reused)
+    n_embedded_sentences: int = 0  # sentence and cross-lingual texts embedded (the rest were reused)
     full_rebuild: str | None = None  # why nothing could be reused, if an index existed
     seconds: float = 0.0
 
     def summary(self) -> str:
         parts = [
-            f"{self.n_documents} documents, {self.n_chunks} chunks ({self.n_embedded} embedded) in {self.seconds:.1f}s",
+            f"{self.n_documents} documents, {self.n_chunks} chunks ({self.n_embedded} embedded, "
+            f"{self.n_embedded_sentences} sentence/cross-lingual texts embedded) in {self.seconds:.1f}s",
             f"added {len(self.added)}, updated {len(self.updated)}, removed {len(self.removed)}, unchanged {len(self.unchanged)}",
         ]
         if self.full_rebuild:
@@ -125,29 +127,6 @@ def _error_doc_id(error: LoadError, docs_dir: Path) -> str | None:
         return None
 
 
-def _embed(texts: list[str], embedder: Embedder, progress: bool) -> np.ndarray:
-    """Embed passages in batches (a progress bar when asked), checking what the embedder returns."""
-    from tqdm import tqdm
-
-    out = np.empty((len(texts), embedder.dim), dtype=np.float32)
-    with tqdm(total=len(texts), desc="Embedding", unit="chunk", disable=not progress or not texts) as bar:
-        for i in range(0, len(texts), EMBED_BATCH):
-            batch = texts[i : i + EMBED_BATCH]
-            vecs = np.asarray(embedder.embed_passages(batch), dtype=np.float32)
-            if vecs.shape != (len(batch), embedder.dim):
-                raise ValueError(
-                    f"Embedder {embedder.model_id} returned shape {vecs.shape} for {len(batch)} passages; "
-                    f"expected ({len(batch)}, {embedder.dim})."
-                )
-            if not np.allclose(np.linalg.norm(vecs, axis=1), 1.0, atol=1e-3):
-                raise ValueError(
-                    f"Embedder {embedder.model_id} returned vectors that are not L2-normalised; normalise them."
-                )
-            out[i : i + len(batch)] = vecs
-            bar.update(len(batch))
-    return out
-
-
 def build_index(
     docs_dir: str | Path,
     index_dir: str | Path,
@@ -155,8 +134,12 @@ def build_index(
     settings: ChunkerSettings | None = None,
     faiss_kind: str = "auto",
     progress: bool = True,
+    crosslingual: Embedder | None = None,
 ) -> BuildReport:
     """Index every paper in docs_dir into index_dir, reusing the chunks and vectors of unchanged papers.
+
+    `crosslingual` is a second embedder (rag.use.USEEmbedder in the CLI and app) whose chunk and
+    sentence vectors let English questions find Chinese passages; without it those signals are off.
 
     A file that fails to load is reported and skipped; if it was indexed before, its previous
     version is kept. The new index is written beside index_dir and swapped in only when complete.
@@ -203,16 +186,37 @@ def build_index(
                 f"No documents could be loaded from {docs_dir} (supported: .txt .md .pdf .docx .html); "
                 "nothing was indexed and any existing index is unchanged."
             )
+        if previous is not None and _nothing_changed(index_dir, report, crosslingual, faiss_kind):
+            report.n_documents = len(documents)
+            report.n_chunks = sum(len(c) for c in chunks.values())
+            report.seconds = time.perf_counter() - started
+            return report  # the index on disk is already this one: writing it again would only cost time
         _embed_new(chunks, vectors, prev, embedder, progress, report)
 
         order = sorted(documents)
         all_chunks = [c for d in order for c in chunks[d]]
         all_vectors = np.concatenate([vectors[d] for d in order])
         report.n_documents, report.n_chunks = len(order), len(all_chunks)
+        passages = [passage_text(c) for c in all_chunks]
+        caches = _reusable_caches(index_dir, previous, crosslingual)
+        extras, n_extra = build_extras(
+            all_chunks, passages, documents, embedder, crosslingual, caches, progress
+        )
+        report.n_embedded_sentences = n_extra
         build_dir = store.new_build_dir(index_dir)
         try:
             manifest = _manifest(docs_dir, embedder, settings, faiss_kind, order, documents, chunks, report)
-            _write(build_dir, manifest, [documents[d] for d in order], all_chunks, all_vectors, faiss_kind)
+            manifest["crosslingual_model_id"] = extras.crosslingual_id
+            manifest["counts"]["sentences"] = len(extras.sentence_texts)
+            _write(
+                build_dir,
+                manifest,
+                [documents[d] for d in order],
+                all_chunks,
+                all_vectors,
+                faiss_kind,
+                extras,
+            )
             store.swap_in(build_dir, index_dir)
         except BaseException:
             shutil.rmtree(build_dir, ignore_errors=True)
@@ -231,7 +235,7 @@ def _embed_new(
     todo = [d for d in chunks if d not in vectors]
     texts = list(dict.fromkeys(t for d in todo for t in map(passage_text, chunks[d]) if t not in cache))
     if texts:
-        cache.update(zip(texts, _embed(texts, embedder, progress), strict=True))
+        cache.update(zip(texts, embed_batches(texts, embedder, progress, "Embedding chunks"), strict=True))
     report.n_embedded = len(texts)
     for d in todo:
         rows = [cache[passage_text(c)] for c in chunks[d]]
@@ -250,7 +254,7 @@ def _manifest(docs_dir, embedder, settings, faiss_kind, order, documents, chunks
         "normalised": True,
         "metric": "inner_product",
         "embed_context": EMBED_CONTEXT,
-        "embed": {"batch_size": EMBED_BATCH, "template": "{title} | {section}\\n{text}"},
+        "embed": {"template": "{title} | {section}\\n{text}"},
         "bm25": {"context": EMBED_CONTEXT, "tokenizer_version": TOKENIZER_VERSION, "library": "bm25s"},
         "chunker": settings.to_dict(),
         "faiss_kind": resolve_kind(faiss_kind, report.n_chunks),
@@ -275,11 +279,39 @@ def _manifest(docs_dir, embedder, settings, faiss_kind, order, documents, chunks
     }
 
 
-def _write(build_dir: Path, manifest: dict, documents, chunks, vectors: np.ndarray, faiss_kind: str) -> None:
+def _nothing_changed(
+    index_dir: Path, report: BuildReport, crosslingual: Embedder | None, faiss_kind: str
+) -> bool:
+    if report.added or report.updated or report.removed or report.kept:
+        return False
+    manifest = store.read_manifest(index_dir)
+    wanted_xl = crosslingual.model_id if crosslingual is not None else None
+    return (
+        manifest.get("crosslingual_model_id") == wanted_xl
+        and manifest.get("faiss_kind_requested") == faiss_kind
+    )
+
+
+def _reusable_caches(index_dir: Path, previous: _Previous | None, crosslingual: Embedder | None) -> dict:
+    """Sentence and cross-lingual vectors of the existing index, when they were made by the same models."""
+    if previous is None:
+        return {}
+    manifest = store.read_manifest(index_dir)
+    passages = [passage_text(c) for c in store.read_chunks(index_dir)]
+    caches = previous_caches(index_dir, manifest, passages)
+    if crosslingual is None or manifest.get("crosslingual_model_id") != crosslingual.model_id:
+        caches["xl"], caches["xl_sentences"], caches["lexicon"] = {}, {}, {}
+    return caches
+
+
+def _write(
+    build_dir: Path, manifest: dict, documents, chunks, vectors: np.ndarray, faiss_kind: str, extras: Extras
+) -> None:
     store.write_jsonl(build_dir / store.DOCUMENTS, map(store.document_row, documents))
     store.write_jsonl(build_dir / store.CHUNKS, map(store.chunk_row, chunks))
     store.write_npy(build_dir / store.EMBEDDINGS, vectors)
     VectorIndex.build(vectors, faiss_kind).save(build_dir / store.FAISS)
     BM25Index.build([passage_text(c) for c in chunks]).save(build_dir / store.BM25_DIR)
+    write_extras(build_dir, extras, faiss_kind)
     # The manifest goes last: a folder without one is never mistaken for a finished index.
     store.write_json(build_dir / store.MANIFEST, manifest)

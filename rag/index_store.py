@@ -16,7 +16,7 @@ import numpy as np
 from rag.types import Chunk, Document
 
 FORMAT = "rag-index"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: sentence units, cross-lingual vectors, glossary, lexicon
 MANIFEST = "manifest.json"
 DOCUMENTS = "documents.jsonl"
 CHUNKS = "chunks.jsonl"
@@ -139,9 +139,9 @@ def read_manifest(index_dir: Path) -> dict:
         raise corrupt(index_dir, f"{MANIFEST} is not a {FORMAT} manifest")
     docs_dir = manifest.get("docs_dir")
     version = manifest.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
+    if version != FORMAT_VERSION:
         raise IndexVersionError(
-            f"Index {index_dir} has format version {version}; this version of rag reads up to "
+            f"Index {index_dir} has format version {version}; this version of rag reads version "
             f"{FORMAT_VERSION}. Rebuild it with: {rebuild_hint(index_dir, docs_dir)}"
         )
     for key in ("model_id", "dim", "chunker", "counts", "documents"):

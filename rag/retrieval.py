@@ -1,13 +1,22 @@
-"""Retrieval modes over a loaded index: dense (FAISS), bm25 (jieba + words) and hybrid (fusion)."""
+"""Retrieval modes over a loaded index: dense (e5 + FAISS), bm25 (jieba + words) and hybrid.
+
+The hybrid mode is language-aware. Candidates come from e5, the cross-lingual encoder and BM25;
+each candidate is then scored by several signals (chunk and best-sentence similarity under both
+encoders, BM25), every dense signal standardised *within the passage's language* — e5 scores a
+passage in the question's language higher whatever it says, which would let English abstracts crowd
+out the Chinese body text for an English question — and the signals are summed with weights.
+BM25 reads the question expanded with the corpus's glossary and, for English, its induced Chinese.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Hashable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from rag.lang import detect_lang
 from rag.types import Hit
 
 if TYPE_CHECKING:
@@ -19,13 +28,31 @@ MODES = ("dense", "bm25", "hybrid")
 
 @dataclass(frozen=True)
 class RetrievalSettings:
-    candidates: int = 50  # how deep each list is read before fusion
-    rrf_k: int = 60  # reciprocal-rank-fusion constant (Cormack et al. 2009)
-    dense_weight: float = 1.0
-    bm25_weight: float = 1.0
+    candidates: int = 50  # how deep each source list is read before scoring
+    fusion: str = "zscore"  # "zscore" (language-aware weighted sum) or "rrf" (naive reciprocal rank)
+    rrf_k: int = 60
+    w_chunk: float = 1.0  # e5, chunk vector
+    w_sentence: float = 1.0  # e5, best sentence of the chunk
+    w_xl_chunk: float = 1.0  # cross-lingual encoder, chunk vector
+    w_xl_sentence: float = 1.0  # cross-lingual encoder, best sentence
+    w_bm25_zh: float = 0.5  # BM25 weight for a Chinese question
+    w_bm25_en: float = 0.0  # for an English question: lexical matches across languages are mostly noise
+    by_language: bool = True  # standardise dense scores within each passage language
+    glossary: bool = True  # expand the BM25 query with glossary terms
+    lexicon: bool = True  # add induced Chinese words of an English question to its BM25 query
+    lexicon_threshold: float = 0.5
+
+    def __post_init__(self) -> None:
+        if self.fusion not in ("zscore", "rrf"):
+            raise ValueError(f"fusion must be 'zscore' or 'rrf', got {self.fusion!r}.")
+        if self.candidates < 1:
+            raise ValueError(f"candidates must be at least 1, got {self.candidates}.")
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def with_(self, **changes) -> RetrievalSettings:
+        return replace(self, **changes)
 
 
 def rrf_fuse(
@@ -39,6 +66,17 @@ def rrf_fuse(
     return sorted(scores.items(), key=lambda item: -item[1])
 
 
+def standardise(scores: np.ndarray, groups: np.ndarray | None = None) -> np.ndarray:
+    """z-scores, computed separately within each group when groups are given; constant input gives 0."""
+    out = np.zeros_like(scores, dtype=np.float64)
+    for g in [None] if groups is None else np.unique(groups):
+        mask = slice(None) if g is None else groups == g
+        values = scores[mask]
+        std = values.std()
+        out[mask] = (values - values.mean()) / std if std > 1e-9 else 0.0
+    return out
+
+
 class Retriever:
     """Ranks an index's chunks for a question. The embedder must be the one the index was built with."""
 
@@ -46,6 +84,8 @@ class Retriever:
         self.index = index
         self.embedder = embedder
         self.settings = settings or RetrievalSettings()
+        self._ranges = index.extras.chunk_sentence_ranges(len(index.chunks))
+        self._chunk_lang = np.array([c.lang for c in index.chunks])
 
     def query_vector(self, question: str) -> np.ndarray:
         return self.embedder.embed_queries([question])[0]
@@ -61,15 +101,57 @@ class Retriever:
             return self.index.search_bm25(question, k)
         return self._hybrid(question, k)
 
+    def bm25_query(self, question: str, lang: str) -> str:
+        """The question as BM25 reads it in hybrid mode: glossary terms and, for English, induced Chinese."""
+        s, ex = self.settings, self.index.extras
+        query = ex.glossary.expand_query(question, lang) if s.glossary else question
+        xl = self.index.crosslingual
+        if s.lexicon and lang == "en" and ex.lexicon is not None and xl is not None:
+            query += " " + " ".join(ex.lexicon.translate(question, xl, s.lexicon_threshold))
+        return query
+
     def _hybrid(self, question: str, k: int) -> list[Hit]:
-        s = self.settings
+        s, ex, index = self.settings, self.index.extras, self.index
+        lang = detect_lang(question)
         depth = max(k, s.candidates)
-        dense = self.index.search_dense(self.query_vector(question), depth)
-        lexical = self.index.search_bm25(question, depth)
-        chunks = {h.chunk.id: h.chunk for h in (*dense, *lexical)}
-        fused = rrf_fuse(
-            [[h.chunk.id for h in dense], [h.chunk.id for h in lexical]],
-            [s.dense_weight, s.bm25_weight],
-            s.rrf_k,
+        q = self.query_vector(question)
+        xl = index.crosslingual if ex.xl_index is not None else None
+        qx = xl.embed_queries([question])[0] if xl is not None else None
+
+        lists = [[h.chunk.id for h in index.search_dense(q, depth)]]
+        if qx is not None:
+            _, ids = ex.xl_index.search(qx.reshape(1, -1), depth)
+            lists.append([index.chunks[i].id for i in ids[0] if i >= 0])
+        bm25_hits = index.search_bm25(self.bm25_query(question, lang), depth)
+        lists.append([h.chunk.id for h in bm25_hits])
+        if s.fusion == "rrf":
+            chunks = {cid: index.chunks[index.position(cid)] for ids in lists for cid in ids}
+            fused = rrf_fuse(lists, [1.0] * len(lists), s.rrf_k)
+            return [Hit(chunks[cid], score, rank) for rank, (cid, score) in enumerate(fused[:k], 1)]
+
+        ids = np.array(
+            sorted({index.position(cid) for cid in (c for lst in lists for c in lst)}), dtype=np.int64
         )
-        return [Hit(chunks[cid], score, rank) for rank, (cid, score) in enumerate(fused[:k], 1)]
+        groups = self._chunk_lang[ids] if s.by_language else None
+        bm25 = {index.position(h.chunk.id): h.score for h in bm25_hits}
+        score = np.zeros(len(ids))
+        score += s.w_chunk * standardise(index.vectors[ids] @ q, groups)
+        score += s.w_sentence * standardise(self._best_sentence(ids, ex.sentence_vectors, q), groups)
+        if qx is not None:
+            score += s.w_xl_chunk * standardise(ex.xl_vectors[ids] @ qx, groups)
+            score += s.w_xl_sentence * standardise(
+                self._best_sentence(ids, ex.xl_sentence_vectors, qx), groups
+            )
+        w_bm25 = s.w_bm25_zh if lang == "zh" else s.w_bm25_en
+        if w_bm25:
+            score += w_bm25 * standardise(np.array([bm25.get(int(i), 0.0) for i in ids]))
+        order = np.argsort(-score, kind="stable")[:k]
+        return [Hit(index.chunks[ids[j]], float(score[j]), rank) for rank, j in enumerate(order, 1)]
+
+    def _best_sentence(self, ids: np.ndarray, vectors: np.ndarray, query: np.ndarray) -> np.ndarray:
+        """For each chunk in ids, the similarity of its best-matching sentence to the query."""
+        ranges = self._ranges[ids]
+        rows = np.concatenate([np.arange(lo, hi) for lo, hi in ranges])
+        lengths = ranges[:, 1] - ranges[:, 0]
+        starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+        return np.maximum.reduceat(vectors[rows] @ query, starts)

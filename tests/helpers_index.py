@@ -10,11 +10,15 @@ from .conftest import FakeEmbedder
 
 
 class RecordingEmbedder(FakeEmbedder):
-    """The fake embedder, remembering every passage it embedded; raises after `fail_after` calls."""
+    """The fake embedder, remembering every chunk passage and sentence it embedded; raises after `fail_after` calls.
+
+    Chunk passages carry a "title | section" header line; sentences never contain a line break.
+    """
 
     def __init__(self, dim: int = 64, model_id: str = "fake-hash-64", fail_after: int | None = None) -> None:
         super().__init__(dim=dim, model_id=model_id)
         self.passages: list[str] = []
+        self.sentences: list[str] = []
         self.fail_after = fail_after
         self.passage_calls = 0
 
@@ -22,7 +26,8 @@ class RecordingEmbedder(FakeEmbedder):
         if self.fail_after is not None and self.passage_calls >= self.fail_after:
             raise RuntimeError("simulated crash while embedding")
         self.passage_calls += 1
-        self.passages.extend(texts)
+        self.passages.extend(t for t in texts if "\n" in t)
+        self.sentences.extend(t for t in texts if "\n" not in t)
         return super().embed_passages(texts)
 
 

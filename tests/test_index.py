@@ -74,7 +74,7 @@ def test_chunks_are_verbatim_spans_of_stored_text(built):
 
 def test_manifest_contents(built, docs):
     manifest = json.loads((built / "manifest.json").read_text(encoding="utf-8"))
-    assert manifest["format"] == "rag-index" and manifest["format_version"] == 1
+    assert manifest["format"] == "rag-index" and manifest["format_version"] == 2
     assert manifest["package_version"] == rag.__version__
     assert (manifest["model_id"], manifest["dim"], manifest["normalised"]) == ("fake-hash-64", 64, True)
     assert manifest["chunker"] == SETTINGS.to_dict()
@@ -95,7 +95,13 @@ def test_manifest_contents(built, docs):
             "chars": len(doc.text),
             "chunks": sum(c.doc_id == doc_id for c in index.chunks),
         }
-    assert manifest["counts"] == {"documents": 3, "chunks": len(index.chunks), "load_errors": 0}
+    assert manifest["counts"] == {
+        "documents": 3,
+        "chunks": len(index.chunks),
+        "load_errors": 0,
+        "sentences": len(index.sentence_texts),
+    }
+    assert manifest["crosslingual_model_id"] is None
     # Chinese stays readable in the plain files
     assert "静脉血栓" in (built / "documents.jsonl").read_text(encoding="utf-8")
     assert "静脉血栓" in (built / "chunks.jsonl").read_text(encoding="utf-8")
@@ -104,6 +110,7 @@ def test_manifest_contents(built, docs):
 def test_plain_files_only(built):
     assert sorted(p.name for p in built.iterdir()) == sorted(
         ["manifest.json", "documents.jsonl", "chunks.jsonl", "embeddings.npy", "faiss.index", "bm25"]
+        + ["sentences.npy", "sentence_embeddings.npy", "glossary.json"]
     )
     vectors = np.load(built / "embeddings.npy", allow_pickle=False)
     assert vectors.dtype == np.float32
@@ -355,7 +362,7 @@ def test_newer_format_version(built):
     manifest = json.loads((built / "manifest.json").read_text(encoding="utf-8"))
     manifest["format_version"] = 99
     (built / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
-    with pytest.raises(IndexVersionError, match="format version 99; this version of rag reads up to 1"):
+    with pytest.raises(IndexVersionError, match="format version 99; this version of rag reads version 2"):
         Index.load(built)
 
 

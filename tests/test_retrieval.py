@@ -5,6 +5,8 @@ import pytest
 from rag.pipeline import Pipeline, QuestionError
 from rag.retrieval import rrf_fuse
 
+from .conftest import FakeEmbedder
+
 
 def test_rrf_fuse_against_hand_computed_scores():
     fused = rrf_fuse([["a", "b", "c"], ["c", "a"]], [1.0, 1.0], k=60)
@@ -41,8 +43,10 @@ def test_bad_mode_and_k(fake_index, fake_embedder):
         p.retrieve("x", k=0)
 
 
-@pytest.mark.parametrize("question, message", [("", "the text is empty"), ("   ", "the text is empty"),
-                                                ("问" * 1001, "keep it under 1000")])
+@pytest.mark.parametrize(
+    "question, message",
+    [("", "the text is empty"), ("   ", "the text is empty"), ("问" * 1001, "keep it under 1000")],
+)
 def test_empty_or_huge_question_gets_a_clear_error(fake_index, fake_embedder, question, message):
     p = Pipeline.load(fake_index, embedder=fake_embedder)
     with pytest.raises(QuestionError, match=message):
@@ -62,7 +66,9 @@ def test_status_and_reload_see_new_documents(fake_index, fake_embedder, tiny_cor
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("question", ["特鲁索综合征的首选治疗是什么？", "What is the first-line drug for Trousseau syndrome?"])
+@pytest.mark.parametrize(
+    "question", ["特鲁索综合征的首选治疗是什么？", "What is the first-line drug for Trousseau syndrome?"]
+)
 @pytest.mark.parametrize("mode", ["dense", "hybrid"])
 def test_real_model_finds_low_molecular_weight_heparin(bundled_index, real_embedder, question, mode):
     p = Pipeline.load(bundled_index, embedder=real_embedder)
@@ -73,3 +79,73 @@ def test_real_model_finds_low_molecular_weight_heparin(bundled_index, real_embed
     assert h.chunk.doc_id == "trousseau-syndrome-review"
     assert p.documents[h.chunk.doc_id].text[h.chunk.start : h.chunk.end] == h.chunk.text
     assert h.chunk.section in ("摘要", "Abstract", "6 治疗方式")
+
+
+def test_standardise_within_groups_matches_numpy():
+    import numpy as np
+
+    from rag.retrieval import standardise
+
+    scores = np.array([0.9, 0.8, 0.7, 0.3, 0.2])
+    groups = np.array(["en", "en", "zh", "zh", "zh"])
+    out = standardise(scores, groups)
+    for g in ("en", "zh"):
+        m = groups == g
+        np.testing.assert_allclose(out[m], (scores[m] - scores[m].mean()) / scores[m].std())
+    assert standardise(np.array([0.5, 0.5])).tolist() == [0.0, 0.0]  # constant: no information
+
+
+def test_best_sentence_signal_is_the_max_over_each_chunks_sentences(tiny_corpus, fake_embedder, tmp_path):
+    import numpy as np
+
+    from rag.index import Index, build_index
+    from rag.retrieval import Retriever
+
+    build_index(tiny_corpus, tmp_path / "ix", fake_embedder, progress=False)
+    index = Index.load(tmp_path / "ix")
+    retriever = Retriever(index, fake_embedder)
+    q = fake_embedder.embed_queries(["低分子肝素"])[0]
+    ids = np.arange(len(index.chunks))
+    got = retriever._best_sentence(ids, index.sentence_vectors, q)
+    rows = index.extras.sentences
+    expected = [max(index.sentence_vectors[r] @ q for r in np.where(rows[:, 0] == i)[0]) for i in ids]
+    np.testing.assert_allclose(got, expected, rtol=1e-6)
+
+
+@pytest.fixture
+def xl_index(tiny_corpus, tmp_path):
+    from rag.index import build_index
+
+    xl = FakeEmbedder(dim=32, model_id="fake-xl-32")
+    build_index(tiny_corpus, tmp_path / "xl", FakeEmbedder(), progress=False, crosslingual=xl)
+    return tmp_path / "xl"
+
+
+@pytest.mark.parametrize("fusion", ["zscore", "rrf"])
+def test_hybrid_with_crosslingual_vectors(xl_index, fusion):
+    from rag.index import Index
+    from rag.retrieval import RetrievalSettings, Retriever
+
+    index = Index.load(xl_index, crosslingual=FakeEmbedder(dim=32, model_id="fake-xl-32"))
+    retriever = Retriever(index, FakeEmbedder(), RetrievalSettings(fusion=fusion))
+    hits = retriever.search("抗凝治疗首选低分子肝素", k=3)
+    assert "低分子肝素" in hits[0].chunk.text
+    assert len({h.chunk.id for h in hits}) == len(hits)
+
+
+def test_english_bm25_query_gets_glossary_and_lexicon_terms(xl_index):
+    from rag.index import Index
+    from rag.retrieval import Retriever
+
+    index = Index.load(xl_index, crosslingual=FakeEmbedder(dim=32, model_id="fake-xl-32"))
+    retriever = Retriever(index, FakeEmbedder())
+    query = retriever.bm25_query("What is venous thromboembolism?", "en")
+    assert query.startswith("What is venous thromboembolism?")
+    assert "静脉血栓栓塞" in query  # the tiny corpus defines 静脉血栓栓塞(venous thromboembolism, VTE)
+
+
+def test_bad_fusion_setting():
+    from rag.retrieval import RetrievalSettings
+
+    with pytest.raises(ValueError, match="fusion must be 'zscore' or 'rrf'"):
+        RetrievalSettings(fusion="max")

