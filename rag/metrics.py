@@ -116,7 +116,7 @@ def abstention_prf(
         )
     if not pred_abstained:
         return AbstentionScores(None, None, None)
-    pairs = [(bool(p), bool(g)) for p, g in zip(pred_abstained, gold_unanswerable)]
+    pairs = [(bool(p), bool(g)) for p, g in zip(pred_abstained, gold_unanswerable, strict=True)]
     tp = sum(p and g for p, g in pairs)
     fp = sum(p and not g for p, g in pairs)
     fn = sum(g and not p for p, g in pairs)
