@@ -30,14 +30,34 @@ VARIANTS: list[tuple[str, str, RetrievalSettings | None]] = [
     ("- USE best sentence", "hybrid", BASE.with_(w_xl_sentence=0.0)),
     ("- USE altogether", "hybrid", BASE.with_(w_xl_chunk=0.0, w_xl_sentence=0.0)),
     ("- BM25 for zh questions", "hybrid", BASE.with_(w_bm25_zh=0.0)),
-    ("+ BM25 for en questions (0.25)", "hybrid", BASE.with_(w_bm25_en=0.25)),
-    ("- glossary expansion", "hybrid", BASE.with_(glossary=False)),
-    ("- induced lexicon (en)", "hybrid", BASE.with_(lexicon=False, w_bm25_en=0.25)),
+    ("- BM25 for en questions", "hybrid", BASE.with_(w_bm25_en=0.0)),
+    ("+ glossary expansion of the BM25 query", "hybrid", BASE.with_(glossary=True)),
+    ("- induced lexicon (en)", "hybrid", BASE.with_(lexicon=False)),
+    ("- induced Chinese in the e5 query (en)", "hybrid", BASE.with_(lexicon_dense=False)),
 ]
 
 
+class CachedQueries:
+    """Remembers query embeddings: every variant asks the same questions, only the scoring differs."""
+
+    def __init__(self, embedder) -> None:
+        self.inner, self.model_id, self.dim = embedder, embedder.model_id, embedder.dim
+        self.cache: dict[str, object] = {}
+
+    def embed_queries(self, texts: list[str]):
+        import numpy as np
+
+        missing = [t for t in texts if t not in self.cache]
+        if missing:
+            self.cache.update(zip(missing, self.inner.embed_queries(missing), strict=True))
+        return np.stack([self.cache[t] for t in texts])
+
+    def embed_passages(self, texts: list[str]):
+        return self.inner.embed_passages(texts)
+
+
 def evaluate(pipeline: Pipeline, items, mode: str, settings: RetrievalSettings | None) -> dict[str, tuple]:
-    retriever = Retriever(pipeline.index, pipeline.embedder, settings) if settings else pipeline.retriever
+    retriever = Retriever(pipeline.index, pipeline.embedder, settings or pipeline.retriever.settings)
     rows: dict[str, list[tuple[float, float, float]]] = {"zh": [], "en": []}
     for item in items:
         hits = retriever.search(item.question, 10, mode)
@@ -57,6 +77,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     items = [g for g in load_gold(args.gold) if g.answerable]
     pipeline = Pipeline.load(args.index)
+    pipeline.embedder = CachedQueries(pipeline.embedder)
+    if pipeline.index.crosslingual is not None:
+        pipeline.index.crosslingual = CachedQueries(pipeline.index.crosslingual)
     lines = [
         f"Retrieval ablation on {args.gold} ({len(items)} answerable questions; relevant = contains an evidence phrase)",
         "",

@@ -5,7 +5,8 @@ each candidate is then scored by several signals (chunk and best-sentence simila
 encoders, BM25), every dense signal standardised *within the passage's language* — e5 scores a
 passage in the question's language higher whatever it says, which would let English abstracts crowd
 out the Chinese body text for an English question — and the signals are summed with weights.
-BM25 reads the question expanded with the corpus's glossary and, for English, its induced Chinese.
+For an English question, Chinese words induced from the corpus (rag.lexicon) are added to the BM25
+query and to the e5 query, which moves both toward the Chinese text that holds the facts.
 """
 
 from __future__ import annotations
@@ -36,11 +37,12 @@ class RetrievalSettings:
     w_xl_chunk: float = 1.0  # cross-lingual encoder, chunk vector
     w_xl_sentence: float = 1.0  # cross-lingual encoder, best sentence
     w_bm25_zh: float = 0.5  # BM25 weight for a Chinese question
-    w_bm25_en: float = 0.0  # for an English question: lexical matches across languages are mostly noise
+    w_bm25_en: float = 0.25  # for an English question: only through the glossary and the induced lexicon
     by_language: bool = True  # standardise dense scores within each passage language
-    glossary: bool = True  # expand the BM25 query with glossary terms
+    glossary: bool = False  # expand the BM25 query with glossary terms (no gain over the lexicon: eval/ablation.py)
     lexicon: bool = True  # add induced Chinese words of an English question to its BM25 query
     lexicon_threshold: float = 0.5
+    lexicon_dense: bool = True  # also append the induced Chinese words to an English question's e5 query
 
     def __post_init__(self) -> None:
         if self.fusion not in ("zscore", "rrf"):
@@ -101,20 +103,25 @@ class Retriever:
             return self.index.search_bm25(question, k)
         return self._hybrid(question, k)
 
-    def bm25_query(self, question: str, lang: str) -> str:
+    def induced_chinese(self, question: str, lang: str) -> list[str]:
+        """Chinese words of the corpus nearest to an English question's phrases (empty for Chinese)."""
+        s, ex, xl = self.settings, self.index.extras, self.index.crosslingual
+        if not s.lexicon or lang != "en" or ex.lexicon is None or xl is None:
+            return []
+        return ex.lexicon.translate(question, xl, s.lexicon_threshold)
+
+    def bm25_query(self, question: str, lang: str, induced: list[str] | None = None) -> str:
         """The question as BM25 reads it in hybrid mode: glossary terms and, for English, induced Chinese."""
-        s, ex = self.settings, self.index.extras
-        query = ex.glossary.expand_query(question, lang) if s.glossary else question
-        xl = self.index.crosslingual
-        if s.lexicon and lang == "en" and ex.lexicon is not None and xl is not None:
-            query += " " + " ".join(ex.lexicon.translate(question, xl, s.lexicon_threshold))
-        return query
+        query = self.index.extras.glossary.expand_query(question, lang) if self.settings.glossary else question
+        induced = self.induced_chinese(question, lang) if induced is None else induced
+        return " ".join([query, *induced])
 
     def _hybrid(self, question: str, k: int) -> list[Hit]:
         s, ex, index = self.settings, self.index.extras, self.index
         lang = detect_lang(question)
         depth = max(k, s.candidates)
-        q = self.query_vector(question)
+        induced = self.induced_chinese(question, lang)
+        q = self.query_vector(" ".join([question, *induced]) if s.lexicon_dense and induced else question)
         xl = index.crosslingual if ex.xl_index is not None else None
         qx = xl.embed_queries([question])[0] if xl is not None else None
 
@@ -122,7 +129,7 @@ class Retriever:
         if qx is not None:
             _, ids = ex.xl_index.search(qx.reshape(1, -1), depth)
             lists.append([index.chunks[i].id for i in ids[0] if i >= 0])
-        bm25_hits = index.search_bm25(self.bm25_query(question, lang), depth)
+        bm25_hits = index.search_bm25(self.bm25_query(question, lang, induced), depth)
         lists.append([h.chunk.id for h in bm25_hits])
         if s.fusion == "rrf":
             chunks = {cid: index.chunks[index.position(cid)] for ids in lists for cid in ids}
