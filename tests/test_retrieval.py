@@ -137,11 +137,18 @@ def test_english_bm25_query_gets_glossary_and_lexicon_terms(xl_index):
     from rag.index import Index
     from rag.retrieval import Retriever
 
+    from rag.retrieval import RetrievalSettings
+
     index = Index.load(xl_index, crosslingual=FakeEmbedder(dim=32, model_id="fake-xl-32"))
-    retriever = Retriever(index, FakeEmbedder())
-    query = retriever.bm25_query("What is venous thromboembolism?", "en")
-    assert query.startswith("What is venous thromboembolism?")
+    retriever = Retriever(index, FakeEmbedder(), RetrievalSettings(glossary=True))
+    question = "What is venous thromboembolism?"
+    query = retriever.bm25_query(question, "en")
+    assert query.startswith(question)
     assert "静脉血栓栓塞" in query  # the tiny corpus defines 静脉血栓栓塞(venous thromboembolism, VTE)
+    induced = retriever.induced_chinese(question, "en")
+    assert induced and all(w in index.extras.lexicon.vocab for w in induced)
+    assert query.endswith(" ".join(induced))
+    assert retriever.induced_chinese("什么是静脉血栓栓塞？", "zh") == []
 
 
 def test_bad_fusion_setting():
