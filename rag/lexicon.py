@@ -65,7 +65,15 @@ class Lexicon:
         phrases = self.phrases(question)
         if not phrases or not self.vocab:
             return []
-        sims = encoder.embed_queries(phrases) @ self.vectors.T
+        return self.translate_vectors(encoder.embed_queries(phrases), threshold, per_phrase)
+
+    def translate_vectors(
+        self, phrase_vectors: np.ndarray, threshold: float = 0.5, per_phrase: int = 2
+    ) -> list[str]:
+        """`translate` for phrase vectors already encoded (the retriever encodes them with the question)."""
+        if not len(phrase_vectors) or not self.vocab:
+            return []
+        sims = phrase_vectors @ self.vectors.T
         found: dict[str, float] = {}
         for row in sims:
             for j in np.argsort(-row)[:per_phrase]:

@@ -39,7 +39,9 @@ class RetrievalSettings:
     w_bm25_zh: float = 0.5  # BM25 weight for a Chinese question
     w_bm25_en: float = 0.25  # for an English question: only through the glossary and the induced lexicon
     by_language: bool = True  # standardise dense scores within each passage language
-    glossary: bool = False  # expand the BM25 query with glossary terms (no gain over the lexicon: eval/ablation.py)
+    glossary: bool = (
+        False  # expand the BM25 query with glossary terms (no gain over the lexicon: eval/ablation.py)
+    )
     lexicon: bool = True  # add induced Chinese words of an English question to its BM25 query
     lexicon_threshold: float = 0.5
     lexicon_dense: bool = True  # also append the induced Chinese words to an English question's e5 query
@@ -105,14 +107,23 @@ class Retriever:
 
     def induced_chinese(self, question: str, lang: str) -> list[str]:
         """Chinese words of the corpus nearest to an English question's phrases (empty for Chinese)."""
+        return self._encode_crosslingual(question, lang)[1]
+
+    def _encode_crosslingual(self, question: str, lang: str) -> tuple[np.ndarray | None, list[str]]:
+        """The question's cross-lingual vector and its induced Chinese words, in one encoder call."""
         s, ex, xl = self.settings, self.index.extras, self.index.crosslingual
-        if not s.lexicon or lang != "en" or ex.lexicon is None or xl is None:
-            return []
-        return ex.lexicon.translate(question, xl, s.lexicon_threshold)
+        if xl is None or ex.xl_index is None:
+            return None, []
+        use_lexicon = s.lexicon and lang == "en" and ex.lexicon is not None
+        phrases = ex.lexicon.phrases(question) if use_lexicon else []
+        vectors = xl.embed_queries([question, *phrases])
+        return vectors[0], ex.lexicon.translate_vectors(vectors[1:], s.lexicon_threshold) if phrases else []
 
     def bm25_query(self, question: str, lang: str, induced: list[str] | None = None) -> str:
         """The question as BM25 reads it in hybrid mode: glossary terms and, for English, induced Chinese."""
-        query = self.index.extras.glossary.expand_query(question, lang) if self.settings.glossary else question
+        query = (
+            self.index.extras.glossary.expand_query(question, lang) if self.settings.glossary else question
+        )
         induced = self.induced_chinese(question, lang) if induced is None else induced
         return " ".join([query, *induced])
 
@@ -120,10 +131,8 @@ class Retriever:
         s, ex, index = self.settings, self.index.extras, self.index
         lang = detect_lang(question)
         depth = max(k, s.candidates)
-        induced = self.induced_chinese(question, lang)
+        qx, induced = self._encode_crosslingual(question, lang)
         q = self.query_vector(" ".join([question, *induced]) if s.lexicon_dense and induced else question)
-        xl = index.crosslingual if ex.xl_index is not None else None
-        qx = xl.embed_queries([question])[0] if xl is not None else None
 
         lists = [[h.chunk.id for h in index.search_dense(q, depth)]]
         if qx is not None:
