@@ -17,8 +17,10 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 import gradio as gr
 
+from rag.cli import llm_options
+from rag.llm import add_llm_arguments
 from rag.pipeline import MODES, Pipeline
-from webui.chat import MAX_K, ask, open_document, respond
+from webui.chat import MAX_K, ask, open_document, respond_stream
 from webui.render import escape_markdown, quotes_json, status_line
 from webui.uploads import ALLOWED_SUFFIXES, MAX_UPLOAD_BYTES, add_documents, docs_mismatch
 
@@ -70,11 +72,16 @@ def build_app(pipeline: Pipeline, docs_dir: str | Path) -> gr.Blocks:
     docs_dir = Path(docs_dir)
     uploads_off = docs_mismatch(pipeline, docs_dir)
 
-    def on_submit(question: str, history: list, mode: str, k: int):
-        turn = respond(pipeline, question, history, mode, k)
-        if turn.sources_html is None:  # an error: keep the question for editing, keep the sources
-            return turn.history, question, gr.skip(), gr.skip()
-        return turn.history, "", turn.sources_html or SOURCES_PLACEHOLDER, turn.quotes
+    def on_submit(question: str, history: list, pairs: list, mode: str, k: int):
+        # A generator: with an LLM the draft streams in, then the verified answer replaces it.
+        for turn in respond_stream(pipeline, question, history, mode, k, pairs):
+            if turn.draft:
+                yield turn.history, "", gr.skip(), gr.skip(), gr.skip()
+            elif turn.sources_html is None:  # an error: keep the question for editing, keep the sources
+                yield turn.history, question, gr.skip(), gr.skip(), gr.skip()
+            else:
+                sources_html = turn.sources_html or SOURCES_PLACEHOLDER
+                yield turn.history, "", sources_html, turn.quotes, [*(pairs or []), list(turn.pair)]
 
     def on_open(quotes: list, evt: gr.EventData):
         n = getattr(evt, "_data", None) or {}
@@ -102,6 +109,7 @@ def build_app(pipeline: Pipeline, docs_dir: str | Path) -> gr.Blocks:
 
     with gr.Blocks(title="Medical papers Q&A · 医学文献问答") as demo:
         quotes = gr.State([])
+        pairs = gr.State([])  # [question, answer] of this conversation, to read follow-up questions
         gr.Markdown(
             "## Medical papers Q&A · 医学文献问答\n"
             "Ask in Chinese or English; answers quote the papers, with numbered citations. "
@@ -153,10 +161,11 @@ def build_app(pipeline: Pipeline, docs_dir: str | Path) -> gr.Blocks:
                     upload_msg = gr.Markdown(escape_markdown(uploads_off or ""), elem_id="upload-msg")
                 status = gr.HTML(status_line(pipeline.status()), elem_id="status")
 
-        outputs = [chatbot, question, sources, quotes]
-        question.submit(on_submit, [question, chatbot, mode, k], outputs, **PRIVATE)
-        examples.load_input_event.then(on_submit, [question, chatbot, mode, k], outputs, **PRIVATE)
-        clear.click(lambda: ([], "", SOURCES_PLACEHOLDER, []), None, outputs, **PRIVATE)
+        outputs = [chatbot, question, sources, quotes, pairs]
+        inputs = [question, chatbot, pairs, mode, k]
+        question.submit(on_submit, inputs, outputs, **PRIVATE)
+        examples.load_input_event.then(on_submit, inputs, outputs, **PRIVATE)
+        clear.click(lambda: ([], "", SOURCES_PLACEHOLDER, [], []), None, outputs, **PRIVATE)
         sources.click(on_open, [quotes], [doc_view, doc_box], **PRIVATE)
         add.click(on_upload, [files], [upload_msg, status, files], concurrency_limit=1, **PRIVATE)
         # Each page load shows the index as it is now, e.g. after someone else's upload.
@@ -175,8 +184,10 @@ def parse_auth(value: str | None) -> tuple[str, str] | None:
     return user, password
 
 
-def load_pipeline(index_dir: Path, docs_dir: Path) -> Pipeline:
-    """Open the index (building it first if missing) and load the model now, so the first question is fast."""
+def load_pipeline(index_dir: Path, docs_dir: Path, **options) -> Pipeline:
+    """Open the index (building it first if missing) and load the model now, so the first question is fast.
+
+    `options` go to `Pipeline.load` (the LLM generator and chat model, see `rag.cli.llm_options`)."""
     embedder: Embedder | None = None
     if not (index_dir / "manifest.json").exists():
         from rag.embedding import SentenceTransformerEmbedder
@@ -185,13 +196,17 @@ def load_pipeline(index_dir: Path, docs_dir: Path) -> Pipeline:
         print(
             f"No index at {index_dir}; building it from {docs_dir} with the default model…", file=sys.stderr
         )
+        from rag.use import USEEmbedder
+
         embedder = SentenceTransformerEmbedder()
-        print(build_index(docs_dir, index_dir, embedder).summary(), file=sys.stderr)
-    pipeline = Pipeline.load(index_dir, embedder=embedder)
+        report = build_index(docs_dir, index_dir, embedder, crosslingual=USEEmbedder())
+        print(report.summary(), file=sys.stderr)
+    pipeline = Pipeline.load(index_dir, embedder=embedder, **options)
     warm_up = getattr(pipeline.embedder, "warm_up", None)
     if warm_up:
         warm_up()
     pipeline.retrieve("warm-up 预热", k=1)  # also loads jieba's dictionary
+    _ = pipeline.glossary  # an index without a stored glossary mines it now, not on the first question
     return pipeline
 
 
@@ -224,6 +239,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--share", action="store_true", help="also open a public *.gradio.live link (off by default)"
     )
+    add_llm_arguments(parser)
+    parser.add_argument(
+        "--translate-queries",
+        action="store_true",
+        help="with --llm-model: also search English questions with their Chinese translation",
+    )
     return parser
 
 
@@ -234,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         auth = parse_auth(args.auth)
-        pipeline = load_pipeline(Path(args.index), Path(args.docs))
+        pipeline = load_pipeline(Path(args.index), Path(args.docs), **llm_options(args))
     except (IndexLoadError, ModelLoadError, OSError, ValueError) as exc:  # each message says what to fix
         print(f"error: {exc}", file=sys.stderr)
         return 2

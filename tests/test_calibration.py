@@ -1,0 +1,223 @@
+"""Choosing the abstention threshold, settings.json, and `rag calibrate` on the fake index."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+
+import rag.calibration
+import rag.pipeline
+from rag.answer import AnswerSettings
+from rag.calibration import (
+    SettingsError,
+    choose_threshold,
+    evidence_scores,
+    read_settings,
+    settings_dict,
+    write_settings,
+)
+from rag.cli import main
+from rag.gold import GoldItem, load_gold
+from rag.metrics import abstention_prf
+from rag.pipeline import Pipeline
+
+from .conftest import FakeEmbedder
+
+# --- choose_threshold, by hand ---------------------------------------------------------------------
+
+
+def test_separable_scores_put_the_threshold_mid_gap():
+    t, stats = choose_threshold([0.8, 0.9], [0.1, 0.3])
+    assert t == pytest.approx(0.55)  # midpoint of the gap 0.3 .. 0.8
+    assert (stats["f1"], stats["precision"], stats["recall"]) == (1.0, 1.0, 1.0)
+    assert stats["wrongly_refused"] == 0 and stats["wrongly_answered"] == 0
+    assert stats["gap"] == [0.3, 0.8]
+
+
+def test_overlapping_scores_maximise_f1_and_count_the_refused():
+    # Cuts: refuse {.2} F1 2/3; {.2,.6} 1/2; {.2,.6,.7} 4/5; all 2/3. Best: refuse below (0.7+0.8)/2.
+    t, stats = choose_threshold([0.6, 0.8], [0.2, 0.7])
+    assert t == pytest.approx(0.75)
+    assert stats["f1"] == pytest.approx(0.8)
+    assert stats["precision"] == pytest.approx(2 / 3) and stats["recall"] == 1.0
+    assert stats["wrongly_refused"] == 1  # the answerable 0.6
+
+
+def test_a_tie_in_f1_goes_to_refusing_fewer_answerable_questions():
+    # Refusing {.2}: P 1, R 1/2, F1 2/3. Refusing everything: P 1/2, R 1, F1 2/3. Same F1.
+    t, stats = choose_threshold([0.4, 0.6], [0.2, 0.8])
+    assert stats["f1"] == pytest.approx(2 / 3)
+    assert t == pytest.approx(0.3)  # mid-gap between 0.2 and 0.4, not above 0.8
+    assert stats["wrongly_refused"] == 0 and stats["wrongly_answered"] == 1
+
+
+def test_all_answerable_refuses_nothing():
+    t, stats = choose_threshold([0.4, 0.7], [])
+    assert t == pytest.approx(0.2)  # halfway below the weakest answerable score
+    assert stats["f1"] == 1.0 and stats["wrongly_refused"] == 0 and stats["n_unanswerable"] == 0
+
+
+def test_all_unanswerable_refuses_everything():
+    t, stats = choose_threshold([], [0.1, 0.3])
+    assert t == pytest.approx(0.65)  # midpoint of 0.3 .. 1.0
+    assert stats["recall"] == 1.0 and stats["wrongly_answered"] == 0
+
+
+def test_equal_scores_in_both_classes_cannot_be_split():
+    t, stats = choose_threshold([0.5, 0.5], [0.5])
+    # Either everything is answered (F1 0) or everything refused (F1 0.5).
+    assert t == pytest.approx(0.75) and stats["f1"] == pytest.approx(0.5)
+    assert stats["wrongly_refused"] == 2
+
+
+def test_zero_scores_keep_the_threshold_in_range():
+    t, stats = choose_threshold([0.0, 0.3], [])
+    assert t == 0.0 and stats["wrongly_refused"] == 0  # score < 0 never happens: nothing refused
+
+
+@pytest.mark.parametrize(
+    ("ans", "una", "match"), [([], [], "at least one score"), ([1.2], [0.1], r"\[0, 1\]")]
+)
+def test_bad_scores_are_refused(ans, una, match):
+    with pytest.raises(ValueError, match=match):
+        choose_threshold(ans, una)
+
+
+def _f1(ans: list[float], una: list[float], threshold: float) -> float:
+    pred = [s < threshold for s in (*ans, *una)]
+    return abstention_prf(pred, [False] * len(ans) + [True] * len(una)).f1
+
+
+def test_threshold_is_as_good_as_any_by_brute_force():
+    """Oracle: no threshold on a fine grid gives a better abstention F1."""
+    rng = random.Random(7)
+    for _ in range(50):
+        ans = [round(rng.uniform(0.2, 1.0), 2) for _ in range(rng.randint(1, 8))]
+        una = [round(rng.uniform(0.0, 0.7), 2) for _ in range(rng.randint(0, 5))]
+        t, stats = choose_threshold(ans, una)
+        assert _f1(ans, una, t) == pytest.approx(stats["f1"])
+        assert max(_f1(ans, una, i / 1000) for i in range(1001)) <= stats["f1"] + 1e-12
+        assert sum(s < t for s in ans) == stats["wrongly_refused"]
+
+
+# --- settings.json ---------------------------------------------------------------------------------
+
+
+def test_write_settings_is_atomic_and_keeps_chinese(tmp_path):
+    path = tmp_path / "index" / "settings.json"
+    data = settings_dict(AnswerSettings(min_score=0.5), {"gold": "金标准.jsonl", "model_id": "m"})
+    write_settings(path, data)
+    write_settings(path, data)  # replacing an existing file works too
+    assert "金标准" in path.read_text(encoding="utf-8")
+    assert json.loads(path.read_text(encoding="utf-8")) == data
+    assert [p.name for p in path.parent.iterdir()] == ["settings.json"]  # no temp file left
+
+
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        ("{", "bad JSON"),
+        ('{"answer": {"min_scor": 0.5}}', r"unknown answer setting\(s\) \['min_scor'\]"),
+        ('{"answer": {"min_score": 7}}', "min_score must be between 0 and 1"),
+        ("[]", "expected"),
+    ],
+)
+def test_a_bad_settings_file_says_what_to_fix(tmp_path, text, match):
+    (tmp_path / "settings.json").write_text(text, encoding="utf-8")
+    with pytest.raises(SettingsError, match=match) as err:
+        read_settings(tmp_path, "m")
+    assert "settings.json" in str(err.value)
+
+
+def test_without_any_settings_the_built_in_default_is_used_with_a_note(tmp_path, monkeypatch):
+    monkeypatch.setattr(rag.calibration, "packaged_settings", lambda: tmp_path / "missing.json")
+    loaded = read_settings(tmp_path, "m")
+    assert loaded.answer == AnswerSettings() and loaded.source == "built-in"
+    assert "rag calibrate" in loaded.notes[0]
+
+
+# --- rag calibrate, end to end on the fake index --------------------------------------------------
+
+GOLD = [
+    ("a1", "特鲁索综合征的一线治疗药物是什么？", "zh", True, ["低分子肝素"]),
+    ("a2", "低分子肝素是什么？", "zh", True, ["低分子肝素"]),
+    ("a3", "Oral ulcers adverse event of everolimus", "en", True, ["Oral ulcers"]),
+    ("u1", "Who won the 2022 World Cup final?", "en", False, []),
+    ("u2", "今天股市行情如何？", "zh", False, []),
+]
+
+
+@pytest.fixture
+def gold_file(tmp_path):
+    path = tmp_path / "gold.jsonl"
+    rows = [
+        {"id": i, "question": q, "lang": lang, "answerable": ok, "evidence": ev, "answer": ev}
+        for i, q, lang, ok, ev in GOLD
+    ]
+    path.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in rows), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def fake_model(monkeypatch):
+    monkeypatch.setattr(rag.pipeline, "embedder_for", lambda built, model: FakeEmbedder())
+
+
+def test_rag_calibrate_writes_settings_and_the_pipeline_uses_them(
+    fake_index, fake_model, gold_file, tmp_path, monkeypatch, capsys
+):
+    default = tmp_path / "packaged" / "settings.json"
+    monkeypatch.setattr(rag.calibration, "default_settings_path", lambda: default)
+    code = main(["calibrate", "--gold", str(gold_file), "--index", str(fake_index), "--save-default"])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "min_score" in out and "answerable questions refused" in out
+
+    written = json.loads((fake_index / "settings.json").read_text(encoding="utf-8"))
+    assert json.loads(default.read_text(encoding="utf-8")) == written
+    assert set(written) == {"answer", "calibration"}
+    assert set(written["answer"]) == {"min_score", "max_quotes", "candidate_chunks"}
+    cal = written["calibration"]
+    assert {"gold", "n_answerable", "n_unanswerable", "f1", "model_id", "date"} <= set(cal)
+    assert (cal["n_answerable"], cal["n_unanswerable"], cal["model_id"]) == (3, 2, "fake-hash-64")
+    assert cal["gold"] == str(gold_file)
+
+    pipeline = Pipeline.load(fake_index, embedder=FakeEmbedder())
+    t = written["answer"]["min_score"]
+    assert pipeline.answer_settings.min_score == t and pipeline.settings_notes == ()
+    # The pipeline abstains exactly where the calibration said it would.
+    scored = evidence_scores(pipeline, load_gold(gold_file))
+    for item, score in scored:
+        assert pipeline.ask(item.question).abstained == (score < t), item.id
+    _, stats = choose_threshold(
+        [s for i, s in scored if i.answerable], [s for i, s in scored if not i.answerable]
+    )
+    assert cal["f1"] == pytest.approx(stats["f1"], abs=1e-4)
+
+
+def test_rag_calibrate_json(fake_index, fake_model, gold_file, capsys):
+    assert main(["calibrate", "--gold", str(gold_file), "--index", str(fake_index), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["settings"]["answer"]["min_score"] == out["stats"]["threshold"]
+    assert out["written"] == [str(fake_index / "settings.json")]
+
+
+def test_rag_calibrate_needs_a_gold_file(fake_index, fake_model, tmp_path, capsys):
+    assert main(["calibrate", "--gold", str(tmp_path / "none.jsonl"), "--index", str(fake_index)]) == 2
+    assert "none.jsonl" in capsys.readouterr().err
+    assert not (fake_index / "settings.json").exists()
+
+
+def test_evidence_scores_use_the_hits_ask_uses(fake_index):
+    pipeline = Pipeline.load(fake_index, embedder=FakeEmbedder())
+    items = [GoldItem(i, q, lang, ok, tuple(ev), tuple(ev)) for i, q, lang, ok, ev in GOLD]
+    scored = evidence_scores(pipeline, items, k=3, mode="bm25")
+    assert [item for item, _ in scored] == items
+    for item, score in scored:
+        assert 0.0 <= score <= 1.0
+        answer = pipeline.ask(item.question, k=3, mode="bm25")
+        assert [h.chunk.id for h in answer.hits] == [
+            h.chunk.id for h in pipeline.retrieve(item.question, k=3, mode="bm25")
+        ]
