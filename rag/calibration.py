@@ -46,7 +46,7 @@ __all__ = [
     "write_settings",
 ]
 
-SETTINGS_FILE = "settings.json"
+SETTINGS_FILE = "settings.json"  # == rag.index_store.SETTINGS, which rebuilds carry over
 _ANSWER_KEYS = tuple(f.name for f in fields(AnswerSettings))
 
 

@@ -217,6 +217,8 @@ def build_index(
                 faiss_kind,
                 extras,
             )
+            if (index_dir / store.SETTINGS).is_file():  # calibrated settings belong to the index, not the build
+                shutil.copy2(index_dir / store.SETTINGS, build_dir / store.SETTINGS)
             store.swap_in(build_dir, index_dir)
         except BaseException:
             shutil.rmtree(build_dir, ignore_errors=True)

@@ -23,6 +23,7 @@ CHUNKS = "chunks.jsonl"
 EMBEDDINGS = "embeddings.npy"
 FAISS = "faiss.index"
 BM25_DIR = "bm25"
+SETTINGS = "settings.json"  # answer settings written by `rag calibrate`; a rebuild carries them over
 FILES = (MANIFEST, DOCUMENTS, CHUNKS, EMBEDDINGS, FAISS, BM25_DIR)
 
 log = logging.getLogger(__name__)

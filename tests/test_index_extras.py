@@ -118,3 +118,12 @@ def test_lexicon_translates_through_the_encoder():
     assert set(lex.vocab) == {"血栓", "肝素", "肺癌"}
     assert lex.translate("Is heparin used for thrombosis?", Toy(), threshold=0.9)[:2] == ["血栓", "肝素"]
     assert Lexicon.phrases("What is the first-line drug?") == ["first-line", "drug", "first-line drug"]
+
+
+def test_rebuild_keeps_the_index_settings(docs, tmp_path):
+    build_index(docs, tmp_path / "ix", FakeEmbedder(), progress=False)
+    (tmp_path / "ix" / "settings.json").write_text('{"answer": {"min_score": 0.42}}', encoding="utf-8")
+    (docs / "extra.txt").write_text("新的文献。讨论血栓。", encoding="utf-8")
+    report = build_index(docs, tmp_path / "ix", FakeEmbedder(), progress=False)
+    assert report.added == ["extra"]
+    assert (tmp_path / "ix" / "settings.json").read_text(encoding="utf-8") == '{"answer": {"min_score": 0.42}}'

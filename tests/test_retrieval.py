@@ -135,9 +135,7 @@ def test_hybrid_with_crosslingual_vectors(xl_index, fusion):
 
 def test_english_bm25_query_gets_glossary_and_lexicon_terms(xl_index):
     from rag.index import Index
-    from rag.retrieval import Retriever
-
-    from rag.retrieval import RetrievalSettings
+    from rag.retrieval import RetrievalSettings, Retriever
 
     index = Index.load(xl_index, crosslingual=FakeEmbedder(dim=32, model_id="fake-xl-32"))
     retriever = Retriever(index, FakeEmbedder(), RetrievalSettings(glossary=True))
