@@ -104,7 +104,7 @@ def compose_answer(
     scored = score_sentences(question, sentences, glossary, embedder)
     best = max((s.relevance for s in scored), default=0.0)
     if not scored or best < settings.min_score:
-        return _abstain(
+        return abstain_answer(
             question, lang, hits, documents, glossary, [*notes, f"best evidence score {best:.3f}"]
         )
     quotes: list[Quote] = []
@@ -120,7 +120,9 @@ def compose_answer(
         if glosses:
             lines.append(t["gloss_line"].format(items=_gloss_items(glosses, t)))
     if not quotes:
-        return _abstain(question, lang, hits, documents, glossary, [*notes, "no quote survived verification"])
+        return abstain_answer(
+            question, lang, hits, documents, glossary, [*notes, "no quote survived verification"]
+        )
     lines += ["", t["sources"]]
     lines += [
         t["source_line"].format(n=q.n, where=_where(documents[q.doc_id], q.section, lang)) for q in quotes
@@ -241,7 +243,7 @@ def _excerpt(text: str) -> str:
     return flat if len(flat) <= _EXCERPT_CHARS else flat[:_EXCERPT_CHARS] + "…"
 
 
-def _abstain(
+def abstain_answer(
     question: str,
     lang: str,
     hits: Sequence[Hit],

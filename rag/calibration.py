@@ -18,14 +18,14 @@ import json
 import os
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from importlib import resources
 from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any, Protocol
 
-from rag.answer import AnswerSettings, evidence_score
+from rag.answer import AnswerSettings
 from rag.glossary import Glossary
 from rag.gold import GoldItem
 from rag.lang import detect_lang
@@ -59,6 +59,7 @@ class LoadedSettings:
     answer: AnswerSettings
     source: str  # the file read, or "built-in" when even the packaged default is missing
     calibration: dict[str, Any]
+    abstain: dict[str, float] = field(default_factory=dict)  # per question language: evidence threshold
     notes: tuple[str, ...] = ()  # shown with every answer, e.g. "not calibrated for this model"
 
 
@@ -72,7 +73,7 @@ def default_settings_path() -> Path:
     return Path(__file__).resolve().parent / "data" / SETTINGS_FILE
 
 
-def _parse(raw: str, where: str) -> tuple[AnswerSettings, dict[str, Any]]:
+def _parse(raw: str, where: str) -> tuple[AnswerSettings, dict[str, Any], dict[str, float]]:
     fix = f"fix {where} or run `rag calibrate` to write it again"
     try:
         data = json.loads(raw)
@@ -91,7 +92,12 @@ def _parse(raw: str, where: str) -> tuple[AnswerSettings, dict[str, Any]]:
     calibration = data.get("calibration") or {}
     if not isinstance(calibration, dict):
         raise SettingsError(f'{where}: "calibration" must be an object; {fix}')
-    return settings, calibration
+    abstain = data.get("abstain") or {}
+    if not isinstance(abstain, dict) or not all(
+        lang in ("zh", "en") and isinstance(t, (int, float)) and 0 <= t <= 1 for lang, t in abstain.items()
+    ):
+        raise SettingsError(f'{where}: "abstain" must map "zh"/"en" to thresholds in [0, 1]; {fix}')
+    return settings, calibration, {lang: float(t) for lang, t in abstain.items()}
 
 
 def read_settings(index_dir: str | Path, model_id: str) -> LoadedSettings:
@@ -100,7 +106,7 @@ def read_settings(index_dir: str | Path, model_id: str) -> LoadedSettings:
     own = Path(index_dir) / SETTINGS_FILE
     if own.is_file():
         where = str(own)
-        settings, calibration = _parse(own.read_text(encoding="utf-8"), where)
+        settings, calibration, abstain = _parse(own.read_text(encoding="utf-8"), where)
     else:
         packaged = packaged_settings()
         if not packaged.is_file():
@@ -108,9 +114,9 @@ def read_settings(index_dir: str | Path, model_id: str) -> LoadedSettings:
                 f"abstention is not calibrated (no {own} and no packaged default); "
                 f"run `rag calibrate --index {index_dir}`"
             )
-            return LoadedSettings(AnswerSettings(), "built-in", {}, (note,))
+            return LoadedSettings(AnswerSettings(), "built-in", {}, notes=(note,))
         where = "rag/data/settings.json (packaged default)"
-        settings, calibration = _parse(packaged.read_text(encoding="utf-8"), where)
+        settings, calibration, abstain = _parse(packaged.read_text(encoding="utf-8"), where)
     calibrated_for = calibration.get("model_id")
     notes = ()
     if calibrated_for != model_id:
@@ -119,11 +125,16 @@ def read_settings(index_dir: str | Path, model_id: str) -> LoadedSettings:
             f"abstention threshold {settings.min_score:g} was calibrated for model {calibrated_for or '?'}, "
             f"not {model_id}, so it may refuse too often or too rarely; run `rag calibrate --index {index_dir}`",
         )
-    return LoadedSettings(settings, where, calibration, notes)
+    return LoadedSettings(settings, where, calibration, abstain=abstain, notes=notes)
 
 
-def settings_dict(answer: AnswerSettings, calibration: Mapping[str, Any]) -> dict[str, Any]:
-    return {"answer": asdict(answer), "calibration": dict(calibration)}
+def settings_dict(
+    answer: AnswerSettings, calibration: Mapping[str, Any], abstain: Mapping[str, float] | None = None
+) -> dict[str, Any]:
+    out = {"answer": asdict(answer), "calibration": dict(calibration)}
+    if abstain:
+        out["abstain"] = dict(abstain)
+    return out
 
 
 def write_settings(path: str | Path, data: Mapping[str, Any]) -> Path:
@@ -219,6 +230,9 @@ class ScoringPipeline(Protocol):
     @property
     def answer_embedder(self) -> Any: ...
 
+    @property
+    def retriever(self) -> Any: ...
+
     def retrieve(self, question: str, k: int = ..., mode: str = ...) -> list[Hit]: ...
 
 
@@ -229,22 +243,18 @@ def evidence_scores(
     mode: str = "hybrid",
     progress: Callable[[int, int, GoldItem], None] | None = None,
 ) -> list[tuple[GoldItem, float]]:
-    """(item, evidence score) for each gold question, on the hits `pipeline.ask` would use (same k, mode)."""
+    """(item, evidence score) for each gold question, on the hits `pipeline.ask` would use (same k, mode).
+
+    The score is `Retriever.evidence`: the best sentence's similarity under the encoder that suits the
+    question's language (see rag.retrieval), which is what the pipeline compares to the threshold.
+    """
     out = []
     for i, item in enumerate(gold_items, 1):
         if progress:
             progress(i, len(gold_items), item)
+        lang = detect_lang(item.question)
         hits = pipeline.retrieve(item.question, k=k, mode=mode)
-        score = evidence_score(
-            item.question,
-            detect_lang(item.question),
-            hits,
-            pipeline.documents,
-            pipeline.glossary,
-            pipeline.answer_embedder,
-            candidate_chunks=pipeline.answer_settings.candidate_chunks,
-        )
-        out.append((item, score))
+        out.append((item, pipeline.retriever.evidence(item.question, lang, hits)))
     return out
 
 
@@ -257,16 +267,38 @@ def calibrate(
     mode: str = "hybrid",
     progress: Callable[[int, int, GoldItem], None] | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Settings for settings.json (the pipeline's other answer settings, the new `min_score`) and the stats."""
+    """Settings for settings.json: one abstention threshold per question language, and the stats.
+
+    Per language, because the evidence score comes from a different encoder for each (and even one
+    encoder's similarities sit at different levels across languages).
+    """
     scored = evidence_scores(pipeline, gold_items, k, mode, progress)
-    ans = [s for item, s in scored if item.answerable]
-    una = [s for item, s in scored if not item.answerable]
-    threshold, stats = choose_threshold(ans, una)
-    answer = AnswerSettings(**{**asdict(pipeline.answer_settings), "min_score": threshold})
+    thresholds: dict[str, float] = {}
+    per_lang: dict[str, dict[str, Any]] = {}
+    for lang in ("zh", "en"):
+        ans = [s for item, s in scored if item.answerable and detect_lang(item.question) == lang]
+        una = [s for item, s in scored if not item.answerable and detect_lang(item.question) == lang]
+        if ans or una:
+            thresholds[lang], per_lang[lang] = choose_threshold(ans, una)
+    gold_unanswerable = [not item.answerable for item, _ in scored]
+    refused = [s < thresholds.get(detect_lang(item.question), 0.0) for item, s in scored]
+    prf = abstention_prf(refused, gold_unanswerable)
+    stats = {
+        "f1": prf.f1,
+        "precision": prf.precision,
+        "recall": prf.recall,
+        "n_answerable": sum(not u for u in gold_unanswerable),
+        "n_unanswerable": sum(gold_unanswerable),
+        "wrongly_refused": sum(r and not u for r, u in zip(refused, gold_unanswerable, strict=True)),
+        "wrongly_answered": sum(u and not r for r, u in zip(refused, gold_unanswerable, strict=True)),
+        "by_lang": {lang: {k_: v for k_, v in st.items() if k_ != "gap"} for lang, st in per_lang.items()},
+    }
+    # The evidence gate decides abstention; the answerer's own relevance floor is then only a quote filter.
+    answer = AnswerSettings(**{**asdict(pipeline.answer_settings), "min_score": 0.0})
     calibration = {
         "gold": gold_path,
-        "n_answerable": len(ans),
-        "n_unanswerable": len(una),
+        "n_answerable": stats["n_answerable"],
+        "n_unanswerable": stats["n_unanswerable"],
         "f1": _r(stats["f1"]),
         "precision": _r(stats["precision"]),
         "recall": _r(stats["recall"]),
@@ -274,9 +306,10 @@ def calibrate(
         "model_id": model_id,
         "k": k,
         "mode": mode,
+        "signal": "best-sentence similarity: e5 for Chinese questions, cross-lingual encoder for English",
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
     }
-    return settings_dict(answer, calibration), {**stats, "scores": scored}
+    return settings_dict(answer, calibration, thresholds), {**stats, "scores": scored}
 
 
 def _r(x: float | None) -> float | None:

@@ -9,6 +9,7 @@ import sys
 import time
 
 from rag import __version__
+from rag.lang import detect_lang
 from rag.llm import add_llm_arguments
 from rag.vectors import KINDS
 
@@ -347,29 +348,35 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
 def calibration_summary(settings: dict, stats: dict) -> str:
     c = settings["calibration"]
-    ans = sorted(s for item, s in stats["scores"] if item.answerable)
-    una = sorted(s for item, s in stats["scores"] if not item.answerable)
 
     def spread(xs: list[float]) -> str:
+        xs = sorted(xs)
         return f"min {xs[0]:.3f}, median {xs[len(xs) // 2]:.3f}, max {xs[-1]:.3f}" if xs else "none"
 
     def pct(x: float | None) -> str:
         return "n/a" if x is None else f"{x:.3f}"
 
-    return "\n".join(
-        [
-            f"{c['n_answerable'] + c['n_unanswerable']} gold questions ({c['n_answerable']} answerable, "
-            f"{c['n_unanswerable']} unanswerable); model {c['model_id']}; k={c['k']} {c['mode']}",
-            f"evidence scores, answerable:   {spread(ans)}",
-            f"evidence scores, unanswerable: {spread(una)}",
-            f"min_score: {settings['answer']['min_score']} (midpoint of the gap "
-            f"{stats['gap'][0]:.4f}..{stats['gap'][1]:.4f})",
-            f"abstention precision / recall / F1: {pct(stats['precision'])} / {pct(stats['recall'])} / "
-            f"{pct(stats['f1'])}",
-            f"answerable questions refused: {stats['wrongly_refused']}/{stats['n_answerable']}",
-            f"unanswerable questions answered: {stats['wrongly_answered']}/{stats['n_unanswerable']}",
+    lines = [
+        f"{c['n_answerable'] + c['n_unanswerable']} gold questions ({c['n_answerable']} answerable, "
+        f"{c['n_unanswerable']} unanswerable); model {c['model_id']}; k={c['k']} {c['mode']}",
+    ]
+    for lang, threshold in settings.get("abstain", {}).items():
+        mine = [(item, s) for item, s in stats["scores"] if detect_lang(item.question) == lang]
+        st = stats["by_lang"][lang]
+        lines += [
+            f"[{lang}] evidence, answerable:   {spread([s for item, s in mine if item.answerable])}",
+            f"[{lang}] evidence, unanswerable: {spread([s for item, s in mine if not item.answerable])}",
+            f"[{lang}] threshold {threshold}: precision / recall / F1 {pct(st['precision'])} / "
+            f"{pct(st['recall'])} / {pct(st['f1'])}; refuses {st['wrongly_refused']}/{st['n_answerable']} "
+            f"answerable, answers {st['wrongly_answered']}/{st['n_unanswerable']} unanswerable",
         ]
-    )
+    lines += [
+        f"overall abstention precision / recall / F1: {pct(stats['precision'])} / {pct(stats['recall'])} / "
+        f"{pct(stats['f1'])}",
+        f"answerable questions refused: {stats['wrongly_refused']}/{stats['n_answerable']}",
+        f"unanswerable questions answered: {stats['wrongly_answered']}/{stats['n_unanswerable']}",
+    ]
+    return "\n".join(lines)
 
 
 def cmd_model(args: argparse.Namespace) -> int:

@@ -13,10 +13,13 @@ if TYPE_CHECKING:
 
 __all__ = ["CachedPassageEmbedder"]
 
+_QUERY_CACHE = 64
+
 
 class CachedPassageEmbedder:
     """`embed_passages` from a text -> vector map, embedding only the misses (in one batched call);
-    `embed_queries` goes straight to the wrapped embedder.
+    `embed_queries` keeps the last few query vectors, because retrieval, the evidence check and the
+    answerer each embed the same question.
 
     The vectors must come from the wrapped embedder's model (the index checks that on load).
     """
@@ -35,6 +38,7 @@ class CachedPassageEmbedder:
             )
         self.embedder = embedder
         self._cache: dict[str, np.ndarray] = dict(zip(texts, vectors, strict=True))
+        self._queries: dict[str, np.ndarray] = {}
 
     @property
     def model_id(self) -> str:
@@ -60,4 +64,14 @@ class CachedPassageEmbedder:
         return np.stack([self._cache[t] for t in texts])
 
     def embed_queries(self, texts: list[str]) -> np.ndarray:
-        return self.embedder.embed_queries(texts)
+        texts = list(texts)
+        misses = list(dict.fromkeys(t for t in texts if t not in self._queries))
+        if misses:
+            fresh = np.asarray(self.embedder.embed_queries(misses), dtype=np.float32)
+            for text, vec in zip(misses, fresh, strict=True):
+                if len(self._queries) >= _QUERY_CACHE:
+                    self._queries.pop(next(iter(self._queries)))  # oldest first
+                self._queries[text] = vec
+        if not texts:
+            return np.empty((0, self.dim), dtype=np.float32)
+        return np.stack([self._queries[t] for t in texts])

@@ -86,22 +86,16 @@ def load_gold(path: str | Path) -> list[GoldItem]:
             # utf-8-sig on the first line only: editors on Windows add a BOM.
             line = raw.decode("utf-8-sig" if n == 1 else "utf-8")
         except UnicodeDecodeError as exc:
-            raise GoldFormatError(
-                f"{where}: not UTF-8 ({exc.reason}); save the file as UTF-8"
-            ) from None
+            raise GoldFormatError(f"{where}: not UTF-8 ({exc.reason}); save the file as UTF-8") from None
         if not line.strip():
             continue
         try:
             obj = json.loads(line)
         except json.JSONDecodeError as exc:
-            raise GoldFormatError(
-                f"{where}: bad JSON: {exc.msg} at column {exc.colno}"
-            ) from None
+            raise GoldFormatError(f"{where}: bad JSON: {exc.msg} at column {exc.colno}") from None
         item = _parse_item(obj, where)
         if item.id in first_line:
-            raise GoldFormatError(
-                f"{where}: duplicate id {item.id!r} (first on line {first_line[item.id]})"
-            )
+            raise GoldFormatError(f"{where}: duplicate id {item.id!r} (first on line {first_line[item.id]})")
         first_line[item.id] = n
         items.append(item)
     return items
@@ -109,37 +103,25 @@ def load_gold(path: str | Path) -> list[GoldItem]:
 
 def _parse_item(obj: object, where: str) -> GoldItem:
     if not isinstance(obj, dict):
-        raise GoldFormatError(
-            f"{where}: expected a JSON object, got {type(obj).__name__}"
-        )
+        raise GoldFormatError(f"{where}: expected a JSON object, got {type(obj).__name__}")
     missing = [k for k in _REQUIRED if k not in obj]
     if missing:
-        raise GoldFormatError(
-            f"{where}: missing key(s) {', '.join(repr(k) for k in missing)}"
-        )
+        raise GoldFormatError(f"{where}: missing key(s) {', '.join(repr(k) for k in missing)}")
 
     for key in ("id", "question"):
         value = obj[key]
         if not isinstance(value, str) or not value.strip():
-            raise GoldFormatError(
-                f"{where}: {key!r} must be a non-empty string, got {value!r}"
-            )
+            raise GoldFormatError(f"{where}: {key!r} must be a non-empty string, got {value!r}")
     if obj["lang"] not in LANGS:
-        raise GoldFormatError(
-            f"{where}: 'lang' must be 'zh' or 'en', got {obj['lang']!r}"
-        )
+        raise GoldFormatError(f"{where}: 'lang' must be 'zh' or 'en', got {obj['lang']!r}")
     # JSON 1/0 would pass a truthiness check; insist on true/false so typos are caught.
     if not isinstance(obj["answerable"], bool):
-        raise GoldFormatError(
-            f"{where}: 'answerable' must be true or false, got {obj['answerable']!r}"
-        )
+        raise GoldFormatError(f"{where}: 'answerable' must be true or false, got {obj['answerable']!r}")
     evidence = _str_list(obj, "evidence", where)
     answer = _str_list(obj, "answer", where)
     for phrase in evidence:
         if not match_key(phrase):
-            raise GoldFormatError(
-                f"{where}: 'evidence' holds an empty phrase, which would match every chunk"
-            )
+            raise GoldFormatError(f"{where}: 'evidence' holds an empty phrase, which would match every chunk")
     if obj["answerable"] and not evidence:
         raise GoldFormatError(
             f"{where}: answerable item {obj['id']!r} has no evidence; add at least one phrase"
@@ -149,9 +131,7 @@ def _parse_item(obj: object, where: str) -> GoldItem:
     for key in _OPTIONAL:
         value = obj.get(key, "")
         if not isinstance(value, str):
-            raise GoldFormatError(
-                f"{where}: {key!r} must be a string, got {type(value).__name__}"
-            )
+            raise GoldFormatError(f"{where}: {key!r} must be a string, got {type(value).__name__}")
         optional[key] = value
 
     return GoldItem(
@@ -168,7 +148,5 @@ def _parse_item(obj: object, where: str) -> GoldItem:
 def _str_list(obj: dict, key: str, where: str) -> tuple[str, ...]:
     value = obj[key]
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise GoldFormatError(
-            f"{where}: {key!r} must be a list of strings, got {value!r}"
-        )
+        raise GoldFormatError(f"{where}: {key!r} must be a list of strings, got {value!r}")
     return tuple(value)

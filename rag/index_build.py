@@ -217,7 +217,9 @@ def build_index(
                 faiss_kind,
                 extras,
             )
-            if (index_dir / store.SETTINGS).is_file():  # calibrated settings belong to the index, not the build
+            if (
+                index_dir / store.SETTINGS
+            ).is_file():  # calibrated settings belong to the index, not the build
                 shutil.copy2(index_dir / store.SETTINGS, build_dir / store.SETTINGS)
             store.swap_in(build_dir, index_dir)
         except BaseException:

@@ -99,9 +99,7 @@ class AbstentionScores(NamedTuple):
     f1: float | None
 
 
-def abstention_prf(
-    pred_abstained: Sequence[bool], gold_unanswerable: Sequence[bool]
-) -> AbstentionScores:
+def abstention_prf(pred_abstained: Sequence[bool], gold_unanswerable: Sequence[bool]) -> AbstentionScores:
     """Precision, recall and F1 of abstaining, the positive class being "should abstain".
 
     Zero denominators: when there is nothing to abstain on and the system never abstained

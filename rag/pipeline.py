@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rag.answer import AnswerSettings, compose_answer
+from rag.answer import AnswerSettings, abstain_answer, compose_answer
 from rag.calibration import read_settings
 from rag.embedding_cache import CachedPassageEmbedder
 from rag.generate import Compose, ExtractiveGenerator, Generator
@@ -89,13 +89,14 @@ class Pipeline:
         `translate_queries`, adds a Chinese translation to English questions before searching."""
         self.index = index
         self.embedder = embedder
-        self.retriever = Retriever(index, embedder, retrieval)
         self._fixed_settings = answer_settings
         self.chat_model = chat_model
         self.translate_queries = translate_queries
         self.llm_timeout = llm_timeout
         self._translations: dict[str, str] = {}
         self._load_derived()
+        # Retrieval shares the answerer's embedder, and so its query cache.
+        self.retriever = Retriever(index, self.answer_embedder, retrieval)
         if generator is None:
             generator = ExtractiveGenerator(self.compose)
         elif not hasattr(generator, "generate"):
@@ -134,19 +135,21 @@ class Pipeline:
 
     def _load_derived(self) -> None:
         """State that follows the index folder: answer settings, glossary and sentence-vector cache."""
+        self.abstain: dict[str, float] = {}  # per question language: evidence threshold (settings.json)
         if self._fixed_settings is not None:
             self.answer_settings, self.settings_notes = self._fixed_settings, ()
         else:
             loaded = read_settings(self.index.index_dir, self.index.model_id)
             self.answer_settings, self.settings_notes = loaded.answer, loaded.notes
+            self.abstain = loaded.abstain
         self._glossary: Glossary | None = None
         self._answer_embedder: Any = None
 
     def reload(self) -> None:
         """Re-open the index folder after it was rebuilt (e.g. after an upload)."""
         self.index = Index.load(self.index.index_dir, self.embedder)
-        self.retriever = Retriever(self.index, self.embedder, self.retriever.settings)
         self._load_derived()
+        self.retriever = Retriever(self.index, self.answer_embedder, self.retriever.settings)
 
     @property
     def documents(self) -> dict[str, Document]:
@@ -231,7 +234,23 @@ class Pipeline:
     ) -> Answer:
         """Answer a question; `history` holds (question, answer) pairs of earlier turns, for follow-ups."""
         p = self._prepare(question, k, mode, history)
+        refusal = self._refusal(p)
+        if refusal is not None:
+            return self._finish(refusal, p)
         return self._finish(self.generator.generate(p.standalone, p.lang, p.hits, self.documents), p)
+
+    def _refusal(self, p: _Prepared) -> Answer | None:
+        """The abstention answer when the evidence is below the calibrated threshold for this language."""
+        threshold = self.abstain.get(p.lang)
+        if threshold is None or not p.hits:
+            return None
+        evidence = self.retriever.evidence(p.standalone, p.lang, p.hits)
+        if evidence >= threshold:
+            return None
+        note = (
+            f"evidence {evidence:.3f} below the calibrated threshold {threshold:.3f} for {p.lang} questions"
+        )
+        return abstain_answer(p.standalone, p.lang, p.hits, self.documents, self.glossary, [note])
 
     def ask_stream(
         self,
@@ -247,6 +266,10 @@ class Pipeline:
         return self._stream(self._prepare(question, k, mode, history))
 
     def _stream(self, p: _Prepared) -> Iterator[str | Answer]:
+        refusal = self._refusal(p)
+        if refusal is not None:
+            yield self._finish(refusal, p)
+            return
         for piece in self.generator.stream(p.standalone, p.lang, p.hits, self.documents):
             yield self._finish(piece, p) if isinstance(piece, Answer) else piece
 

@@ -164,6 +164,24 @@ class Retriever:
         order = np.argsort(-score, kind="stable")[:k]
         return [Hit(index.chunks[ids[j]], float(score[j]), rank) for rank, j in enumerate(order, 1)]
 
+    def evidence(self, question: str, lang: str, hits: Sequence[Hit]) -> float:
+        """How well the best sentence of the hits matches the question, in [0, 1], for abstention.
+
+        Absolute similarities mean something only for an encoder that treats the language pair
+        evenly: e5 for a Chinese question (Chinese text), the cross-lingual encoder for an English one
+        (e5 rates any English abstract sentence high for an English question). Each language gets its
+        own calibrated threshold (rag.calibration).
+        """
+        if not hits:
+            return 0.0
+        ids = np.array([self.index.position(h.chunk.id) for h in hits], dtype=np.int64)
+        ex, xl = self.index.extras, self.index.crosslingual
+        if lang == "en" and xl is not None and ex.xl_sentence_vectors is not None:
+            best = self._best_sentence(ids, ex.xl_sentence_vectors, xl.embed_queries([question])[0])
+        else:
+            best = self._best_sentence(ids, ex.sentence_vectors, self.query_vector(question))
+        return float(np.clip(best.max(), 0.0, 1.0))
+
     def _best_sentence(self, ids: np.ndarray, vectors: np.ndarray, query: np.ndarray) -> np.ndarray:
         """For each chunk in ids, the similarity of its best-matching sentence to the query."""
         ranges = self._ranges[ids]

@@ -173,11 +173,12 @@ def test_rag_calibrate_writes_settings_and_the_pipeline_uses_them(
     code = main(["calibrate", "--gold", str(gold_file), "--index", str(fake_index), "--save-default"])
     assert code == 0
     out = capsys.readouterr().out
-    assert "min_score" in out and "answerable questions refused" in out
+    assert "threshold" in out and "answerable questions refused" in out
 
     written = json.loads((fake_index / "settings.json").read_text(encoding="utf-8"))
     assert json.loads(default.read_text(encoding="utf-8")) == written
-    assert set(written) == {"answer", "calibration"}
+    assert set(written) == {"answer", "calibration", "abstain"}
+    assert set(written["abstain"]) == {"zh", "en"}
     assert set(written["answer"]) == {"min_score", "max_quotes", "candidate_chunks"}
     cal = written["calibration"]
     assert {"gold", "n_answerable", "n_unanswerable", "f1", "model_id", "date"} <= set(cal)
@@ -185,22 +186,22 @@ def test_rag_calibrate_writes_settings_and_the_pipeline_uses_them(
     assert cal["gold"] == str(gold_file)
 
     pipeline = Pipeline.load(fake_index, embedder=FakeEmbedder())
-    t = written["answer"]["min_score"]
-    assert pipeline.answer_settings.min_score == t and pipeline.settings_notes == ()
+    assert pipeline.abstain == written["abstain"] and pipeline.settings_notes == ()
     # The pipeline abstains exactly where the calibration said it would.
     scored = evidence_scores(pipeline, load_gold(gold_file))
     for item, score in scored:
-        assert pipeline.ask(item.question).abstained == (score < t), item.id
-    _, stats = choose_threshold(
-        [s for i, s in scored if i.answerable], [s for i, s in scored if not i.answerable]
-    )
-    assert cal["f1"] == pytest.approx(stats["f1"], abs=1e-4)
+        assert pipeline.ask(item.question).abstained == (score < written["abstain"][item.lang]), item.id
+    refused = [score < written["abstain"][item.lang] for item, score in scored]
+    prf = abstention_prf(refused, [not item.answerable for item, _ in scored])
+    assert cal["f1"] == pytest.approx(prf.f1, abs=1e-4)
 
 
 def test_rag_calibrate_json(fake_index, fake_model, gold_file, capsys):
     assert main(["calibrate", "--gold", str(gold_file), "--index", str(fake_index), "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
-    assert out["settings"]["answer"]["min_score"] == out["stats"]["threshold"]
+    assert out["settings"]["abstain"] == {
+        lang: st["threshold"] for lang, st in out["stats"]["by_lang"].items()
+    }
     assert out["written"] == [str(fake_index / "settings.json")]
 
 
