@@ -153,6 +153,10 @@ def fake_llm(monkeypatch):
 
 
 def test_ask_with_an_llm_reports_the_fallback_in_notes(fake_index, fake_model, fake_llm, capsys):
+    # The packaged thresholds are for the real model: on this fake index, never abstain, so the LLM runs.
+    (fake_index / "settings.json").write_text(
+        json.dumps({"answer": {"min_score": 0.0}, "abstain": {"zh": 0.0, "en": 0.0}}), encoding="utf-8"
+    )
     argv = ["ask", "低分子肝素是什么？", "--index", str(fake_index), "--json", "--llm-model", "fake"]
     assert main(argv) == 0
     captured = capsys.readouterr()
