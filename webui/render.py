@@ -10,6 +10,7 @@ from __future__ import annotations
 import html
 import re
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict
 
 from rag.chunking import find_sections
 from rag.types import Answer, Document, Hit, Quote
@@ -75,18 +76,7 @@ def format_draft(text: str, lang: str) -> str:
 
 def quotes_json(answer: Answer) -> list[dict]:
     """The quotes as plain JSON rows (API output and UI state)."""
-    return [
-        {
-            "n": q.n,
-            "doc_id": q.doc_id,
-            "title": q.title,
-            "section": q.section,
-            "start": q.start,
-            "end": q.end,
-            "text": q.text,
-        }
-        for q in answer.quotes
-    ]
+    return [asdict(q) for q in answer.quotes]  # n, doc_id, title, section, start, end, text
 
 
 def quote_from_json(row: Mapping) -> Quote:
