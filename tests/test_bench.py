@@ -16,7 +16,7 @@ from bench.build import run_build
 from bench.coldstart import run_coldstart
 from bench.common import Section, Table, Target, fmt, nice_floor, spread
 from bench.langchain_baseline import run_langchain
-from bench.latency import EMBED_XL, PIECES, run_latency
+from bench.latency import EMBED_XL, PIECES, forget_queries, run_latency
 from bench.memory import run_memory
 from bench.report import text_section, write
 from bench.run import parse_args
@@ -71,11 +71,27 @@ def test_latency_reports_every_mode_and_piece(fake_index, fake_embedder):
     assert sec.data["stats_ms"]["ask"]["n"] == len(QUESTIONS)
 
 
+def test_forget_queries_empties_the_query_cache(fake_index, fake_embedder):
+    p = Pipeline.load(fake_index, embedder=fake_embedder)
+    p.retrieve(QUESTIONS[0], 3, "dense")
+    calls = len(fake_embedder.calls)
+    p.retrieve(QUESTIONS[0], 3, "dense")  # may come from the pipeline's query cache
+    forget_queries(p)
+    p.retrieve(QUESTIONS[0], 3, "dense")
+    assert len(fake_embedder.calls) > calls  # after forgetting, the question is embedded again
+
+
 def test_coldstart_times_a_child_and_the_app(fake_index, tiny_corpus, tmp_path):
     app = tmp_path / "app.py"
     app.write_text(FAKE_APP, encoding="utf-8")
     sec = run_coldstart(
-        sys.executable, REPO, fake_index, tiny_corpus, QUESTIONS[0], app=app, embedder_spec=FAKE
+        sys.executable,
+        REPO,
+        fake_index,
+        tiny_corpus,
+        (QUESTIONS[0], QUESTIONS[1]),
+        app=app,
+        embedder_spec=FAKE,
     )
     assert_tables(sec)
     run = sec.data["runs"][0]
