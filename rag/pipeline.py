@@ -210,13 +210,7 @@ class Pipeline:
         )
 
     def compose(self, question: str, lang: str, hits: list[Hit], documents: dict[str, Document]) -> Answer:
-        """The extractive answer (the default generator, and the fallback of an LLM one).
-
-        An English question's sentences are scored against the question plus its induced Chinese
-        words, as retrieval does, so the Chinese sentence that states the fact can win.
-        """
-        if lang == "en":
-            question = " ".join([question, *self.retriever.induced_chinese(question, lang)])
+        """The extractive answer (the default generator, and the fallback of an LLM one)."""
         return compose_answer(
             question,
             lang,
