@@ -297,7 +297,8 @@ def eval_setup(pipeline) -> dict:
 def eval_note(setup: dict) -> str:
     note = (
         f"answers by {setup['generator']}; English queries translated for retrieval: "
-        f"{'on' if setup['translate_queries'] else 'off'}; abstention threshold {setup['min_score']:g}"
+        f"{'on' if setup['translate_queries'] else 'off'}; abstention thresholds "
+        f"{', '.join(f'{lang} {t:g}' for lang, t in setup.get('abstain', {}).items()) or 'none'}"
     )
     return "; ".join([note, *setup["settings_notes"]])
 

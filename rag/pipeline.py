@@ -197,6 +197,7 @@ class Pipeline:
             "generator": self.generator_name(),
             "translate_queries": self._translating(),
             "min_score": self.answer_settings.min_score,
+            "abstain": dict(self.abstain),  # per question language: evidence threshold
         }
 
     def generator_name(self) -> str:
