@@ -81,7 +81,8 @@ def evidence_score(
     *,
     candidate_chunks: int = 5,
 ) -> float:
-    """The number the abstention threshold is compared to: the best sentence's relevance, in [0, 1].
+    """The best candidate sentence's relevance, in [0, 1] (the pipeline abstains on
+    `Retriever.evidence` instead, which is calibrated per question language).
 
     `lang` is accepted for symmetry with `compose_answer`; relevance does not depend on it."""
     sentences, _ = candidate_sentences(hits, documents, candidate_chunks)

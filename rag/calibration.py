@@ -175,7 +175,7 @@ def choose_threshold(
             "choose_threshold needs at least one score; pass the evidence scores of gold questions"
         )
     if any(not 0.0 <= s <= 1.0 for s in (*ans, *una)):
-        raise ValueError("evidence scores must lie in [0, 1]; pass rag.answer.evidence_score values")
+        raise ValueError("evidence scores must lie in [0, 1]; pass Retriever.evidence values")
     values = sorted(set(ans) | set(una))
     # Gap i lies between values[i-1] and values[i]; a threshold in (lo, hi] abstains on scores <= lo.
     gaps = [(0.0, values[0], True)] + [(values[i - 1], values[i], False) for i in range(1, len(values))]

@@ -90,6 +90,7 @@ class Retriever:
         self.settings = settings or RetrievalSettings()
         self._ranges = index.extras.chunk_sentence_ranges(len(index.chunks))
         self._chunk_lang = np.array([c.lang for c in index.chunks])
+        self._last_xl: tuple[str | None, np.ndarray | None] = (None, None)
 
     def query_vector(self, question: str) -> np.ndarray:
         return self.embedder.embed_queries([question])[0]
@@ -117,6 +118,7 @@ class Retriever:
         use_lexicon = s.lexicon and lang == "en" and ex.lexicon is not None
         phrases = ex.lexicon.phrases(question) if use_lexicon else []
         vectors = xl.embed_queries([question, *phrases])
+        self._last_xl = (question, vectors[0])  # the evidence check right after reuses it
         return vectors[0], ex.lexicon.translate_vectors(vectors[1:], s.lexicon_threshold) if phrases else []
 
     def bm25_query(self, question: str, lang: str, induced: list[str] | None = None) -> str:
@@ -177,7 +179,9 @@ class Retriever:
         ids = np.array([self.index.position(h.chunk.id) for h in hits], dtype=np.int64)
         ex, xl = self.index.extras, self.index.crosslingual
         if lang == "en" and xl is not None and ex.xl_sentence_vectors is not None:
-            best = self._best_sentence(ids, ex.xl_sentence_vectors, xl.embed_queries([question])[0])
+            last_question, last_vector = self._last_xl
+            qx = last_vector if last_question == question else xl.embed_queries([question])[0]
+            best = self._best_sentence(ids, ex.xl_sentence_vectors, qx)
         else:
             best = self._best_sentence(ids, ex.sentence_vectors, self.query_vector(question))
         return float(np.clip(best.max(), 0.0, 1.0))
