@@ -290,6 +290,7 @@ def eval_setup(pipeline) -> dict:
         "generator": status["generator"],
         "translate_queries": status["translate_queries"],
         "min_score": status["min_score"],
+        "abstain": status["abstain"],
         "settings_notes": list(pipeline.settings_notes),
     }
 

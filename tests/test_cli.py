@@ -182,3 +182,12 @@ def test_eval_notes_the_generator_and_translation(fake_index, fake_model, fake_l
     assert "note: answers by LLMGenerator(" in out and "translated for retrieval: on" in out
     assert main([*argv, "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["pipeline"]["generator"] == "extractive"
+
+
+def test_eval_notes_the_abstention_thresholds_it_ran_with(fake_index, fake_model, tmp_path, capsys):
+    (fake_index / "settings.json").write_text(json.dumps({"answer": {"min_score": 0.0}, "abstain": {"zh": 0.5, "en": 0.25}}), "utf-8")
+    gold = tmp_path / "gold.jsonl"
+    row = {"id": "q1", "question": "What is VTE?", "lang": "en", "answerable": True}
+    gold.write_text(json.dumps({**row, "evidence": ["VTE"], "answer": ["VTE"]}), encoding="utf-8")
+    assert main(["eval", "--gold", str(gold), "--index", str(fake_index), "--modes", "bm25"]) == 0
+    assert "abstention thresholds zh 0.5, en 0.25" in capsys.readouterr().out
