@@ -26,9 +26,7 @@ def write_lines(tmp_path, lines, name="gold.jsonl"):
 
 def dumps(**changes):
     obj = {**GOOD, **changes}
-    return json.dumps(
-        {k: v for k, v in obj.items() if v is not ...}, ensure_ascii=False
-    )
+    return json.dumps({k: v for k, v in obj.items() if v is not ...}, ensure_ascii=False)
 
 
 # --- match_key / contains_any ---------------------------------------------------------------
@@ -96,9 +94,7 @@ def test_load_good_file(tmp_path):
 
 def test_load_accepts_bom_and_crlf(tmp_path):
     path = tmp_path / "gold.jsonl"
-    path.write_bytes(
-        ("\ufeff" + dumps() + "\r\n" + dumps(id="zh-2") + "\r\n").encode("utf-8")
-    )
+    path.write_bytes(("\ufeff" + dumps() + "\r\n" + dumps(id="zh-2") + "\r\n").encode("utf-8"))
     assert [g.id for g in load_gold(path)] == ["zh-1", "zh-2"]
 
 
@@ -120,27 +116,19 @@ def test_bad_json_names_file_and_line(tmp_path):
 
 def test_line_numbers_count_blank_lines(tmp_path):
     path = write_lines(tmp_path, [dumps(id="a"), "", "[1, 2]"])
-    with pytest.raises(
-        GoldFormatError, match=r"line 3: expected a JSON object, got list"
-    ):
+    with pytest.raises(GoldFormatError, match=r"line 3: expected a JSON object, got list"):
         load_gold(path)
 
 
 def test_wrong_lang(tmp_path):
     path = write_lines(tmp_path, [dumps(lang="fr")])
-    with pytest.raises(
-        GoldFormatError, match=r"line 1: 'lang' must be 'zh' or 'en', got 'fr'"
-    ):
+    with pytest.raises(GoldFormatError, match=r"line 1: 'lang' must be 'zh' or 'en', got 'fr'"):
         load_gold(path)
 
 
 def test_missing_key(tmp_path):
-    path = write_lines(
-        tmp_path, [dumps(id="a"), dumps(id="b", evidence=..., answer=...)]
-    )
-    with pytest.raises(
-        GoldFormatError, match=r"line 2: missing key\(s\) 'evidence', 'answer'"
-    ):
+    path = write_lines(tmp_path, [dumps(id="a"), dumps(id="b", evidence=..., answer=...)])
+    with pytest.raises(GoldFormatError, match=r"line 2: missing key\(s\) 'evidence', 'answer'"):
         load_gold(path)
 
 
@@ -165,16 +153,12 @@ def test_wrong_types(tmp_path, change, message):
 
 def test_duplicate_id(tmp_path):
     path = write_lines(tmp_path, [dumps(), dumps(question="again")])
-    with pytest.raises(
-        GoldFormatError, match=r"line 2: duplicate id 'zh-1' \(first on line 1\)"
-    ):
+    with pytest.raises(GoldFormatError, match=r"line 2: duplicate id 'zh-1' \(first on line 1\)"):
         load_gold(path)
 
 
 def test_not_utf8(tmp_path):
     path = tmp_path / "gold.jsonl"
-    path.write_bytes(
-        dumps().encode("utf-8") + b"\n" + dumps(id="zh-2").encode("gb18030") + b"\n"
-    )
+    path.write_bytes(dumps().encode("utf-8") + b"\n" + dumps(id="zh-2").encode("gb18030") + b"\n")
     with pytest.raises(GoldFormatError, match="line 2: not UTF-8"):
         load_gold(path)

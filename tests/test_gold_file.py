@@ -25,7 +25,9 @@ def doc_keys():
 
 
 def test_every_evidence_phrase_occurs_in_a_normalised_document(gold, doc_keys):
-    missing = [(g.id, e) for g in gold for e in g.evidence if not any(match_key(e) in t for t in doc_keys.values())]
+    missing = [
+        (g.id, e) for g in gold for e in g.evidence if not any(match_key(e) in t for t in doc_keys.values())
+    ]
     assert not missing
 
 

@@ -126,4 +126,6 @@ def test_rebuild_keeps_the_index_settings(docs, tmp_path):
     (docs / "extra.txt").write_text("新的文献。讨论血栓。", encoding="utf-8")
     report = build_index(docs, tmp_path / "ix", FakeEmbedder(), progress=False)
     assert report.added == ["extra"]
-    assert (tmp_path / "ix" / "settings.json").read_text(encoding="utf-8") == '{"answer": {"min_score": 0.42}}'
+    assert (tmp_path / "ix" / "settings.json").read_text(
+        encoding="utf-8"
+    ) == '{"answer": {"min_score": 0.42}}'

@@ -15,7 +15,9 @@ def test_bundled_corpus_loads_with_catalog_titles():
     assert not result.errors
     docs = {d.doc_id: d for d in result.documents}
     assert len(docs) == 5
-    assert docs["lung-cancer-bone-metastasis-blood-markers"].title.startswith("血检指标与肺癌骨转移相关性及进展 (")
+    assert docs["lung-cancer-bone-metastasis-blood-markers"].title.startswith(
+        "血检指标与肺癌骨转移相关性及进展 ("
+    )
     assert docs["trousseau-syndrome-review"].meta["doi"] == "10.12677/acm.2024.142339"
     assert all(d.lang == "zh" for d in docs.values())
 

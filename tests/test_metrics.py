@@ -58,9 +58,7 @@ def test_ndcg_several_relevant_by_hand():
     # top 3 only: DCG = 1.13093; IDCG still from 3 relevant (all fit in k=3)
     assert ndcg_at_k(rels, 3) == pytest.approx(1.13093 / 2.13093, abs=1e-5)
     # collection holds 4 relevant items: IDCG = 2.13093 + 1/log2(5) = 2.56160
-    assert ndcg_at_k(rels, 5, n_relevant=4) == pytest.approx(
-        1.51778 / 2.56160, abs=1e-5
-    )
+    assert ndcg_at_k(rels, 5, n_relevant=4) == pytest.approx(1.51778 / 2.56160, abs=1e-5)
 
 
 def test_ndcg_ideal_is_cut_at_k():
@@ -94,9 +92,7 @@ def test_mean():
 
 
 @pytest.mark.parametrize("p", [0, 10, 25, 50, 90, 95, 99, 100, 33.3])
-@pytest.mark.parametrize(
-    "values", [[5.0], [3.0, 1.0], [0.12, 3.4, 0.7, 9.9, 1.1, 0.05, 2.0]]
-)
+@pytest.mark.parametrize("values", [[5.0], [3.0, 1.0], [0.12, 3.4, 0.7, 9.9, 1.1, 0.05, 2.0]])
 def test_percentile_matches_numpy(values, p):
     assert percentile(values, p) == pytest.approx(float(np.percentile(values, p)))
 
@@ -140,15 +136,11 @@ def test_abstention_empty_and_mismatched():
     scores = abstention_prf([], [])
     assert scores == (None, None, None)
     assert scores.f1 is None
-    with pytest.raises(
-        ValueError, match="pred_abstained has 2 items but gold_unanswerable has 1"
-    ):
+    with pytest.raises(ValueError, match="pred_abstained has 2 items but gold_unanswerable has 1"):
         abstention_prf([T, F], [T])
 
 
 def test_abstention_accepts_numpy_bools():
-    p, r, f1 = abstention_prf(
-        list(np.array([True, False])), list(np.array([True, True]))
-    )
+    p, r, f1 = abstention_prf(list(np.array([True, False])), list(np.array([True, True])))
     assert (p, r) == (1.0, 0.5)
     assert not math.isnan(f1)
