@@ -13,6 +13,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
+from typing import TYPE_CHECKING
 
 from rag.glossary import Glossary
 from rag.headings import parse_heading
@@ -27,10 +28,17 @@ from rag.sentence_scoring import (
 )
 from rag.types import Answer, Document, Hit, Quote
 
+if TYPE_CHECKING:
+    from rag.sentence_signals import SentenceSignals
+
 DEFAULT_MIN_SCORE = 0.2  # placeholder: the lead calibrates the threshold on held-out questions
 # A second or third quote must score at least this share of the best one and share a word or term
 # with the question: dense similarity alone rarely picks a second answer.
 FOLLOW_RATIO = 0.7
+# With retrieval's standardised signals: within this many standard deviations of the best one. The
+# candidates are already the best chunks' sentences, and in the gold evaluation the answer was often
+# the second or third sentence (eval/results/report.md), so only a clearly weaker one is left out.
+FOLLOW_Z = 3.0
 MAX_GLOSSES = 4
 _NEAREST, _EXCERPT_CHARS = 3, 60
 _LANGS = ("zh", "en")
@@ -98,11 +106,13 @@ def compose_answer(
     settings: AnswerSettings,
     glossary: Glossary | None = None,
     embedder=None,
+    signals: SentenceSignals | None = None,
 ) -> Answer:
-    """An extractive answer to `question` from `hits`, framed in `lang` ("zh" or "en")."""
+    """An extractive answer to `question` from `hits`, framed in `lang` ("zh" or "en").
+    `signals` (retrieval's encoders, `rag.sentence_signals`) choose the sentences when given."""
     t = templates(lang)
     sentences, notes = candidate_sentences(hits, documents, settings.candidate_chunks)
-    scored = score_sentences(question, sentences, glossary, embedder)
+    scored = score_sentences(question, sentences, glossary, embedder, signals)
     best = max((s.relevance for s in scored), default=0.0)
     if not scored or best < settings.min_score:
         return abstain_answer(
@@ -141,21 +151,23 @@ def _select(
     """The sentences to quote, best first, each with whether it is an English-abstract counterpart.
 
     The same fact counts once; only for an English question is the English abstract's version of a
-    Chinese quote welcome, right after it.
+    Chinese quote welcome, right after it. That version restates a chosen quote, so it does not count
+    against `max_quotes`.
     """
     ordered = sorted(scored, key=lambda s: -s.score)
-    top = ordered[0].score
+    top = ordered[0]
     chosen: list[tuple[Sentence, bool]] = []
     for cand in ordered:
         s = cand.sentence
-        if len(chosen) >= settings.max_quotes or cand.relevance < settings.min_score:
+        if sum(not twin for _, twin in chosen) >= settings.max_quotes or cand.relevance < settings.min_score:
             continue
-        if chosen and (cand.score < FOLLOW_RATIO * top or cand.lexical == 0.0):
+        weaker = cand.score < (top.score - FOLLOW_Z if top.standardised else FOLLOW_RATIO * top.score)
+        if chosen and (weaker or cand.lexical == 0.0):
             continue
         if any(_duplicate(s, c, lang, glossary, documents) for c, _ in chosen):
             continue
         chosen.append((s, False))
-        if lang == "en" and s.lang == "zh" and len(chosen) < settings.max_quotes:
+        if lang == "en" and s.lang == "zh":
             twin = english_counterpart(s, documents[s.doc_id], glossary)
             if twin and not any(_overlap(twin, c) or near_duplicate(twin.text, c.text) for c, _ in chosen):
                 chosen.append((twin, True))

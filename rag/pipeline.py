@@ -19,6 +19,7 @@ from rag.glossary import Glossary
 from rag.index import Index
 from rag.lang import detect_lang
 from rag.retrieval import MODES, RetrievalSettings, Retriever
+from rag.sentence_signals import SentenceSignals
 from rag.types import Answer, Chunk, Document, Hit
 
 if TYPE_CHECKING:
@@ -97,6 +98,8 @@ class Pipeline:
         self._load_derived()
         # Retrieval shares the answerer's embedder, and so its query cache.
         self.retriever = Retriever(index, self.answer_embedder, retrieval)
+        # The answerer scores sentences with the retriever's encoders and its last question's encoding.
+        self.sentence_signals = SentenceSignals(self.retriever)
         if generator is None:
             generator = ExtractiveGenerator(self.compose)
         elif not hasattr(generator, "generate"):
@@ -150,6 +153,7 @@ class Pipeline:
         self.index = Index.load(self.index.index_dir, self.embedder)
         self._load_derived()
         self.retriever = Retriever(self.index, self.answer_embedder, self.retriever.settings)
+        self.sentence_signals = SentenceSignals(self.retriever)
 
     @property
     def documents(self) -> dict[str, Document]:
@@ -220,6 +224,7 @@ class Pipeline:
             settings=self.answer_settings,
             glossary=self.glossary,
             embedder=self.answer_embedder,
+            signals=self.sentence_signals,
         )
 
     def retrieve(self, question: str, k: int = 10, mode: str = "hybrid") -> list[Hit]:

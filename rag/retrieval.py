@@ -90,7 +90,9 @@ class Retriever:
         self.settings = settings or RetrievalSettings()
         self._ranges = index.extras.chunk_sentence_ranges(len(index.chunks))
         self._chunk_lang = np.array([c.lang for c in index.chunks])
-        self._last_xl: tuple[str | None, np.ndarray | None] = (None, None)
+        # The last question's cross-lingual vector and induced words: the evidence check and the
+        # answerer's sentence scoring right after retrieval reuse them instead of encoding again.
+        self._last_encoding: tuple[str, str, np.ndarray | None, list[str]] | None = None
 
     def query_vector(self, question: str) -> np.ndarray:
         return self.embedder.embed_queries([question])[0]
@@ -108,18 +110,26 @@ class Retriever:
 
     def induced_chinese(self, question: str, lang: str) -> list[str]:
         """Chinese words of the corpus nearest to an English question's phrases (empty for Chinese)."""
-        return self._encode_crosslingual(question, lang)[1]
+        return self.question_encoding(question, lang)[1]
 
-    def _encode_crosslingual(self, question: str, lang: str) -> tuple[np.ndarray | None, list[str]]:
+    def dense_query(self, question: str, induced: list[str]) -> str:
+        """The text e5 embeds for the question in hybrid mode."""
+        return " ".join([question, *induced]) if self.settings.lexicon_dense and induced else question
+
+    def question_encoding(self, question: str, lang: str) -> tuple[np.ndarray | None, list[str]]:
         """The question's cross-lingual vector and its induced Chinese words, in one encoder call."""
+        last = self._last_encoding
+        if last is not None and last[:2] == (question, lang):
+            return last[2], last[3]
         s, ex, xl = self.settings, self.index.extras, self.index.crosslingual
         if xl is None or ex.xl_index is None:
             return None, []
         use_lexicon = s.lexicon and lang == "en" and ex.lexicon is not None
         phrases = ex.lexicon.phrases(question) if use_lexicon else []
         vectors = xl.embed_queries([question, *phrases])
-        self._last_xl = (question, vectors[0])  # the evidence check right after reuses it
-        return vectors[0], ex.lexicon.translate_vectors(vectors[1:], s.lexicon_threshold) if phrases else []
+        induced = ex.lexicon.translate_vectors(vectors[1:], s.lexicon_threshold) if phrases else []
+        self._last_encoding = (question, lang, vectors[0], induced)
+        return vectors[0], induced
 
     def bm25_query(self, question: str, lang: str, induced: list[str] | None = None) -> str:
         """The question as BM25 reads it in hybrid mode: glossary terms and, for English, induced Chinese."""
@@ -133,8 +143,8 @@ class Retriever:
         s, ex, index = self.settings, self.index.extras, self.index
         lang = detect_lang(question)
         depth = max(k, s.candidates)
-        qx, induced = self._encode_crosslingual(question, lang)
-        q = self.query_vector(" ".join([question, *induced]) if s.lexicon_dense and induced else question)
+        qx, induced = self.question_encoding(question, lang)
+        q = self.query_vector(self.dense_query(question, induced))
 
         lists = [[h.chunk.id for h in index.search_dense(q, depth)]]
         if qx is not None:
@@ -179,8 +189,7 @@ class Retriever:
         ids = np.array([self.index.position(h.chunk.id) for h in hits], dtype=np.int64)
         ex, xl = self.index.extras, self.index.crosslingual
         if lang == "en" and xl is not None and ex.xl_sentence_vectors is not None:
-            last_question, last_vector = self._last_xl
-            qx = last_vector if last_question == question else xl.embed_queries([question])[0]
+            qx = self.question_encoding(question, lang)[0]
             best = self._best_sentence(ids, ex.xl_sentence_vectors, qx)
         else:
             best = self._best_sentence(ids, ex.sentence_vectors, self.query_vector(question))

@@ -6,6 +6,13 @@ A sentence's relevance (in [0, 1]) mixes two signals:
   glossary term (matched through any of its names, so "venous thromboembolism" in an English question
   finds 静脉血栓栓塞 or VTE in a Chinese sentence) or a remaining question word (`rag.lexical.tokenize`).
 Quotes are then ordered by relevance plus a small bonus for a better-ranked chunk.
+
+With retrieval's signals (`rag.sentence_signals`) the order is instead the one the hybrid retriever
+uses for chunks: each encoder's similarity standardised within the sentence's language, plus the
+standardised lexical share (counting the question's induced Chinese words), plus a bonus for a
+better-ranked chunk. Raw e5 cosines of sentences differ by hundredths; standardising makes every
+signal count, and comparing within a language keeps English abstract sentences from winning an
+English question by language alone.
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -21,12 +29,17 @@ from rag.glossary import Glossary
 from rag.headings import parse_heading
 from rag.lang import detect_lang
 from rag.lexical import tokenize
+from rag.retrieval import standardise
 from rag.sentences import sentence_spans
 from rag.types import Document, Hit
+
+if TYPE_CHECKING:
+    from rag.sentence_signals import SentenceSignals
 
 DENSE_WEIGHT = 0.6  # with an embedder: 0.6 dense + 0.4 lexical; without: lexical alone
 GLOSSARY_WEIGHT = 2.0  # a glossary term carries a question more than a plain word does
 RANK_BONUS = 0.15  # at most this much is added for the best chunk, so ties go to the best-ranked chunk
+RANK_BONUS_Z = 0.5  # the rank bonus on the standardised scale
 _MIN_CJK, _MIN_WORDS = 8, 6  # shorter sentences are fragments, not answers
 _CJK_RE = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 # Captions: "表1 ...", "Table 1. ...", and the caption text before a "表 1." that ends a sentence.
@@ -54,7 +67,8 @@ class ScoredSentence:
     dense: float
     lexical: float
     relevance: float  # how well the sentence matches the question, in [0, 1]
-    score: float  # relevance + rank bonus: the order in which quotes are taken
+    score: float  # the order in which quotes are taken: relevance + rank bonus, or standardised signals
+    standardised: bool = False  # score is a sum of z-scores (retrieval's signals were used)
 
 
 def quotable(text: str, section: str = "") -> bool:
@@ -141,11 +155,18 @@ def rank_bonus(chunk_pos: int) -> float:
 
 
 def score_sentences(
-    question: str, sentences: Sequence[Sentence], glossary: Glossary | None, embedder=None
+    question: str,
+    sentences: Sequence[Sentence],
+    glossary: Glossary | None,
+    embedder=None,
+    signals: SentenceSignals | None = None,
 ) -> list[ScoredSentence]:
-    """Score every sentence; the embedder is called once for the question and once for all sentences."""
+    """Score every sentence; the embedder is called once for the question and once for all sentences.
+    With `signals` (retrieval's encoders), those score the sentences and the embedder is not used."""
     if not sentences:
         return []
+    if signals is not None:
+        return _score_with_signals(question, sentences, glossary, signals)
     dense: list[float | None] = [None] * len(sentences)
     if embedder is not None:
         q = np.asarray(embedder.embed_queries([question]), dtype=np.float32)[0]
@@ -157,6 +178,24 @@ def score_sentences(
         lex = lexical_score(concepts, sentence_keys(s.text, glossary))
         rel = min(1.0, max(0.0, combine(d, lex)))
         out.append(ScoredSentence(s, max(0.0, d or 0.0), lex, rel, rel + rank_bonus(s.chunk_pos)))
+    return out
+
+
+def _score_with_signals(
+    question: str, sentences: Sequence[Sentence], glossary: Glossary | None, signals: SentenceSignals
+) -> list[ScoredSentence]:
+    cols = signals(question, detect_lang(question), [s.text for s in sentences])
+    concepts = question_concepts(question, glossary)
+    for word in cols.extra_words:
+        concepts.setdefault("t:" + word, 1.0)
+    lexical = np.array([lexical_score(concepts, sentence_keys(s.text, glossary)) for s in sentences])
+    langs = np.array([s.lang for s in sentences])
+    score = standardise(lexical) + sum(standardise(np.asarray(c, np.float64), langs) for c in cols.columns())
+    score += RANK_BONUS_Z / (1 + np.array([s.chunk_pos for s in sentences]))
+    out = []
+    for s, d, lex, z in zip(sentences, cols.dense, lexical, score, strict=True):
+        rel = min(1.0, max(0.0, combine(float(d), float(lex))))
+        out.append(ScoredSentence(s, max(0.0, float(d)), float(lex), rel, float(z), standardised=True))
     return out
 
 

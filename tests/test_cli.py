@@ -185,7 +185,9 @@ def test_eval_notes_the_generator_and_translation(fake_index, fake_model, fake_l
 
 
 def test_eval_notes_the_abstention_thresholds_it_ran_with(fake_index, fake_model, tmp_path, capsys):
-    (fake_index / "settings.json").write_text(json.dumps({"answer": {"min_score": 0.0}, "abstain": {"zh": 0.5, "en": 0.25}}), "utf-8")
+    (fake_index / "settings.json").write_text(
+        json.dumps({"answer": {"min_score": 0.0}, "abstain": {"zh": 0.5, "en": 0.25}}), "utf-8"
+    )
     gold = tmp_path / "gold.jsonl"
     row = {"id": "q1", "question": "What is VTE?", "lang": "en", "answerable": True}
     gold.write_text(json.dumps({**row, "evidence": ["VTE"], "answer": ["VTE"]}), encoding="utf-8")
