@@ -50,6 +50,8 @@ class AnswerSettings:
     max_quotes: int = 3
     min_score: float = DEFAULT_MIN_SCORE  # abstain when the best sentence's relevance is below this
     candidate_chunks: int = 5
+    # Refuse a question naming something no indexed paper mentions (rag.unknown_names).
+    refuse_unknown_names: bool = True
 
     def __post_init__(self) -> None:
         if not 1 <= self.max_quotes <= 10:

@@ -158,9 +158,14 @@ def write_settings(path: str | Path, data: Mapping[str, Any]) -> Path:
 
 
 def choose_threshold(
-    scores_answerable: Sequence[float], scores_unanswerable: Sequence[float]
+    scores_answerable: Sequence[float],
+    scores_unanswerable: Sequence[float],
+    refused_anyway: tuple[int, int] = (0, 0),
 ) -> tuple[float, dict[str, Any]]:
     """The `min_score` that maximises abstention F1 (positive = unanswerable; abstain when score < t).
+
+    `refused_anyway` counts (answerable, unanswerable) questions refused whatever the threshold (they
+    name something the papers never mention): they count in the F1 but not in the search.
 
     Every cut between two neighbouring distinct scores is tried, and the threshold is put at the
     midpoint of that gap, as far as possible from the scores on either side. Ties in F1 go to the cut
@@ -170,27 +175,28 @@ def choose_threshold(
     """
     ans = [float(s) for s in scores_answerable]
     una = [float(s) for s in scores_unanswerable]
-    if not ans and not una:
+    forced_ans, forced_una = refused_anyway
+    if not ans and not una and not forced_ans + forced_una:
         raise ValueError(
             "choose_threshold needs at least one score; pass the evidence scores of gold questions"
         )
     if any(not 0.0 <= s <= 1.0 for s in (*ans, *una)):
         raise ValueError("evidence scores must lie in [0, 1]; pass Retriever.evidence values")
-    values = sorted(set(ans) | set(una))
+    values = sorted(set(ans) | set(una)) or [0.0]
     # Gap i lies between values[i-1] and values[i]; a threshold in (lo, hi] abstains on scores <= lo.
     gaps = [(0.0, values[0], True)] + [(values[i - 1], values[i], False) for i in range(1, len(values))]
     if values[-1] < 1.0:  # a score of 1.0 can never be refused (min_score <= 1)
         gaps.append((values[-1], 1.0, False))
-    gold = [False] * len(ans) + [True] * len(una)
+    gold = [False] * len(ans) + [True] * len(una) + [False] * forced_ans + [True] * forced_una
     best: tuple | None = None
     for lo, hi, first in gaps:
         t = lo if first and lo == hi else (lo + hi) / 2
-        pred = [s < t for s in (*ans, *una)]
+        pred = [s < t for s in (*ans, *una)] + [True] * (forced_ans + forced_una)
         prf = abstention_prf(pred, gold)
-        refused = sum(pred[: len(ans)])
+        refused = sum(pred[: len(ans)]) + forced_ans
         key = (prf.f1, -refused, hi - lo)
         if best is None or key > best[0]:
-            best = (key, t, lo, hi, prf, refused, sum(pred[len(ans) :]))
+            best = (key, t, lo, hi, prf, refused, sum(pred[len(ans) : len(ans) + len(una)]) + forced_una)
     _, t, lo, hi, prf, refused, caught = best
     t = _readable(t, lo, hi)
     stats = {
@@ -198,10 +204,10 @@ def choose_threshold(
         "f1": prf.f1,
         "precision": prf.precision,
         "recall": prf.recall,
-        "n_answerable": len(ans),
-        "n_unanswerable": len(una),
+        "n_answerable": len(ans) + forced_ans,
+        "n_unanswerable": len(una) + forced_una,
         "wrongly_refused": refused,  # answerable questions that would be refused
-        "wrongly_answered": len(una) - caught,  # unanswerable questions that would get an answer
+        "wrongly_answered": len(una) + forced_una - caught,  # unanswerable questions answered
         "gap": [lo, hi],
     }
     return t, stats
@@ -234,6 +240,8 @@ class ScoringPipeline(Protocol):
     def retriever(self) -> Any: ...
 
     def retrieve(self, question: str, k: int = ..., mode: str = ...) -> list[Hit]: ...
+
+    def unknown_names(self, question: str, lang: str) -> list[str]: ...
 
 
 def evidence_scores(
@@ -273,15 +281,31 @@ def calibrate(
     encoder's similarities sit at different levels across languages).
     """
     scored = evidence_scores(pipeline, gold_items, k, mode, progress)
+    # Questions naming something the papers never mention are refused before the threshold applies.
+    named = [bool(pipeline.unknown_names(item.question, detect_lang(item.question))) for item, _ in scored]
     thresholds: dict[str, float] = {}
     per_lang: dict[str, dict[str, Any]] = {}
     for lang in ("zh", "en"):
-        ans = [s for item, s in scored if item.answerable and detect_lang(item.question) == lang]
-        una = [s for item, s in scored if not item.answerable and detect_lang(item.question) == lang]
-        if ans or una:
-            thresholds[lang], per_lang[lang] = choose_threshold(ans, una)
+        mine = [
+            (item, s)
+            for (item, s), n in zip(scored, named, strict=True)
+            if detect_lang(item.question) == lang and not n
+        ]
+        forced = [
+            item
+            for (item, _), n in zip(scored, named, strict=True)
+            if detect_lang(item.question) == lang and n
+        ]
+        ans = [s for item, s in mine if item.answerable]
+        una = [s for item, s in mine if not item.answerable]
+        refused_anyway = (sum(i.answerable for i in forced), sum(not i.answerable for i in forced))
+        if ans or una or forced:
+            thresholds[lang], per_lang[lang] = choose_threshold(ans, una, refused_anyway)
     gold_unanswerable = [not item.answerable for item, _ in scored]
-    refused = [s < thresholds.get(detect_lang(item.question), 0.0) for item, s in scored]
+    refused = [
+        n or s < thresholds.get(detect_lang(item.question), 0.0)
+        for (item, s), n in zip(scored, named, strict=True)
+    ]
     prf = abstention_prf(refused, gold_unanswerable)
     stats = {
         "f1": prf.f1,
@@ -303,10 +327,12 @@ def calibrate(
         "precision": _r(stats["precision"]),
         "recall": _r(stats["recall"]),
         "wrongly_refused": stats["wrongly_refused"],
+        "refused_for_unknown_names": sum(named),
         "model_id": model_id,
         "k": k,
         "mode": mode,
-        "signal": "best-sentence similarity: e5 for Chinese questions, cross-lingual encoder for English",
+        "signal": "best-sentence similarity: e5 for Chinese questions, cross-lingual encoder for English;"
+        " questions naming something no document mentions are refused first",
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     return settings_dict(answer, calibration, thresholds), {**stats, "scores": scored}

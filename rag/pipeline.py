@@ -21,6 +21,7 @@ from rag.lang import detect_lang
 from rag.retrieval import MODES, RetrievalSettings, Retriever
 from rag.sentence_signals import SentenceSignals
 from rag.types import Answer, Chunk, Document, Hit
+from rag.unknown_names import UnknownNames
 
 if TYPE_CHECKING:
     from rag.embedding import Embedder
@@ -147,6 +148,7 @@ class Pipeline:
             self.abstain = loaded.abstain
         self._glossary: Glossary | None = None
         self._answer_embedder: Any = None
+        self._unknown_names: UnknownNames | None = None
 
     def reload(self) -> None:
         """Re-open the index folder after it was rebuilt (e.g. after an upload)."""
@@ -245,8 +247,21 @@ class Pipeline:
             return self._finish(refusal, p)
         return self._finish(self.generator.generate(p.standalone, p.lang, p.hits, self.documents), p)
 
+    def unknown_names(self, question: str, lang: str) -> list[str]:
+        """Names in the question that no indexed paper mentions (empty when the check is off)."""
+        if not self.answer_settings.refuse_unknown_names:
+            return []
+        if self._unknown_names is None:
+            self._unknown_names = UnknownNames(d.text for d in self.documents.values())
+        return self._unknown_names.find(question, lang)
+
     def _refusal(self, p: _Prepared) -> Answer | None:
-        """The abstention answer when the evidence is below the calibrated threshold for this language."""
+        """The abstention answer when the question names something the papers never mention, or the
+        evidence is below the calibrated threshold for this language."""
+        names = self.unknown_names(p.standalone, p.lang)
+        if names:
+            note = f"the question names {', '.join(names)}, which no indexed document mentions"
+            return abstain_answer(p.standalone, p.lang, p.hits, self.documents, self.glossary, [note])
         threshold = self.abstain.get(p.lang)
         if threshold is None or not p.hits:
             return None

@@ -179,7 +179,7 @@ def test_rag_calibrate_writes_settings_and_the_pipeline_uses_them(
     assert json.loads(default.read_text(encoding="utf-8")) == written
     assert set(written) == {"answer", "calibration", "abstain"}
     assert set(written["abstain"]) == {"zh", "en"}
-    assert set(written["answer"]) == {"min_score", "max_quotes", "candidate_chunks"}
+    assert set(written["answer"]) == {"min_score", "max_quotes", "candidate_chunks", "refuse_unknown_names"}
     cal = written["calibration"]
     assert {"gold", "n_answerable", "n_unanswerable", "f1", "model_id", "date"} <= set(cal)
     assert (cal["n_answerable"], cal["n_unanswerable"], cal["model_id"]) == (3, 2, "fake-hash-64")

@@ -1,0 +1,75 @@
+"""A question naming something no indexed paper mentions is refused, whatever its similarity."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from rag.calibration import choose_threshold
+from rag.pipeline import Pipeline
+from rag.unknown_names import UnknownNames
+
+from .conftest import FakeEmbedder
+
+PAPERS = [
+    "特鲁索综合征首选抗凝治疗,目前低分子肝素已成为一线治疗药物。新型口服抗凝药(DOAC)也可使用。",
+    "Everolimus is an mTOR inhibitor. 依维莫司用于晚期血管肉瘤。",
+]
+
+
+@pytest.fixture
+def names() -> UnknownNames:
+    return UnknownNames(PAPERS)
+
+
+@pytest.mark.parametrize(
+    "question, lang, expected",
+    [
+        ("阿哌沙班治疗肿瘤相关血栓的效果如何？", "zh", ["阿哌沙班"]),  # a drug the papers never name
+        ("Khorana 评分包括哪些变量？", "zh", ["Khorana"]),  # a capitalised Latin name
+        ("What did the trial show about 阿哌沙班?", "en", ["阿哌沙班"]),
+    ],
+)
+def test_names_the_papers_never_mention_are_found(names, question, lang, expected):
+    assert names.find(question, lang) == expected
+
+
+@pytest.mark.parametrize(
+    "question, lang",
+    [
+        ("特鲁索综合征的一线治疗药物是哪种？", "zh"),  # 哪种: new characters, but ordinary words
+        ("哪些患者携带突变时不宜使用 DOAC？", "zh"),  # an acronym may be spelt out in the papers
+        ("依维莫司的作用靶点是什么？", "zh"),  # a name the papers do use
+        ("Which drug class does everolimus belong to?", "en"),
+        ("What did the Caravaggio trial show about apixaban?", "en"),  # English: absence proves nothing
+    ],
+)
+def test_ordinary_words_and_names_the_papers_use_are_not(names, question, lang):
+    assert names.find(question, lang) == []
+
+
+def test_the_pipeline_refuses_a_question_naming_an_unknown_drug_and_says_why(fake_index):
+    settings = {"answer": {"min_score": 0.0}}
+    (fake_index / "settings.json").write_text(json.dumps(settings), encoding="utf-8")
+    pipeline = Pipeline.load(fake_index, embedder=FakeEmbedder())
+    answer = pipeline.ask("阿哌沙班和低分子肝素哪个更好？")
+    assert answer.abstained and answer.quotes == ()
+    assert any("阿哌沙班" in n and "no indexed document mentions" in n for n in answer.notes)
+    assert not pipeline.ask("低分子肝素是什么药物？").abstained
+    # The check can be turned off in settings.json.
+    settings["answer"]["refuse_unknown_names"] = False
+    (fake_index / "settings.json").write_text(json.dumps(settings), encoding="utf-8")
+    pipeline.reload()
+    assert not pipeline.ask("阿哌沙班和低分子肝素哪个更好？").abstained
+
+
+def test_threshold_search_counts_questions_refused_anyway():
+    # Two unanswerable questions are refused by name; they count in the F1 the search maximises.
+    t, stats = choose_threshold([0.8, 0.9], [0.85], refused_anyway=(0, 2))
+    assert stats["n_unanswerable"] == 3 and stats["wrongly_answered"] == 0
+    assert 0.85 < t <= 0.9 and stats["wrongly_refused"] == 1
+    assert (stats["precision"], stats["recall"]) == (pytest.approx(0.75), 1.0)
+    # A forced refusal of an answerable question counts against precision.
+    _, stats = choose_threshold([0.8, 0.9], [0.1], refused_anyway=(1, 0))
+    assert stats["wrongly_refused"] == 1 and stats["precision"] == pytest.approx(0.5)
