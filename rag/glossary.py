@@ -41,6 +41,7 @@ _MAX_RUN = 16
 _ABBR_RE = re.compile(r"^[A-Za-z][A-Za-z0-9\-/]{0,11}(?: \d[\d\-]*)?$")
 _LONG_RE = re.compile(r"^[A-Za-z][A-Za-z0-9’'\- ]{2,80}$")
 _WORD_RE = re.compile(r"[A-Za-z0-9]+(?:-[A-Za-z0-9]+)*")  # "PD-1" stays one word, so PD does not match it
+_MATCH_CACHE = 20_000  # texts whose matches are kept (about the sentences of a few hundred papers)
 _PAREN_RE = re.compile(r"\(([^()\n]{1,120})\)")
 # Short abbreviations that are also English words or too ambiguous lower-cased ("OS", "PE", "all")
 # match only in their defined case.
@@ -361,6 +362,8 @@ class Glossary:
                     self._by_key[_key(form)].append(t)
         self._max_words = max((len(_WORD_RE.findall(t.en or t.abbr)) for t in self.terms), default=1)
         self._max_zh = max((len(z) for z in self._by_zh), default=0)
+        # Answers match the same corpus sentences again and again (scoring, glosses, twins).
+        self._matches: dict[str, tuple[Match, ...]] = {}
 
     def __len__(self) -> int:
         return len(self.terms)
@@ -410,6 +413,14 @@ class Glossary:
         Chinese terms match as substrings; long forms and abbreviations match whole words,
         case-insensitively except for short abbreviations ("OS", "PE").
         """
+        cached = self._matches.get(text)
+        if cached is None:
+            if len(self._matches) >= _MATCH_CACHE:
+                self._matches.pop(next(iter(self._matches)))  # oldest first
+            cached = self._matches[text] = tuple(self._find(text))
+        return list(cached)
+
+    def _find(self, text: str) -> list[Match]:
         found: list[Match] = []
         for i in range(len(text)):  # windows, not one scan per term: cost does not grow with the glossary
             for n in range(2, min(self._max_zh, len(text) - i) + 1):

@@ -17,6 +17,7 @@ English question by language alone.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -137,7 +138,19 @@ def question_concepts(question: str, glossary: Glossary | None) -> dict[str, flo
 
 def sentence_keys(text: str, glossary: Glossary | None) -> set[str]:
     keys, _ = concept_keys(text, glossary)
-    return set(keys) | {"t:" + t for t in tokenize(text)}
+    return set(keys) | {"t:" + t for t in _tokens(text)}
+
+
+@functools.lru_cache(maxsize=20_000)
+def _tokens(text: str) -> tuple[str, ...]:
+    """`tokenize`, kept per sentence: every answer scores the same corpus sentences again."""
+    return tuple(tokenize(text))
+
+
+@functools.lru_cache(maxsize=256)
+def _sections(text: str, lang: str) -> tuple:
+    """A document's sections, parsed once per document (str hashes are cached, so lookups are cheap)."""
+    return tuple(find_sections(text, lang))
 
 
 def lexical_score(concepts: Mapping[str, float], keys: set[str]) -> float:
@@ -241,7 +254,7 @@ def english_counterpart(sentence: Sentence, doc: Document, glossary: Glossary | 
     first and last sentences (anchors even when a translator split one), otherwise when the two share
     a term, name or number. Any Chinese sentence is also matched by `same_fact`.
     """
-    sections = find_sections(doc.text, doc.lang)
+    sections = _sections(doc.text, doc.lang)
     en_abs = next((sec for sec in sections if sec.path in _EN_ABSTRACT), None)
     if en_abs is None:
         return None

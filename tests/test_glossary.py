@@ -161,3 +161,11 @@ def test_an_abbreviation_with_another_meaning_is_not_linked():
     assert ("部分缓解", "partial response", "PR") in triples
     assert ("部分缓解", "progesterone receptor", "PR") not in triples
     assert ("", "progesterone receptor", "PR") in triples
+
+
+def test_repeated_matches_are_equal_and_callers_cannot_change_them(glossary):
+    text = "恶性肿瘤患者容易发生静脉血栓栓塞(VTE),组织因子是促凝物质。"
+    first = glossary.matches(text)
+    assert first and [m.zh for m in first] == [m.zh for m in glossary.matches(text)]
+    first.clear()  # the answerer keeps matches per sentence; a caller's list is its own
+    assert glossary.matches(text) == glossary.matches(text) != []
