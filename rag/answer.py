@@ -25,6 +25,7 @@ from rag.sentence_scoring import (
     near_duplicate,
     same_fact,
     score_sentences,
+    with_continuation,
 )
 from rag.types import Answer, Document, Hit, Quote
 
@@ -166,6 +167,7 @@ def _select(
         weaker = cand.score < (top.score - FOLLOW_Z if top.standardised else FOLLOW_RATIO * top.score)
         if chosen and (weaker or cand.lexical == 0.0):
             continue
+        s = with_continuation(s, documents[s.doc_id])
         if any(_duplicate(s, c, lang, glossary, documents) for c, _ in chosen):
             continue
         chosen.append((s, False))

@@ -20,7 +20,7 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -41,6 +41,18 @@ DENSE_WEIGHT = 0.6  # with an embedder: 0.6 dense + 0.4 lexical; without: lexica
 GLOSSARY_WEIGHT = 2.0  # a glossary term carries a question more than a plain word does
 RANK_BONUS = 0.15  # at most this much is added for the best chunk, so ties go to the best-ranked chunk
 RANK_BONUS_Z = 0.5  # the rank bonus on the standardised scale
+# A question asking "how many / what rate / which year" is answered by a sentence that states a number:
+# the answer type, which neither encoder nor word overlap sees.
+QUANTITY_BONUS_Z = 1.0
+# Openings that refer back to the sentence before; and the longest quote such a join may make.
+_ANAPHOR_RE = re.compile(r"(?:其|该|此|这|上述|前者|后者|它|(?:It|Its|This|These|They|Their|Such)\b)")
+MAX_QUOTE_CHARS = 400
+_QUANTITY_QUESTION_RE = re.compile(
+    r"多少|几[例倍年天项位个次种级]|哪一?年|比例|比率|百分之|发生率|发病率|患病率|缓解率|生存率|占比|中位|剂量|风险比|"
+    r"\bhow (?:many|much|long|often)\b|\bwhat (?:proportion|percentage|share|fraction|rate|dose|ratio)\b|"
+    r"\b(?:incidence|prevalence|rate|ratio|percentage|proportion|median|dose|which year|what year|when)\b",
+    re.I,
+)
 _MIN_CJK, _MIN_WORDS = 8, 6  # shorter sentences are fragments, not answers
 _CJK_RE = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 # Captions: "表1 ...", "Table 1. ...", and the caption text before a "表 1." that ends a sentence.
@@ -205,11 +217,36 @@ def _score_with_signals(
     langs = np.array([s.lang for s in sentences])
     score = standardise(lexical) + sum(standardise(np.asarray(c, np.float64), langs) for c in cols.columns())
     score += RANK_BONUS_Z / (1 + np.array([s.chunk_pos for s in sentences]))
+    if asks_quantity(question):
+        score += QUANTITY_BONUS_Z * np.array([has_quantity(s.text) for s in sentences], dtype=np.float64)
     out = []
     for s, d, lex, z in zip(sentences, cols.dense, lexical, score, strict=True):
         rel = min(1.0, max(0.0, combine(float(d), float(lex))))
         out.append(ScoredSentence(s, max(0.0, float(d)), float(lex), rel, float(z), standardised=True))
     return out
+
+
+def with_continuation(sentence: Sentence, doc: Document) -> Sentence:
+    """The sentence extended over the next one when that one opens by pointing back to it ("其计算方法
+    是…", "It is…"): such a sentence often holds the answer but cannot stand alone as a quote."""
+    line_end = doc.text.find("\n", sentence.end)
+    spans = sentence_spans(doc.text, sentence.end, len(doc.text) if line_end < 0 else line_end)
+    if not spans:
+        return sentence
+    start, end = spans[0]
+    if not _ANAPHOR_RE.match(doc.text[start:end]) or end - sentence.start > MAX_QUOTE_CHARS:
+        return sentence
+    return replace(sentence, end=end, text=doc.text[sentence.start : end])
+
+
+def asks_quantity(question: str) -> bool:
+    """Whether the question asks for a number: a count, rate, share, dose, ratio or year."""
+    return bool(_QUANTITY_QUESTION_RE.search(question))
+
+
+def has_quantity(text: str) -> bool:
+    """Whether a sentence states a number other than a citation mark ("[12]")."""
+    return bool(re.search(r"\d", _CITATION_RE.sub(" ", text)))
 
 
 def fact_signature(text: str, glossary: Glossary | None) -> frozenset[str]:

@@ -95,3 +95,36 @@ def test_answers_quote_with_retrievers_signals(xl_pipeline):
     pipeline.reload()
     answer = pipeline.ask("抗凝治疗首选什么药物？")
     assert not answer.abstained and any("低分子肝素" in q.text for q in answer.quotes), answer.answer
+
+
+def test_a_quantity_question_prefers_the_sentence_that_states_a_number():
+    from rag.sentence_scoring import asks_quantity, has_quantity
+
+    assert asks_quantity("肿瘤患者中静脉血栓栓塞的发生率大约是多少？")
+    assert asks_quantity("How many patients responded?") and asks_quantity("What was the median age?")
+    assert not asks_quantity("What is the first-line drug for Trousseau syndrome?")
+    assert has_quantity("发病率为 5%~14%。") and not has_quantity("仍呈增长趋势[1] [2]。")
+    sents = [
+        _sentence("肿瘤患者常伴有高凝状态[1]。", "zh", 0, 0),
+        _sentence("其中有 12 例出现不良反应。", "zh", 0, 40),
+    ]
+    best = lambda q: max(score_sentences(q, sents, None, None, _Columns([0.85, 0.85])), key=lambda s: s.score)  # noqa: E731
+    assert "12" in best("发病率是多少？").sentence.text
+    assert "12" not in best("为什么？").sentence.text  # equal signals: the better-placed first sentence
+
+
+def test_a_sentence_pointing_back_is_quoted_with_the_one_it_continues():
+    from rag.sentence_scoring import MAX_QUOTE_CHARS, with_continuation
+    from rag.types import Document
+
+    text = "SII 是反映炎症状态的指标。其计算方法是血小板乘以中性粒细胞。另一项研究纳入了 50 例患者。"
+    doc = Document("d", "T", "d.txt", text, "", "zh")
+    first = _sentence("SII 是反映炎症状态的指标。", "zh", 0, 0)
+    joined = with_continuation(first, doc)
+    assert joined.text == text[: text.index("另一项")].strip() and joined.start == 0
+    assert text[joined.start : joined.end] == joined.text  # still verbatim
+    second = _sentence("其计算方法是血小板乘以中性粒细胞。", "zh", 0, text.index("其"))
+    assert with_continuation(second, doc) == second  # the next sentence does not point back
+    long_doc = Document("d", "T", "d.txt", "甲" * MAX_QUOTE_CHARS + "。其为例外。", "", "zh")
+    very_long = _sentence("甲" * MAX_QUOTE_CHARS + "。", "zh", 0, 0)
+    assert with_continuation(very_long, long_doc) == very_long
