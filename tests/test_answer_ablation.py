@@ -1,0 +1,39 @@
+"""The answer ablation runs every variant for real and leaves the pipeline as it found it."""
+
+from __future__ import annotations
+
+import json
+
+import rag.answer
+import rag.pipeline
+import rag.sentence_scoring
+from eval import answer_ablation
+
+from .conftest import FakeEmbedder
+
+GOLD = [
+    {"id": "a-zh", "question": "抗凝治疗首选什么药物？", "lang": "zh", "answerable": True,
+     "evidence": ["低分子肝素"], "answer": ["低分子肝素"]},
+    {"id": "a-en", "question": "What is everolimus?", "lang": "en", "answerable": True,
+     "evidence": ["mTOR inhibitor"], "answer": ["mTOR"]},
+    {"id": "u-zh", "question": "阿哌沙班的剂量是多少？", "lang": "zh", "answerable": False,
+     "evidence": [], "answer": []},
+]  # fmt: skip
+
+
+def test_every_variant_is_measured_and_switched_back(fake_index, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(rag.pipeline, "embedder_for", lambda built, model: FakeEmbedder())
+    # No calibrated thresholds: the packaged ones are for the real model, not the fake embedder.
+    (fake_index / "settings.json").write_text('{"answer": {"min_score": 0.0}}', encoding="utf-8")
+    gold = tmp_path / "gold.jsonl"
+    gold.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in GOLD), encoding="utf-8")
+    before = (rag.sentence_scoring.QUANTITY_BONUS_Z, rag.answer.with_continuation)
+    out = tmp_path / "answer_ablation.md"
+    assert answer_ablation.main(["--gold", str(gold), "--index", str(fake_index), "--out", str(out)]) == 0
+    rows = [line for line in out.read_text(encoding="utf-8").splitlines() if line.startswith("| ")]
+    assert len(rows) == 1 + len(answer_ablation.VARIANTS)
+    by_name = {r.split(" | ")[0][2:]: r.split(" | ")[1:] for r in rows[1:]}
+    # The unanswerable question names a drug the tiny corpus never mentions: refused only with the check.
+    assert float(by_name["answerer (default)"][4]) == 1.0
+    assert float(by_name["- refusing unknown names"][4]) < 1.0
+    assert (rag.sentence_scoring.QUANTITY_BONUS_Z, rag.answer.with_continuation) == before
