@@ -82,24 +82,6 @@ def verify_quote(quote: Quote, documents: Mapping[str, Document]) -> bool:
     )
 
 
-def evidence_score(
-    question: str,
-    lang: str,
-    hits: Sequence[Hit],
-    documents: Mapping[str, Document],
-    glossary: Glossary | None = None,
-    embedder=None,
-    *,
-    candidate_chunks: int = 5,
-) -> float:
-    """The best candidate sentence's relevance, in [0, 1] (the pipeline abstains on
-    `Retriever.evidence` instead, which is calibrated per question language).
-
-    `lang` is accepted for symmetry with `compose_answer`; relevance does not depend on it."""
-    sentences, _ = candidate_sentences(hits, documents, candidate_chunks)
-    return max((s.relevance for s in score_sentences(question, sentences, glossary, embedder)), default=0.0)
-
-
 def compose_answer(
     question: str,
     lang: str,
