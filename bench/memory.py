@@ -19,17 +19,18 @@ CHILD = (
 import json, sys
 from rag.pipeline import Pipeline
 qs = json.loads(open(sys.argv[2], encoding="utf-8").read())
-out = {"after imports": _status()}
+folder = sys.argv[1]
+out = {"after imports": _status(folder)}
 p = Pipeline.load(sys.argv[1], embedder=_embedder(sys.argv[4] if len(sys.argv) > 4 else ""))
-out["after Pipeline.load"] = _status()
+out["after Pipeline.load"] = _status(folder)
 p.ask(qs[0])
-out["after first answer"] = _status()
+out["after first answer"] = _status(folder)
 n = int(sys.argv[3])
 for i in range(n):
     p.ask(qs[i % len(qs)])
     if i + 1 == n // 2:
-        out[f"after {n // 2} queries"] = _status()
-out["after all queries"] = _status()
+        out[f"after {n // 2} queries"] = _status(folder)
+out["after all queries"] = _status(folder)
 print(json.dumps(out))
 """
 )
@@ -68,18 +69,18 @@ def app_process(
         try:
             if wait_http(proc, 300) is None:
                 raise RuntimeError(f"app.py never answered HTTP 200: {proc.log_tail()}")
-            readings = {"after start": proc_status(proc.proc.pid)}
+            readings = {"after start": proc_status(proc.proc.pid, index_dir)}
             client = Client(proc.url, verbose=False)
             endpoint = pick_endpoint(client)
             if endpoint is None:
                 raise RuntimeError(f"no endpoint named like {ENDPOINT_HINTS} in the app's API")
             client.predict(questions[0], api_name=endpoint)
-            readings["after first answer"] = proc_status(proc.proc.pid)
+            readings["after first answer"] = proc_status(proc.proc.pid, index_dir)
             for i in range(n_queries):
                 client.predict(questions[i % len(questions)], api_name=endpoint)
                 if i + 1 == n_queries // 2:  # a second half growing like the first looks like a leak
-                    readings[f"after {n_queries // 2} queries"] = proc_status(proc.proc.pid)
-            readings["after all queries"] = proc_status(proc.proc.pid)
+                    readings[f"after {n_queries // 2} queries"] = proc_status(proc.proc.pid, index_dir)
+            readings["after all queries"] = proc_status(proc.proc.pid, index_dir)
             return readings, endpoint
         finally:
             stop(proc)
@@ -112,8 +113,12 @@ def run_memory(
         readings = pipeline_process(python, repo, index_dir, questions, n_queries, embedder_spec)
         what = f"pipeline process (python -c), {n_queries:,} ask() calls"
     mb = 1e6
-    rows = [[stage, fmt(r["VmRSS"] / mb), fmt(r["VmHWM"] / mb)] for stage, r in readings.items()]
-    sec.tables.append(Table(f"{what} (MB)", ["stage", "VmRSS", "VmHWM (peak)"], rows))
+    rows = [
+        [stage, fmt(r["VmRSS"] / mb), fmt(r.get("MappedIndex", 0) / mb), fmt(r["VmHWM"] / mb)]
+        for stage, r in readings.items()
+    ]
+    columns = ["stage", "VmRSS", "of which mapped index files", "VmHWM (peak)"]
+    sec.tables.append(Table(f"{what} (MB)", columns, rows))
     sec.data = {"process": what, "readings_bytes": readings, "queries": n_queries}
     first, last = readings["after first answer"], readings["after all queries"]
     stage, start = next((k, v) for k, v in readings.items() if k in ("after start", "after Pipeline.load"))
@@ -125,6 +130,11 @@ def run_memory(
         f"queries change it by {growth / mb:+.1f} MB ({growth / max(1, n_queries) / 1e3:+.1f} KB per query); "
         f"peak {fmt(last['VmHWM'] / mb)} MB."
     )
+    if "MappedIndex" in last:
+        sec.breakdown.append(
+            f"Of the final VmRSS, {last['MappedIndex'] / mb:.1f} MB are pages of the index's memory-mapped vector "
+            "files (page cache the kernel can drop and re-read), the rest the process's own memory."
+        )
     if half is not None and n_queries >= 2:
         first_half, second_half = half["VmRSS"] - first["VmRSS"], last["VmRSS"] - half["VmRSS"]
         trend = (

@@ -24,13 +24,24 @@ def _embedder(spec):
 """
 
 STATUS_SNIPPET = """
-def _status():
+def _status(folder=None):
     out = {}
     with open("/proc/self/status") as f:
         for line in f:
             key, _, value = line.partition(":")
             if key in ("VmHWM", "VmRSS"):
                 out[key] = int(value.split()[0]) * 1024
+    if folder is not None:
+        import os
+        folder, mapped, inside = os.path.realpath(folder) + os.sep, 0, False
+        with open("/proc/self/smaps") as f:
+            for line in f:
+                head = line.split(None, 5)
+                if len(head) >= 5 and "-" in head[0] and not head[0].endswith(":"):
+                    inside = len(head) == 6 and head[5].strip().startswith(folder)
+                elif inside and line.startswith("Rss:"):
+                    mapped += int(line.split()[1]) * 1024
+        out["MappedIndex"] = mapped
     return out
 """
 
@@ -41,14 +52,29 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def proc_status(pid: int | str = "self") -> dict[str, int]:
-    """VmHWM (peak resident) and VmRSS (resident now) of a process, in bytes."""
+def proc_status(pid: int | str = "self", folder: Path | None = None) -> dict[str, int]:
+    """VmHWM (peak resident) and VmRSS (resident now) of a process, in bytes; with `folder`, also
+    MappedIndex: the part of VmRSS that is pages of files mapped from that folder (the index's vectors)."""
     out: dict[str, int] = {}
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         key, _, value = line.partition(":")
         if key in ("VmHWM", "VmRSS"):
             out[key] = int(value.split()[0]) * 1024
+    if folder is not None:
+        out["MappedIndex"] = mapped_resident(pid, folder)
     return out
+
+
+def mapped_resident(pid: int | str, folder: Path) -> int:
+    """Resident bytes of the memory mappings of files under `folder` (/proc/<pid>/smaps)."""
+    prefix, total, inside = os.path.realpath(folder) + os.sep, 0, False
+    for line in Path(f"/proc/{pid}/smaps").read_text().splitlines():
+        head = line.split(None, 5)
+        if len(head) >= 5 and "-" in head[0] and not head[0].endswith(":"):
+            inside = len(head) == 6 and head[5].strip().startswith(prefix)
+        elif inside and line.startswith("Rss:"):
+            total += int(line.split()[1]) * 1024
+    return total
 
 
 def run_child(python: str, code: str, args: list[str], cwd: Path, timeout: float) -> tuple[dict, float]:

@@ -50,7 +50,7 @@ class SentenceTransformerEmbedder:
     def __init__(
         self,
         name_or_path: str | None = None,
-        batch_size: int = 32,
+        batch_size: int = 8,
         show_progress: bool = False,
         device: str | None = None,
     ) -> None:
@@ -69,6 +69,8 @@ class SentenceTransformerEmbedder:
             )
         self.name_or_path = name_or_path
         self.model_id = model_id(name_or_path)
+        # 8, not sentence-transformers' 32: on CPU, length-sorted batches of 8 encoded the bundled chunks
+        # in 7.8-8.5 s against 11.1-11.6 s (sentences 6.2-6.7 s against 7.5-7.6 s), 2 idle cores.
         self.batch_size = batch_size
         self.show_progress = show_progress
         self.device = device  # None: sentence-transformers picks (CPU here, a GPU if there is one)
@@ -107,6 +109,27 @@ class SentenceTransformerEmbedder:
 
     def embed_passages(self, texts: list[str]) -> np.ndarray:
         return self._embed(texts, "passage")
+
+    def token_lengths(self, texts: list[str]) -> list[int] | None:
+        """Tokens each passage becomes (prompt included, truncated as the model truncates), so a
+        caller can batch passages of similar length; None when the model has no such tokenizer."""
+        model = self.warm_up()
+        tokenizer = getattr(model, "tokenizer", None)
+        if tokenizer is None or not callable(tokenizer):
+            return None
+        name = self._prompts["passage"]
+        prompt = (model.prompts or {}).get(name, "") if name else ""
+        limit = model.max_seq_length
+        try:
+            ids = tokenizer(
+                [prompt + t for t in texts],
+                truncation=limit is not None,
+                max_length=limit,
+                add_special_tokens=True,
+            )["input_ids"]
+        except (TypeError, ValueError, KeyError):  # an unusual tokenizer: callers fall back to characters
+            return None
+        return [len(row) for row in ids]
 
     def embed_queries(self, texts: list[str]) -> np.ndarray:
         """Queries are short: one torch thread is as fast, and several threads spinning beside the

@@ -17,15 +17,17 @@ _QUERY_CACHE = 64
 
 
 class CachedPassageEmbedder:
-    """`embed_passages` from a text -> vector map, embedding only the misses (in one batched call);
-    `embed_queries` keeps the last few query vectors, because retrieval, the evidence check and the
-    answerer each embed the same question.
+    """`embed_passages` from the index's sentence vectors, embedding only the misses (in one batched
+    call); `embed_queries` keeps the last few query vectors, because retrieval, the evidence check and
+    the answerer each embed the same question.
 
+    Known texts map to rows of `vectors`, which are read only when asked for: the index's array may be
+    memory-mapped, and copying every row into a dict would page the whole file into memory.
     The vectors must come from the wrapped embedder's model (the index checks that on load).
     """
 
     def __init__(self, embedder: Embedder, texts: Sequence[str], vectors: np.ndarray) -> None:
-        vectors = np.asarray(vectors, dtype=np.float32)
+        vectors = np.asarray(vectors)  # a view of a mapped array: nothing is read here
         if vectors.ndim != 2 or len(vectors) != len(texts):
             raise ValueError(
                 f"CachedPassageEmbedder needs one vector per text: got {len(texts)} texts and vectors "
@@ -37,7 +39,9 @@ class CachedPassageEmbedder:
                 f"{embedder.dim}; rebuild the index with this model."
             )
         self.embedder = embedder
-        self._cache: dict[str, np.ndarray] = dict(zip(texts, vectors, strict=True))
+        self._vectors = vectors  # not copied: rows are gathered per call
+        self._rows: dict[str, int] = {text: row for row, text in enumerate(texts)}
+        self._fresh: dict[str, np.ndarray] = {}  # misses embedded by this object
         self._queries: dict[str, np.ndarray] = {}
 
     @property
@@ -49,19 +53,26 @@ class CachedPassageEmbedder:
         return self.embedder.dim
 
     def __len__(self) -> int:
-        return len(self._cache)
+        return len(self._rows) + len(self._fresh)
 
     def embed_passages(self, texts: list[str]) -> np.ndarray:
         texts = list(texts)
-        misses = list(dict.fromkeys(t for t in texts if t not in self._cache))
+        rows, fresh = self._rows, self._fresh
+        misses = list(dict.fromkeys(t for t in texts if t not in rows and t not in fresh))
         if misses:
-            fresh = np.asarray(self.embedder.embed_passages(misses), dtype=np.float32)
+            vecs = np.asarray(self.embedder.embed_passages(misses), dtype=np.float32)
             # Misses are kept: they are sentences of the indexed papers (cut where a chunk boundary
             # split them), so the cache stays bounded by the corpus and the next ask reuses them.
-            self._cache.update(zip(misses, fresh, strict=True))
-        if not texts:
-            return np.empty((0, self.dim), dtype=np.float32)
-        return np.stack([self._cache[t] for t in texts])
+            fresh.update(zip(misses, vecs, strict=True))
+        out = np.empty((len(texts), self.dim), dtype=np.float32)
+        known = [(i, rows[t]) for i, t in enumerate(texts) if t in rows]
+        if known:
+            at, from_rows = zip(*known, strict=True)
+            out[list(at)] = self._vectors[list(from_rows)]  # a copy of just these rows
+        for i, text in enumerate(texts):
+            if text not in rows:
+                out[i] = fresh[text]
+        return out
 
     def embed_queries(self, texts: list[str]) -> np.ndarray:
         texts = list(texts)

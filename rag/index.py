@@ -137,7 +137,9 @@ class Index:
                 docs_dir,
             )
         store.check_chunks(index_dir, documents, chunks, docs_dir)
-        vector_index = cls._load_part(index_dir, store.FAISS, VectorIndex.load, docs_dir)
+        vector_index = cls._load_part(
+            index_dir, store.FAISS, functools.partial(VectorIndex.load, mapped=store.MMAP), docs_dir
+        )
         bm25 = cls._load_part(index_dir, store.BM25_DIR, BM25Index.load, docs_dir)
         if (
             vector_index.ntotal != len(chunks)

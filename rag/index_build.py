@@ -16,7 +16,14 @@ import numpy as np
 import rag
 from rag import index_store as store
 from rag.chunking import ChunkerSettings, chunk_document
-from rag.index_extras import Extras, build_extras, embed_batches, previous_caches, write_extras
+from rag.index_extras import (
+    Extras,
+    PhaseTimer,
+    build_extras,
+    embed_batches,
+    previous_caches,
+    write_extras,
+)
 from rag.index_store import IndexLoadError
 from rag.lexical import TOKENIZER_VERSION, BM25Index
 from rag.loading import LoadError, load_folder
@@ -48,6 +55,7 @@ class BuildReport:
     n_embedded_sentences: int = 0  # sentence and cross-lingual texts embedded (the rest were reused)
     full_rebuild: str | None = None  # why nothing could be reused, if an index existed
     seconds: float = 0.0
+    phases: dict[str, float] = field(default_factory=dict)  # seconds per step, in build order
 
     def summary(self) -> str:
         parts = [
@@ -67,6 +75,8 @@ class _Previous:
     documents: dict[str, Document]
     chunks: dict[str, list[Chunk]]
     vectors: dict[str, np.ndarray]
+    manifest: dict = field(default_factory=dict)
+    all_chunks: list[Chunk] = field(default_factory=list)  # in index order, rows of its vector files
 
 
 def _check_folders(docs_dir: Path, index_dir: Path) -> None:
@@ -116,7 +126,9 @@ def _load_previous(
     return _Previous(
         documents,
         {d: [chunks[i] for i in rows] for d, rows in by_doc.items()},
-        {d: vectors[rows] for d, rows in by_doc.items()},
+        {d: vectors[rows] for d, rows in by_doc.items()},  # copies: the old files are replaced later
+        manifest,
+        chunks,
     ), None
 
 
@@ -145,6 +157,7 @@ def build_index(
     version is kept. The new index is written beside index_dir and swapped in only when complete.
     """
     started = time.perf_counter()
+    timer = PhaseTimer()
     docs_dir, index_dir = Path(docs_dir), Path(index_dir)
     settings = settings or ChunkerSettings()
     resolve_kind(faiss_kind, 0)  # reject a bad kind now, not after minutes of embedding
@@ -152,9 +165,11 @@ def build_index(
     with store.build_lock(index_dir):
         store.recover_interrupted_swap(index_dir)
         store.remove_stale_build_dirs(index_dir)
-        loaded = load_folder(docs_dir)
-        previous, reason = _load_previous(index_dir, embedder, settings)
-        report = BuildReport(errors=list(loaded.errors), full_rebuild=reason)
+        with timer("load documents"):
+            loaded = load_folder(docs_dir)
+        with timer("read previous index"):
+            previous, reason = _load_previous(index_dir, embedder, settings)
+        report = BuildReport(errors=list(loaded.errors), full_rebuild=reason, phases=timer.seconds)
         prev = previous or _Previous({}, {}, {})
 
         documents: dict[str, Document] = {}
@@ -169,7 +184,8 @@ def build_index(
                 vectors[doc.doc_id] = prev.vectors.get(doc.doc_id, np.empty((0, embedder.dim), np.float32))
                 report.unchanged.append(doc.doc_id)
             else:
-                chunks[doc.doc_id] = chunk_document(doc, settings)
+                with timer("chunk"):
+                    chunks[doc.doc_id] = chunk_document(doc, settings)
                 (report.added if old is None else report.updated).append(doc.doc_id)
         failed = {_error_doc_id(e, docs_dir) for e in loaded.errors} | {e.path for e in loaded.errors}
         for doc_id, old in prev.documents.items():
@@ -191,16 +207,18 @@ def build_index(
             report.n_chunks = sum(len(c) for c in chunks.values())
             report.seconds = time.perf_counter() - started
             return report  # the index on disk is already this one: writing it again would only cost time
-        _embed_new(chunks, vectors, prev, embedder, progress, report)
+        with timer("embed chunks"):
+            _embed_new(chunks, vectors, prev, embedder, progress, report)
 
         order = sorted(documents)
         all_chunks = [c for d in order for c in chunks[d]]
         all_vectors = np.concatenate([vectors[d] for d in order])
         report.n_documents, report.n_chunks = len(order), len(all_chunks)
         passages = [passage_text(c) for c in all_chunks]
-        caches = _reusable_caches(index_dir, previous, crosslingual)
+        with timer("read previous index"):
+            caches = _reusable_caches(index_dir, previous, crosslingual)
         extras, n_extra = build_extras(
-            all_chunks, passages, documents, embedder, crosslingual, caches, progress
+            all_chunks, passages, documents, embedder, crosslingual, caches, progress, timer
         )
         report.n_embedded_sentences = n_extra
         build_dir = store.new_build_dir(index_dir)
@@ -208,20 +226,22 @@ def build_index(
             manifest = _manifest(docs_dir, embedder, settings, faiss_kind, order, documents, chunks, report)
             manifest["crosslingual_model_id"] = extras.crosslingual_id
             manifest["counts"]["sentences"] = len(extras.sentence_texts)
-            _write(
-                build_dir,
-                manifest,
-                [documents[d] for d in order],
-                all_chunks,
-                all_vectors,
-                faiss_kind,
-                extras,
-            )
+            with timer("write files"):
+                _write(
+                    build_dir,
+                    manifest,
+                    [documents[d] for d in order],
+                    all_chunks,
+                    all_vectors,
+                    faiss_kind,
+                    extras,
+                )
             if (
                 index_dir / store.SETTINGS
             ).is_file():  # calibrated settings belong to the index, not the build
                 shutil.copy2(index_dir / store.SETTINGS, build_dir / store.SETTINGS)
-            store.swap_in(build_dir, index_dir)
+            with timer("swap in"):
+                store.swap_in(build_dir, index_dir)
         except BaseException:
             shutil.rmtree(build_dir, ignore_errors=True)
             raise
@@ -300,9 +320,9 @@ def _reusable_caches(index_dir: Path, previous: _Previous | None, crosslingual: 
     """Sentence and cross-lingual vectors of the existing index, when they were made by the same models."""
     if previous is None:
         return {}
-    manifest = store.read_manifest(index_dir)
-    passages = [passage_text(c) for c in store.read_chunks(index_dir)]
-    caches = previous_caches(index_dir, manifest, passages)
+    manifest = previous.manifest  # read once by _load_previous, with the documents and chunks
+    passages = [passage_text(c) for c in previous.all_chunks]
+    caches = previous_caches(index_dir, manifest, previous.documents, previous.all_chunks, passages)
     if crosslingual is None or manifest.get("crosslingual_model_id") != crosslingual.model_id:
         caches["xl"], caches["xl_sentences"], caches["lexicon"] = {}, {}, {}
     return caches

@@ -7,7 +7,10 @@ Sentence-level vectors let a short question match the one sentence that answers 
 
 from __future__ import annotations
 
+import contextlib
 import json
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -32,6 +35,21 @@ XL_EMBEDDINGS = "xl_embeddings.npy"  # cross-lingual encoder, one row per chunk
 XL_SENTENCE_EMBEDDINGS = "xl_sentence_embeddings.npy"
 XL_FAISS = "xl_faiss.index"
 GLOSSARY = "glossary.json"
+
+
+class PhaseTimer:
+    """Seconds per named step of a build (BuildReport.phases), so a slow build says where time went."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start
 
 
 @dataclass
@@ -69,16 +87,37 @@ def sentence_units(chunks: list[Chunk], documents: dict[str, Document]) -> tuple
     return np.asarray(rows, dtype=np.int64).reshape(-1, 3), texts
 
 
+def length_order(texts: list[str], embedder: Embedder) -> list[int]:
+    """Positions of texts, longest first, so a batch pads its texts to similar lengths.
+
+    Lengths are the embedder's token counts when it can tell them (`token_lengths`), else characters:
+    a Chinese character is about one token and an English one about a quarter, so sorting a bilingual
+    corpus by characters still mixes lengths.
+    """
+    lengths = getattr(embedder, "token_lengths", None)
+    keys = lengths(texts) if lengths is not None else None
+    if keys is None or len(keys) != len(texts):
+        keys = [len(t) for t in texts]
+    return sorted(range(len(texts)), key=lambda i: -keys[i])
+
+
 def embed_batches(
     texts: list[str], embedder: Embedder, progress: bool, desc: str = "Embedding"
 ) -> np.ndarray:
-    """Embed passages in batches (a progress bar when asked), checking what the embedder returns."""
+    """Embed passages in batches (a progress bar when asked), checking what the embedder returns.
+
+    Batches are cut from the texts sorted by length (see `length_order`): cut in document order, each
+    short sentence was padded to the longest of its neighbours, 61,618 tokens for the bundled
+    sentences' 22,124 against 27,030 sorted. Rows come back in the order of `texts`.
+    """
     from tqdm import tqdm
 
     out = np.empty((len(texts), embedder.dim), dtype=np.float32)
+    order = length_order(texts, embedder)
     with tqdm(total=len(texts), desc=desc, unit="text", disable=not progress or not texts) as bar:
         for i in range(0, len(texts), EMBED_BATCH):
-            batch = texts[i : i + EMBED_BATCH]
+            rows = order[i : i + EMBED_BATCH]
+            batch = [texts[j] for j in rows]
             vecs = np.asarray(embedder.embed_passages(batch), dtype=np.float32)
             if vecs.shape != (len(batch), embedder.dim):
                 raise ValueError(
@@ -89,7 +128,7 @@ def embed_batches(
                 raise ValueError(
                     f"Embedder {embedder.model_id} returned vectors that are not L2-normalised; normalise them."
                 )
-            out[i : i + len(batch)] = vecs
+            out[rows] = vecs
             bar.update(len(batch))
     return out
 
@@ -107,24 +146,28 @@ def embed_cached(
 
 
 def previous_caches(
-    index_dir: Path, manifest: dict, chunk_texts: list[str]
+    index_dir: Path,
+    manifest: dict,
+    documents: dict[str, Document],
+    chunks: list[Chunk],
+    chunk_texts: list[str],
 ) -> dict[str, dict[str, np.ndarray]]:
-    """Text -> vector maps from an existing index, so unchanged sentences are not embedded again."""
+    """Text -> vector maps from an existing index (its documents and chunks already read), so unchanged
+    sentences are not embedded again. The vectors are read-only rows of the mapped files (nothing
+    is written into them: the new index stacks copies)."""
     caches: dict[str, dict[str, np.ndarray]] = {"sentences": {}, "xl": {}, "xl_sentences": {}, "lexicon": {}}
     try:
-        documents = store.read_documents(index_dir)
-        chunks = store.read_chunks(index_dir)
         rows = np.load(index_dir / SENTENCES, allow_pickle=False)
         texts = [documents[chunks[c].doc_id].text[s:e] for c, s, e in rows]
-        caches["sentences"] = dict(zip(texts, np.load(index_dir / SENTENCE_EMBEDDINGS), strict=True))
+        caches["sentences"] = dict(zip(texts, store.load_npy(index_dir / SENTENCE_EMBEDDINGS), strict=True))
         if manifest.get("crosslingual_model_id"):
-            caches["xl"] = dict(zip(chunk_texts, np.load(index_dir / XL_EMBEDDINGS), strict=True))
+            caches["xl"] = dict(zip(chunk_texts, store.load_npy(index_dir / XL_EMBEDDINGS), strict=True))
             caches["xl_sentences"] = dict(
-                zip(texts, np.load(index_dir / XL_SENTENCE_EMBEDDINGS), strict=True)
+                zip(texts, store.load_npy(index_dir / XL_SENTENCE_EMBEDDINGS), strict=True)
             )
             old = Lexicon.load(index_dir)
             caches["lexicon"] = dict(zip(old.vocab, old.vectors, strict=True))
-    except (OSError, ValueError, KeyError, IndexError, store.IndexLoadError):
+    except (OSError, ValueError, EOFError, KeyError, IndexError, store.IndexLoadError):
         pass  # an older or damaged index: everything is embedded again
     return caches
 
@@ -137,21 +180,31 @@ def build_extras(
     crosslingual: Embedder | None,
     caches: dict[str, dict[str, np.ndarray]],
     progress: bool,
+    timer: PhaseTimer | None = None,
 ) -> tuple[Extras, int]:
     """Compute every derived store; returns them and the number of texts embedded."""
-    sentences, texts = sentence_units(chunks, documents)
-    vectors, n = embed_cached(texts, embedder, caches.get("sentences", {}), progress, "Embedding sentences")
-    extras = Extras(sentences, texts, vectors, Glossary.build(documents.values()))
+    timer = timer or PhaseTimer()
+    with timer("sentence units"):
+        sentences, texts = sentence_units(chunks, documents)
+    with timer("embed sentences"):
+        vectors, n = embed_cached(
+            texts, embedder, caches.get("sentences", {}), progress, "Embedding sentences"
+        )
+    with timer("glossary"):
+        extras = Extras(sentences, texts, vectors, Glossary.build(documents.values()))
     if crosslingual is not None:
         extras.crosslingual_id = crosslingual.model_id
-        extras.xl_vectors, n1 = embed_cached(
-            passages, crosslingual, caches.get("xl", {}), progress, "Cross-lingual"
-        )
-        extras.xl_sentence_vectors, n2 = embed_cached(
-            texts, crosslingual, caches.get("xl_sentences", {}), progress, "Cross-lingual sentences"
-        )
-        zh_texts = [c.text for c in chunks if c.lang == "zh"]
-        extras.lexicon = Lexicon.build(zh_texts, crosslingual, cache=caches.get("lexicon"))
+        with timer("cross-lingual chunks"):
+            extras.xl_vectors, n1 = embed_cached(
+                passages, crosslingual, caches.get("xl", {}), progress, "Cross-lingual"
+            )
+        with timer("cross-lingual sentences"):
+            extras.xl_sentence_vectors, n2 = embed_cached(
+                texts, crosslingual, caches.get("xl_sentences", {}), progress, "Cross-lingual sentences"
+            )
+        with timer("lexicon"):
+            zh_texts = [c.text for c in chunks if c.lang == "zh"]
+            extras.lexicon = Lexicon.build(zh_texts, crosslingual, cache=caches.get("lexicon"))
         n += n1 + n2
     return extras, n
 
@@ -184,16 +237,16 @@ def read_extras(
         extras = Extras(
             sentences,
             texts,
-            np.load(index_dir / SENTENCE_EMBEDDINGS, allow_pickle=False),
+            store.load_npy(index_dir / SENTENCE_EMBEDDINGS),  # mapped: see index_store.MMAP
             Glossary.from_json((index_dir / GLOSSARY).read_text(encoding="utf-8")),
         )
         if manifest.get("crosslingual_model_id"):
             extras.crosslingual_id = manifest["crosslingual_model_id"]
-            extras.xl_vectors = np.load(index_dir / XL_EMBEDDINGS, allow_pickle=False)
-            extras.xl_sentence_vectors = np.load(index_dir / XL_SENTENCE_EMBEDDINGS, allow_pickle=False)
-            extras.xl_index = VectorIndex.load(index_dir / XL_FAISS)
+            extras.xl_vectors = store.load_npy(index_dir / XL_EMBEDDINGS)
+            extras.xl_sentence_vectors = store.load_npy(index_dir / XL_SENTENCE_EMBEDDINGS)
+            extras.xl_index = VectorIndex.load(index_dir / XL_FAISS, mapped=store.MMAP)
             extras.lexicon = Lexicon.load(index_dir)
-    except (OSError, ValueError, KeyError, IndexError, json.JSONDecodeError) as exc:
+    except (OSError, ValueError, EOFError, KeyError, IndexError, json.JSONDecodeError) as exc:
         raise store.corrupt(index_dir, f"sentence or cross-lingual files: {exc}", docs_dir) from exc
     n_sent = len(sentences)
     shapes_ok = extras.sentence_vectors.shape[0] == n_sent and (

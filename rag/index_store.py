@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import mmap
 import os
 import shutil
 import uuid
@@ -25,6 +26,11 @@ FAISS = "faiss.index"
 BM25_DIR = "bm25"
 SETTINGS = "settings.json"  # answer settings written by `rag calibrate`; a rebuild carries them over
 FILES = (MANIFEST, DOCUMENTS, CHUNKS, EMBEDDINGS, FAISS, BM25_DIR)
+
+# Vector stores are memory-mapped read-only, so a large index costs resident memory only for the rows
+# queries touch. Not on Windows: it refuses to rename a folder holding a mapped file, so the app could
+# not swap in a rebuilt index while it has the old one open (rag/index_build.py builds in-process).
+MMAP = os.name != "nt"
 
 log = logging.getLogger(__name__)
 
@@ -195,12 +201,30 @@ def read_chunks(index_dir: Path, docs_dir: str | None = None) -> list[Chunk]:
         raise corrupt(index_dir, f"{CHUNKS} has a bad row ({exc})", docs_dir) from exc
 
 
-def read_embeddings(index_dir: Path, dim: int, docs_dir: str | None = None) -> np.ndarray:
+def load_npy(path: Path, mapped: bool | None = None) -> np.ndarray:
+    """A .npy file; memory-mapped read-only when `mapped` (default: MMAP), so rows are read from disk
+    when first touched and writing into the array raises. Raises ValueError/OSError/EOFError if bad."""
+    if not (MMAP if mapped is None else mapped):
+        return np.load(path, allow_pickle=False)
+    array = np.load(path, mmap_mode="r", allow_pickle=False)
+    # Rows are read scattered (a query's candidates): without this hint each first touch reads
+    # ahead ~128 KB around it, paging in far more than the rows asked for.
+    handle = getattr(array, "_mmap", None)
+    if handle is not None and hasattr(mmap, "MADV_RANDOM"):
+        with contextlib.suppress(OSError, ValueError):
+            handle.madvise(mmap.MADV_RANDOM)
+    return array
+
+
+def read_embeddings(
+    index_dir: Path, dim: int, docs_dir: str | None = None, mapped: bool | None = None
+) -> np.ndarray:
+    """embeddings.npy, memory-mapped unless `mapped` is False (see load_npy)."""
     path = index_dir / EMBEDDINGS
     if not path.is_file():
         raise missing_file(index_dir, EMBEDDINGS, docs_dir)
     try:
-        vectors = np.load(path, allow_pickle=False)
+        vectors = load_npy(path, mapped)
     except (ValueError, OSError, EOFError) as exc:
         raise corrupt(index_dir, f"{EMBEDDINGS} cannot be read: {exc}", docs_dir) from exc
     if vectors.dtype != np.float32 or vectors.ndim != 2 or vectors.shape[1] != dim:

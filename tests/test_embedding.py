@@ -129,3 +129,24 @@ def test_model_without_prompts_gets_no_prefix(converted: Path, tmp_path: Path) -
     np.testing.assert_allclose(plain.embed_queries(text), plain.embed_passages(text), atol=1e-6)
     expected = plain.warm_up().encode(text, normalize_embeddings=True)
     np.testing.assert_allclose(plain.embed_queries(text), expected, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_token_lengths_count_the_prompt_and_truncate(e5: SentenceTransformerEmbedder) -> None:
+    model = e5.warm_up()
+    lengths = e5.token_lengths(PASSAGES + ["肺" * 2000])
+    expected = [len(model.tokenizer("passage: " + t)["input_ids"]) for t in PASSAGES]
+    assert lengths[:-1] == expected
+    assert lengths[-1] == model.max_seq_length
+
+
+@pytest.mark.slow
+def test_batching_by_length_stores_the_same_vectors(e5: SentenceTransformerEmbedder) -> None:
+    from rag.index_extras import embed_batches
+
+    # Mixed lengths and languages, more than one batch: sorting changes which texts share a batch.
+    texts = [p * (1 + i % 5) for i, p in enumerate(PASSAGES * 10)]
+    one_at_a_time = np.concatenate([e5.embed_passages([t]) for t in texts])
+    batched = embed_batches(texts, e5, progress=False)
+    cosines = np.sum(batched * one_at_a_time, axis=1)
+    np.testing.assert_allclose(cosines, 1.0, atol=1e-5)
