@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from rag.embedding_cache import CachedPassageEmbedder
+
 if TYPE_CHECKING:
     from rag.retrieval import Retriever
 
@@ -40,7 +42,7 @@ class SentenceSignals:
 
     def __init__(self, retriever: Retriever) -> None:
         self.retriever = retriever
-        self._xl_cache: dict[str, np.ndarray] | None = None
+        self._xl: CachedPassageEmbedder | None = None
 
     def __call__(self, question: str, lang: str, texts: list[str]) -> SignalColumns:
         r = self.retriever
@@ -48,17 +50,14 @@ class SentenceSignals:
         dense_query = r.dense_query(question, induced)
         q = np.asarray(r.embedder.embed_queries([dense_query])[0], dtype=np.float32)
         dense = np.asarray(r.embedder.embed_passages(texts), dtype=np.float32) @ q if texts else np.zeros(0)
-        xl = None if qx is None else self._crosslingual(texts) @ qx
+        xl = None if qx is None else self._crosslingual().embed_passages(texts) @ qx
         return SignalColumns(dense, xl, tuple(induced))
 
-    def _crosslingual(self, texts: list[str]) -> np.ndarray:
-        ex, encoder = self.retriever.index.extras, self.retriever.index.crosslingual
-        if self._xl_cache is None:
-            self._xl_cache = dict(zip(ex.sentence_texts, ex.xl_sentence_vectors, strict=True))
-        cache = self._xl_cache
-        misses = list(dict.fromkeys(t for t in texts if t not in cache))
-        if misses:
-            cache.update(zip(misses, np.asarray(encoder.embed_passages(misses), np.float32), strict=True))
-        if not texts:
-            return np.empty((0, encoder.dim), dtype=np.float32)
-        return np.stack([cache[t] for t in texts])
+    def _crosslingual(self) -> CachedPassageEmbedder:
+        """The cross-lingual encoder over the index's sentence vectors (rows read on demand)."""
+        if self._xl is None:
+            ex = self.retriever.index.extras
+            self._xl = CachedPassageEmbedder(
+                self.retriever.index.crosslingual, ex.sentence_texts, ex.xl_sentence_vectors
+            )
+        return self._xl
