@@ -48,6 +48,9 @@ class RetrievalSettings:
     lexicon: bool = True  # add induced Chinese words of an English question to its BM25 query
     lexicon_threshold: float = 0.5
     lexicon_dense: bool = True  # also append the induced Chinese words to an English question's e5 query
+    # ... but only the closest ones: an English question induces about 20 words, and e5's time grows with
+    # its input (English hybrid retrieval p50 60 ms with all of them, 48 ms with 12; MRR@10 en 0.845 vs 0.832).
+    lexicon_dense_max: int = 12
 
     def __post_init__(self) -> None:
         if self.fusion not in ("zscore", "rrf"):
@@ -117,7 +120,10 @@ class Retriever:
 
     def dense_query(self, question: str, induced: list[str]) -> str:
         """The text e5 embeds for the question in hybrid mode."""
-        return " ".join([question, *induced]) if self.settings.lexicon_dense and induced else question
+        s = self.settings
+        return (
+            " ".join([question, *induced[: s.lexicon_dense_max]]) if s.lexicon_dense and induced else question
+        )
 
     def question_encoding(self, question: str, lang: str) -> tuple[np.ndarray | None, list[str]]:
         """The question's cross-lingual vector and its induced Chinese words, in one encoder call."""

@@ -154,3 +154,14 @@ def test_bad_fusion_setting():
 
     with pytest.raises(ValueError, match="fusion must be 'zscore' or 'rrf'"):
         RetrievalSettings(fusion="max")
+
+
+def test_the_e5_query_takes_only_the_closest_induced_words(xl_index):
+    from rag.index import Index
+    from rag.retrieval import RetrievalSettings, Retriever
+
+    index = Index.load(xl_index, crosslingual=FakeEmbedder(dim=32, model_id="fake-xl-32"))
+    capped = Retriever(index, FakeEmbedder(), RetrievalSettings(lexicon_dense_max=2))
+    assert capped.dense_query("What is VTE?", ["静脉", "血栓", "栓塞"]) == "What is VTE? 静脉 血栓"
+    off = Retriever(index, FakeEmbedder(), RetrievalSettings(lexicon_dense=False))
+    assert off.dense_query("What is VTE?", ["静脉"]) == "What is VTE?"
