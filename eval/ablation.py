@@ -70,11 +70,7 @@ def evaluate(pipeline: Pipeline, items, mode: str, settings: RetrievalSettings |
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--gold", default="eval/gold.jsonl")
-    parser.add_argument("--index", default="index")
-    parser.add_argument("--out", default=None, help="also write the table as markdown to this file")
-    args = parser.parse_args(argv)
+    args = parse_args(__doc__, argv)
     items = [g for g in load_gold(args.gold) if g.answerable]
     pipeline = Pipeline.load(args.index)
     pipeline.embedder = CachedQueries(pipeline.embedder)
@@ -92,10 +88,24 @@ def main(argv: list[str] | None = None) -> int:
         line = f"| {name} | " + " | ".join(f"{v:.3f}" for v in (*m["zh"], *m["en"], m["all"][2])) + " |"
         lines.append(line)
         print(line, flush=True)
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text("\n".join(lines) + "\n", encoding="utf-8")
+    write_table(lines, args.out)
     return 0
+
+
+def parse_args(doc: str, argv: list[str] | None) -> argparse.Namespace:
+    """The options both ablations take."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--gold", default="eval/gold.jsonl")
+    parser.add_argument("--index", default="index")
+    parser.add_argument("--out", default=None, help="also write the table as markdown to this file")
+    return parser.parse_args(argv)
+
+
+def write_table(lines: list[str], out: str | None) -> None:
+    """Write a printed markdown table to `out` too, when one is given."""
+    if out:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        Path(out).write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
 if __name__ == "__main__":

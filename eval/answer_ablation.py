@@ -10,16 +10,15 @@ thresholds tuned without it).
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import statistics
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import replace
-from pathlib import Path
 
 import rag.answer
 import rag.sentence_scoring
+from eval.ablation import parse_args, write_table
 from rag.evaluation import _answer_hit, _cited, _CorpusRelevance, load_eval_gold
 from rag.metrics import abstention_prf
 from rag.pipeline import Pipeline
@@ -92,11 +91,7 @@ def evaluate(pipeline: Pipeline, items) -> dict[str, float]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--gold", default="eval/gold.jsonl")
-    parser.add_argument("--index", default="index")
-    parser.add_argument("--out", default=None, help="also write the table as markdown to this file")
-    args = parser.parse_args(argv)
+    args = parse_args(__doc__, argv)
     items = load_eval_gold(args.gold)
     pipeline = Pipeline.load(args.index)
     cols = ["hit zh", "hit en", "hit all", "citation", "abstention F1", "refused answerable", "quotes/answer"]
@@ -113,9 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         cells = [f"{m[c]:.3f}" if isinstance(m[c], float) else str(m[c]) for c in cols]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
         print(lines[-1], flush=True)
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text("\n".join(lines) + "\n", encoding="utf-8")
+    write_table(lines, args.out)
     return 0
 
 
