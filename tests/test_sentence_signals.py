@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 from rag.sentence_scoring import Sentence, score_sentences
 from rag.sentence_signals import SentenceSignals, SignalColumns
-
-from .conftest import FakeEmbedder
 
 
 def _sentence(text: str, lang: str, pos: int = 0, start: int = 0) -> Sentence:
@@ -18,8 +15,8 @@ def _sentence(text: str, lang: str, pos: int = 0, start: int = 0) -> Sentence:
 class _Columns:
     """Signals as fixed columns, standing in for the encoders so the arithmetic can be checked."""
 
-    def __init__(self, dense, xl=None, words=()):
-        self.result = SignalColumns(np.array(dense), None if xl is None else np.array(xl), tuple(words))
+    def __init__(self, dense, words=()):
+        self.result = SignalColumns(np.array(dense), tuple(words))
         self.calls = []
 
     def __call__(self, question, lang, texts):
@@ -31,8 +28,8 @@ def test_an_english_sentence_does_not_win_an_english_question_by_language_alone(
     # Raw e5 rates every English sentence above every Chinese one; within each language the Chinese
     # heparin sentence is the clear best, so after standardising it leads.
     sents = [
-        _sentence("A French physician described a case of this kind in 1865.", "en", 0, 0),
-        _sentence("The review covers the history of this condition in many cancers.", "en", 0, 100),
+        _sentence("A French physician described a case of this kind in 1865.", "en", 1, 0),
+        _sentence("The review covers the history of this condition in many cancers.", "en", 1, 100),
         _sentence("特鲁索综合征首选抗凝治疗,目前低分子肝素已成为一线治疗药物。", "zh", 1, 200),
         _sentence("本文回顾了特鲁索综合征的历史与发病机制的研究进展。", "zh", 1, 300),
         _sentence("恶性肿瘤患者常伴有高凝状态和血小板增多。", "zh", 1, 400),
@@ -58,35 +55,26 @@ def test_induced_words_count_as_question_words():
     assert with_words[0].lexical > 0 and with_words[0].score > with_words[1].score
 
 
-@pytest.fixture
-def xl_pipeline(tiny_corpus, tmp_path):
-    from rag.index import Index, build_index
-    from rag.pipeline import Pipeline
-
-    xl = FakeEmbedder(dim=32, model_id="fake-xl-32")
-    build_index(tiny_corpus, tmp_path / "xl", FakeEmbedder(), progress=False, crosslingual=xl)
-    embedder, xl = FakeEmbedder(), FakeEmbedder(dim=32, model_id="fake-xl-32")
-    return Pipeline(Index.load(tmp_path / "xl", embedder, crosslingual=xl), embedder), xl
-
-
 def test_signals_reuse_the_retrievers_encoding_and_the_index_vectors(xl_pipeline):
     pipeline, xl = xl_pipeline
     question = "What is venous thromboembolism treated with?"
     pipeline.retrieve(question, k=3)
-    n_xl_calls = len(xl.calls)
+    n_xl_calls, n_calls = len(xl.calls), len(pipeline.embedder.calls)
     texts = list(pipeline.index.extras.sentence_texts[:3])
     cols = SentenceSignals(pipeline.retriever)(question, "en", texts)
-    assert len(xl.calls) == n_xl_calls, "the question was encoded again, and stored sentences re-embedded"
+    assert len(xl.calls) == n_xl_calls, "the question was encoded again by the cross-lingual encoder"
+    # Retrieval already embedded the e5 query, and the stored sentences' vectors come from the index.
+    assert len(pipeline.embedder.calls) == n_calls
     qx, induced = pipeline.retriever.question_encoding(question, "en")
     assert cols.extra_words == tuple(induced) and induced
-    np.testing.assert_allclose(
-        cols.crosslingual, pipeline.index.extras.xl_sentence_vectors[:3] @ qx, rtol=1e-5
-    )
     dense_q = pipeline.embedder.embed_queries([pipeline.retriever.dense_query(question, induced)])[0]
     np.testing.assert_allclose(cols.dense, pipeline.embedder.embed_passages(texts) @ dense_q, rtol=1e-5)
     # A sentence the index does not hold is embedded once, then kept.
-    cols = SentenceSignals(pipeline.retriever)(question, "en", ["A sentence the index never saw."])
-    assert cols.crosslingual.shape == (1,) and xl.calls[-1] == 1
+    unseen = ["A sentence the index never saw."]
+    n_calls = len(pipeline.embedder.calls)
+    for _ in range(2):
+        assert SentenceSignals(pipeline.retriever)(question, "en", unseen).dense.shape == (1,)
+    assert pipeline.embedder.calls[n_calls:] == [1]  # the new sentence, once
 
 
 def test_answers_quote_with_retrievers_signals(xl_pipeline):
@@ -128,3 +116,28 @@ def test_a_sentence_pointing_back_is_quoted_with_the_one_it_continues():
     long_doc = Document("d", "T", "d.txt", "甲" * MAX_QUOTE_CHARS + "。其为例外。", "", "zh")
     very_long = _sentence("甲" * MAX_QUOTE_CHARS + "。", "zh", 0, 0)
     assert with_continuation(very_long, long_doc) == very_long
+
+
+def test_a_sentence_next_to_a_strong_match_is_lifted_towards_it():
+    from rag.sentence_scoring import NEIGHBOUR_SHARE, ScoredSentence, lift_neighbours
+    from rag.types import Document
+
+    text = "肿瘤细胞到达骨髓后进入休眠状态。 DTC 进入 G0 期并降低代谢活性。\n另一段落讲述了骨转移的分类。"
+    doc = Document("d", "T", "d.txt", text, "", "zh")
+    parts = [
+        "肿瘤细胞到达骨髓后进入休眠状态。",
+        "DTC 进入 G0 期并降低代谢活性。",
+        "另一段落讲述了骨转移的分类。",
+    ]
+    sents = [_sentence(p, "zh", 0, text.index(p)) for p in parts]
+    scores = [4.0, -0.5, 0.2]
+    scored = [
+        ScoredSentence(s, 0.8, 0.5, 0.6, z, standardised=True) for s, z in zip(sents, scores, strict=True)
+    ]
+    lifted = [x.score for x in lift_neighbours(scored, {"d": doc})]
+    # The next sentence (a space between) takes its share of the match; the match keeps its own score,
+    # and the sentence after the line break is not a neighbour.
+    assert lifted == [4.0, NEIGHBOUR_SHARE * 4.0, 0.2]
+    assert lift_neighbours(scored, {"d": doc})[1].sentence == sents[1]
+    plain = [ScoredSentence(s, 0.8, 0.5, 0.6, z) for s, z in zip(sents, scores, strict=True)]
+    assert [x.score for x in lift_neighbours(plain, {"d": doc})] == scores  # relevance scale: untouched
