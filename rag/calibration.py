@@ -331,8 +331,9 @@ def calibrate(
         "model_id": model_id,
         "k": k,
         "mode": mode,
-        "signal": "best-sentence similarity: e5 for Chinese questions, cross-lingual encoder for English;"
-        " questions naming something no document mentions are refused first",
+        "signal": "best-sentence similarity: e5 for Chinese questions; cross-lingual encoder for English,"
+        " less the question's mean similarity to the index's sentences; questions naming something no"
+        " document mentions are refused first",
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     return settings_dict(answer, calibration, thresholds), {**stats, "scores": scored}

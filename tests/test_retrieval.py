@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from rag.pipeline import Pipeline, QuestionError
@@ -165,3 +166,27 @@ def test_the_e5_query_takes_only_the_closest_induced_words(xl_index):
     assert capped.dense_query("What is VTE?", ["静脉", "血栓", "栓塞"]) == "What is VTE? 静脉 血栓"
     off = Retriever(index, FakeEmbedder(), RetrievalSettings(lexicon_dense=False))
     assert off.dense_query("What is VTE?", ["静脉"]) == "What is VTE?"
+
+
+def test_english_evidence_is_the_best_sentence_above_the_questions_mean_similarity(xl_pipeline, monkeypatch):
+    import rag.retrieval
+
+    pipeline, _ = xl_pipeline
+    r, ex = pipeline.retriever, pipeline.index.extras
+    question = "What is venous thromboembolism treated with?"
+    hits = r.search(question, k=3)
+    qx = r.question_encoding(question, "en")[0]
+    rows = np.concatenate([np.arange(*r._ranges[pipeline.index.position(h.chunk.id)]) for h in hits])
+    sims = ex.xl_sentence_vectors @ qx
+    expected = np.clip(sims[rows].max() - sims.mean(), 0.0, 1.0)
+    assert r.evidence(question, "en", hits) == pytest.approx(expected, abs=1e-6)
+    assert expected < sims[rows].max()  # the centring changed something
+    # A Chinese question keeps e5's plain best-sentence similarity.
+    zh_hits = r.search("抗凝治疗首选什么药物？", k=3)
+    zh_rows = np.concatenate([np.arange(*r._ranges[pipeline.index.position(h.chunk.id)]) for h in zh_hits])
+    best = (ex.sentence_vectors[zh_rows] @ r.query_vector("抗凝治疗首选什么药物？")).max()
+    assert r.evidence("抗凝治疗首选什么药物？", "zh", zh_hits) == pytest.approx(float(best), abs=1e-6)
+    # A large index is represented by a spread-out sample of its sentences.
+    monkeypatch.setattr(rag.retrieval, "BACKGROUND_SENTENCES", 2)
+    sampled = rag.retrieval.Retriever(pipeline.index, pipeline.answer_embedder)._background()
+    np.testing.assert_array_equal(sampled, ex.xl_sentence_vectors[[0, len(sims) - 1]])
