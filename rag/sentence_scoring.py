@@ -62,6 +62,7 @@ _QUANTITY_QUESTION_RE = re.compile(
     re.I,
 )
 _MIN_CJK, _MIN_WORDS = 8, 6  # shorter sentences are fragments, not answers
+_PROSE_CJK, _PROSE_WORDS = 20, 12  # this much text makes a sentence prose however many numbers it has
 _CJK_RE = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 # Captions: "表1 ...", "Table 1. ...", and the caption text before a "表 1." that ends a sentence.
 _CAPTION_RE = re.compile(r"^(?:表|图|Table|Fig(?:ure)?\.?)\s*\d|(?:表|图)\s*\d+\s*\.?$", re.I)
@@ -97,10 +98,14 @@ def quotable(text: str, section: str = "") -> bool:
     reference, and not a short fragment."""
     if parse_heading(text) or _CAPTION_RE.search(text) or _SKIP_SECTION_RE.search(section):
         return False
+    n_cjk, n_words = len(_CJK_RE.findall(text)), len(re.findall(r"[A-Za-z]+", text))
     chars = [c for c in text if not c.isspace()]
-    if sum(c.isdigit() for c in chars) > 0.3 * len(chars):
+    # Mostly digits is a table row, unless there is a real sentence's worth of words around them
+    # ("…收治5例…年龄37~85岁,中位年龄61岁。").
+    prose = n_cjk >= _PROSE_CJK or n_words >= _PROSE_WORDS
+    if not prose and sum(c.isdigit() for c in chars) > 0.3 * len(chars):
         return False
-    return len(_CJK_RE.findall(text)) >= _MIN_CJK or len(re.findall(r"[A-Za-z]+", text)) >= _MIN_WORDS
+    return n_cjk >= _MIN_CJK or n_words >= _MIN_WORDS
 
 
 def candidate_sentences(

@@ -284,3 +284,21 @@ def test_duplicate_checks():
     assert not same_fact(
         zh, "VTE risk factors in ALK and EGFR positive cancer were reviewed in 2019 and 2021.", glossary
     )
+
+
+def test_headings_captions_table_rows_and_fragments_are_not_quotable_but_numeric_sentences_are():
+    from rag.sentence_scoring import quotable
+
+    assert quotable("目前低分子肝素已成为 Trousseau 综合征的一线治疗药物。")
+    # Many numbers inside a full sentence: still a sentence.
+    assert quotable(
+        "2013年11月至2018年9月本中心收治5例晚期血管肉瘤患者,男性3例、女性2例,年龄37~85岁,中位年龄61岁。"
+    )
+    assert quotable(
+        "Of 547 patients, 57.8% had adenocarcinoma, 15.3% squamous cell carcinoma and 9% small cell lung cancer."
+    )
+    assert not quotable("1 男 62 左上肢 PR 12 2 女 71 头皮 SD 8 3 男 85 面部 PR 6")  # a table row
+    assert not quotable("表1 5例患者的临床特征")  # a caption
+    assert not quotable("1.1 一般资料")  # a heading
+    assert not quotable("详见文献[25]。")  # a fragment
+    assert not quotable("低分子肝素是一线治疗方法。", section="参考文献")
