@@ -11,7 +11,7 @@ import functools
 import json
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import resources
 from typing import TYPE_CHECKING
 
@@ -158,7 +158,41 @@ def _select(
             twin = english_counterpart(s, documents[s.doc_id], glossary)
             if twin and not any(_overlap(twin, c) or near_duplicate(twin.text, c.text) for c, _ in chosen):
                 chosen.append((twin, True))
-    return chosen
+    return _merge_adjacent(chosen, documents)
+
+
+def _merge_adjacent(
+    chosen: list[tuple[Sentence, bool]], documents: Mapping[str, Document]
+) -> list[tuple[Sentence, bool]]:
+    """Chosen sentences that follow each other in the text (same line, only spaces between) become one
+    quote, in the place of the better one: a reader should see one passage, not [1] and [2] cut from
+    it. A strong match lifts its neighbours (`lift_neighbours`), so such pairs are common."""
+    out = list(chosen)
+    merged = True
+    while merged:
+        merged = False
+        for i, (a, twin_a) in enumerate(out):
+            j = next(
+                (j for j, (b, twin_b) in enumerate(out) if twin_b == twin_a and _adjacent(a, b, documents)),
+                None,
+            )
+            if j is not None:
+                b = out[j][0]
+                text = documents[a.doc_id].text
+                out[min(i, j)] = (replace(a, end=b.end, text=text[a.start : b.end]), twin_a)
+                del out[max(i, j)]
+                merged = True
+                break
+    return out
+
+
+def _adjacent(a: Sentence, b: Sentence, documents: Mapping[str, Document]) -> bool:
+    """Whether `b` starts right after `a` ends, on the same line."""
+    return (
+        a.doc_id == b.doc_id
+        and a.end <= b.start
+        and documents[a.doc_id].text[a.end : b.start].strip(" \t") == ""
+    )
 
 
 def _overlap(a: Sentence, b: Sentence) -> bool:

@@ -302,3 +302,24 @@ def test_headings_captions_table_rows_and_fragments_are_not_quotable_but_numeric
     assert not quotable("1.1 一般资料")  # a heading
     assert not quotable("详见文献[25]。")  # a fragment
     assert not quotable("低分子肝素是一线治疗方法。", section="参考文献")
+
+
+def test_quotes_that_follow_each_other_become_one_passage():
+    from rag.answer import _merge_adjacent
+    from rag.sentence_scoring import Sentence
+
+    text = "甲句说明了背景。 乙句给出了答案。\n丙句在下一段。"
+    doc = Document("d", "T", "d.txt", text, "", "zh")
+
+    def sent(part: str) -> Sentence:
+        start = text.index(part)
+        return Sentence("d", "T", "S", start, start + len(part), part, "zh", 0)
+
+    a, b, c = sent("甲句说明了背景。"), sent("乙句给出了答案。"), sent("丙句在下一段。")
+    merged = _merge_adjacent([(b, False), (c, False), (a, False)], {"d": doc})
+    # b and a are neighbours on one line: one quote in b's (the better) place; c is after a line break.
+    assert [s.text for s, _ in merged] == ["甲句说明了背景。 乙句给出了答案。", "丙句在下一段。"]
+    first = merged[0][0]
+    assert text[first.start : first.end] == first.text and (first.start, first.end) == (a.start, b.end)
+    # An English-abstract counterpart is never joined to a Chinese quote.
+    assert len(_merge_adjacent([(a, False), (b, True)], {"d": doc})) == 2
