@@ -27,6 +27,7 @@ from typing import Any, Protocol
 from rag.gold import LANGS, GoldItem, contains_any, load_gold, match_key
 from rag.lang import detect_lang
 from rag.metrics import abstention_prf, mean, mrr_at_k, ndcg_at_k, percentile, recall_at_k, relevance
+from rag.sentences import sentence_spans
 from rag.types import Answer, Chunk, Document, Hit, Quote
 
 PIPELINE = "pipeline"  # row name of the default pipeline, next to the retrieval modes
@@ -302,9 +303,11 @@ def _cited(item: GoldItem, answer: Answer, relevant: Sequence[Chunk]) -> bool | 
 def _quote_supports(quote: Quote, item: GoldItem, relevant: Sequence[Chunk]) -> bool:
     if contains_any(quote.text, item.evidence):
         return True
-    # A quote inside a relevant chunk cites the right passage even when it is shorter than the
-    # evidence phrase.
-    return any(c.doc_id == quote.doc_id and c.start <= quote.start and quote.end <= c.end for c in relevant)
+    # A quote with a sentence inside a relevant chunk cites the right passage even when it is shorter
+    # than the evidence phrase. Sentence by sentence: a quote of two neighbouring sentences may run
+    # past the end of the chunk that holds the first (chunk boundaries fall inside paragraphs).
+    spans = [(quote.start + s, quote.start + e) for s, e in sentence_spans(quote.text)]
+    return any(c.doc_id == quote.doc_id and c.start <= s and e <= c.end for c in relevant for s, e in spans)
 
 
 def answer_framing(answer: Answer) -> str:

@@ -297,6 +297,22 @@ def test_citation_support_skips_abstentions_and_needs_a_relevant_span():
     assert rep.answer_counts["citation_support"] == (1, 2)  # q2 only; q3 abstained
 
 
+def test_a_quote_supports_when_one_of_its_sentences_lies_in_a_relevant_chunk():
+    from rag.evaluation import _quote_supports
+
+    text = "组织因子启动凝血。其次抗凝系统改变。另一项研究纳入患者。"
+    relevant = [Chunk("c1", "d", "d", "S", 0, text.index("其次"), "组织因子启动凝血。", "zh")]
+    gold = item("q", "什么启动凝血？", "zh", True, ["evidence phrase not quoted"], ["组织因子"])
+
+    def q(start: int, end: int) -> Quote:
+        return Quote(1, "d", "d", "S", start, end, text[start:end])
+
+    # Two neighbouring sentences quoted as one passage run past the chunk's end: still the passage.
+    assert _quote_supports(q(0, text.index("另一项")), gold, relevant)
+    assert not _quote_supports(q(text.index("其次"), len(text)), gold, relevant)
+    assert not _quote_supports(replace(q(0, text.index("其次")), doc_id="other"), gold, relevant)
+
+
 def test_abstention_scores(report):
     assert report.answer["abstention"] == {"precision": 1.0, "recall": 1.0, "f1": 1.0}
     wrongly = Answer(Q3.question, "en", True, "The documents do not answer this.")
