@@ -24,6 +24,7 @@ from rag.sentence_scoring import (
     english_counterpart,
     lift_neighbours,
     near_duplicate,
+    next_start,
     same_fact,
     score_sentences,
     with_continuation,
@@ -187,12 +188,8 @@ def _merge_adjacent(
 
 
 def _adjacent(a: Sentence, b: Sentence, documents: Mapping[str, Document]) -> bool:
-    """Whether `b` starts right after `a` ends, on the same line."""
-    return (
-        a.doc_id == b.doc_id
-        and a.end <= b.start
-        and documents[a.doc_id].text[a.end : b.start].strip(" \t") == ""
-    )
+    """Whether `b` follows `a` on the same line."""
+    return a.doc_id == b.doc_id and next_start(documents[a.doc_id].text, a.end) == b.start
 
 
 def _overlap(a: Sentence, b: Sentence) -> bool:

@@ -239,24 +239,33 @@ def _score_with_signals(
     return out
 
 
+def next_start(text: str, end: int) -> int:
+    """Where a sentence ending at `end` is followed on the same line: past spaces and tabs only, so a
+    line break (a heading, a new paragraph) keeps two sentences apart."""
+    while end < len(text) and text[end] in " \t":
+        end += 1
+    return end
+
+
 def lift_neighbours(
     scored: Sequence[ScoredSentence], documents: Mapping[str, Document]
 ) -> list[ScoredSentence]:
-    """Standardised scores raised to NEIGHBOUR_SHARE of the better adjacent sentence's score. Adjacent:
-    same document and line, nothing but spaces between (so a heading or paragraph break separates)."""
+    """Standardised scores raised to NEIGHBOUR_SHARE of the better adjacent sentence's score (adjacent:
+    one follows the other, `next_start`)."""
     if not scored or not scored[0].standardised:
         return list(scored)
     by_start = {(x.sentence.doc_id, x.sentence.start): x.score for x in scored}
-    by_end = {(x.sentence.doc_id, x.sentence.end): x.score for x in scored}
+    by_next = {
+        (x.sentence.doc_id, next_start(documents[x.sentence.doc_id].text, x.sentence.end)): x.score
+        for x in scored
+    }
     out = []
     for x in scored:
-        s, text = x.sentence, documents[x.sentence.doc_id].text
-        before, after = s.start, s.end
-        while before > 0 and text[before - 1] in " \t":
-            before -= 1
-        while after < len(text) and text[after] in " \t":
-            after += 1
-        near = [v for v in (by_end.get((s.doc_id, before)), by_start.get((s.doc_id, after))) if v is not None]
+        s = x.sentence
+        after = next_start(documents[s.doc_id].text, s.end)
+        near = [
+            v for v in (by_next.get((s.doc_id, s.start)), by_start.get((s.doc_id, after))) if v is not None
+        ]
         best = max([x.score, *(NEIGHBOUR_SHARE * v for v in near)])
         out.append(x if best == x.score else replace(x, score=best))
     return out

@@ -45,7 +45,7 @@ class SentenceSignals:
 
     def __call__(self, question: str, lang: str, texts: list[str]) -> SignalColumns:
         r = self.retriever
-        qx, induced = r.question_encoding(question, lang)
+        _, induced = r.question_encoding(question, lang)
         dense_query = r.dense_query(question, induced)
         q = np.asarray(r.embedder.embed_queries([dense_query])[0], dtype=np.float32)
         dense = np.asarray(r.embedder.embed_passages(texts), dtype=np.float32) @ q if texts else np.zeros(0)
