@@ -254,18 +254,16 @@ def lift_neighbours(
     one follows the other, `next_start`)."""
     if not scored or not scored[0].standardised:
         return list(scored)
+    # Where each sentence's successor would start, computed once: it keys both directions.
+    keys = [
+        (x.sentence.doc_id, next_start(documents[x.sentence.doc_id].text, x.sentence.end)) for x in scored
+    ]
     by_start = {(x.sentence.doc_id, x.sentence.start): x.score for x in scored}
-    by_next = {
-        (x.sentence.doc_id, next_start(documents[x.sentence.doc_id].text, x.sentence.end)): x.score
-        for x in scored
-    }
+    by_next = {key: x.score for key, x in zip(keys, scored, strict=True)}
     out = []
-    for x in scored:
+    for x, after in zip(scored, keys, strict=True):
         s = x.sentence
-        after = next_start(documents[s.doc_id].text, s.end)
-        near = [
-            v for v in (by_next.get((s.doc_id, s.start)), by_start.get((s.doc_id, after))) if v is not None
-        ]
+        near = [v for v in (by_next.get((s.doc_id, s.start)), by_start.get(after)) if v is not None]
         best = max([x.score, *(NEIGHBOUR_SHARE * v for v in near)])
         out.append(x if best == x.score else replace(x, score=best))
     return out
