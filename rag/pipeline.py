@@ -97,10 +97,7 @@ class Pipeline:
         self.llm_timeout = llm_timeout
         self._translations: dict[str, str] = {}
         self._load_derived()
-        # Retrieval shares the answerer's embedder, and so its query cache.
-        self.retriever = Retriever(index, self.answer_embedder, retrieval)
-        # The answerer scores sentences with the retriever's encoders and its last question's encoding.
-        self.sentence_signals = SentenceSignals(self.retriever)
+        self._connect_retriever(retrieval)
         if generator is None:
             generator = ExtractiveGenerator(self.compose)
         elif not hasattr(generator, "generate"):
@@ -154,7 +151,12 @@ class Pipeline:
         """Re-open the index folder after it was rebuilt (e.g. after an upload)."""
         self.index = Index.load(self.index.index_dir, self.embedder)
         self._load_derived()
-        self.retriever = Retriever(self.index, self.answer_embedder, self.retriever.settings)
+        self._connect_retriever(self.retriever.settings)
+
+    def _connect_retriever(self, settings: RetrievalSettings | None) -> None:
+        # Retrieval shares the answerer's embedder, and so its query cache; the answerer scores
+        # sentences with the retriever's encoders and its last question's encoding.
+        self.retriever = Retriever(self.index, self.answer_embedder, settings)
         self.sentence_signals = SentenceSignals(self.retriever)
 
     @property
