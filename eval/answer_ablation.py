@@ -54,6 +54,22 @@ def _no_unknown_names(p: Pipeline):
     return _patched(p, "answer_settings", replace(p.answer_settings, refuse_unknown_names=False))
 
 
+def _no_drug_names(p: Pipeline):
+    class _NoDrugs:
+        def find_zh(self, question: str) -> list[str]:
+            return []
+
+        def find_en(self, question: str) -> list[str]:
+            return []
+
+    p.unknown_names("", "zh")  # build the checker, so that its drug test can be switched off
+    return _patched(p._unknown_names, "_drugs", _NoDrugs())
+
+
+def _no_rate_check(p: Pipeline):
+    return _patched(p, "answer_settings", replace(p.answer_settings, refuse_missing_rate=False))
+
+
 def _no_abstention(p: Pipeline):
     return _patched(p, "abstain", {})
 
@@ -64,8 +80,10 @@ VARIANTS: list[tuple[str, Callable[[Pipeline], contextlib.AbstractContextManager
     ("- number bonus for quantity questions", _no_quantity),
     ("- joining a sentence that points back", _no_continuation),
     ("- lifting a strong match's neighbours", _no_neighbours),
-    ("- refusing unknown names", _no_unknown_names),
-    ("- calibrated thresholds (unknown names only)", _no_abstention),
+    ("- drug names checked by their endings", _no_drug_names),
+    ("- refusing unknown names (drug names included)", _no_unknown_names),
+    ("- refusing a rate question no quote answers", _no_rate_check),
+    ("- calibrated thresholds (unknown names and rate check only)", _no_abstention),
 ]
 
 

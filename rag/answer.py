@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 from importlib import resources
 from typing import TYPE_CHECKING
 
+from rag.answer_type import asks_rate, states_rate
 from rag.glossary import Glossary
 from rag.headings import parse_heading
 from rag.sentence_scoring import (
@@ -55,6 +56,8 @@ class AnswerSettings:
     candidate_chunks: int = 5
     # Refuse a question naming something no indexed paper mentions (rag.unknown_names).
     refuse_unknown_names: bool = True
+    # Refuse a question asking for a rate when no chosen sentence states one (rag.answer_type).
+    refuse_missing_rate: bool = True
 
     def __post_init__(self) -> None:
         if not 1 <= self.max_quotes <= 10:
@@ -121,6 +124,9 @@ def compose_answer(
         return abstain_answer(
             question, lang, hits, documents, glossary, [*notes, "no quote survived verification"]
         )
+    if settings.refuse_missing_rate and asks_rate(question) and not any(states_rate(q.text) for q in quotes):
+        note = "the question asks for a rate and no sentence chosen to answer it states one"
+        return abstain_answer(question, lang, hits, documents, glossary, [*notes, note])
     lines += ["", t["sources"]]
     lines += [
         t["source_line"].format(n=q.n, where=_where(documents[q.doc_id], q.section, lang)) for q in quotes

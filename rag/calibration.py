@@ -30,7 +30,7 @@ from rag.glossary import Glossary
 from rag.gold import GoldItem
 from rag.lang import detect_lang
 from rag.metrics import abstention_prf
-from rag.types import Document, Hit
+from rag.types import Answer, Document, Hit
 
 __all__ = [
     "SETTINGS_FILE",
@@ -243,6 +243,10 @@ class ScoringPipeline(Protocol):
 
     def unknown_names(self, question: str, lang: str) -> list[str]: ...
 
+    def compose(
+        self, question: str, lang: str, hits: list[Hit], documents: dict[str, Document]
+    ) -> Answer: ...
+
 
 def evidence_scores(
     pipeline: ScoringPipeline,
@@ -281,19 +285,25 @@ def calibrate(
     encoder's similarities sit at different levels across languages).
     """
     scored = evidence_scores(pipeline, gold_items, k, mode, progress)
-    # Questions naming something the papers never mention are refused before the threshold applies.
+    # Questions naming something the papers never mention are refused before the threshold applies,
+    # and the answerer refuses some by itself (a rate asked, none stated): neither should move it.
     named = [bool(pipeline.unknown_names(item.question, detect_lang(item.question))) for item, _ in scored]
+    by_answerer = [
+        not n and _answerer_refuses(pipeline, item.question, k, mode)
+        for (item, _), n in zip(scored, named, strict=True)
+    ]
+    refused_first = [a or b for a, b in zip(named, by_answerer, strict=True)]
     thresholds: dict[str, float] = {}
     per_lang: dict[str, dict[str, Any]] = {}
     for lang in ("zh", "en"):
         mine = [
             (item, s)
-            for (item, s), n in zip(scored, named, strict=True)
+            for (item, s), n in zip(scored, refused_first, strict=True)
             if detect_lang(item.question) == lang and not n
         ]
         forced = [
             item
-            for (item, _), n in zip(scored, named, strict=True)
+            for (item, _), n in zip(scored, refused_first, strict=True)
             if detect_lang(item.question) == lang and n
         ]
         ans = [s for item, s in mine if item.answerable]
@@ -304,7 +314,7 @@ def calibrate(
     gold_unanswerable = [not item.answerable for item, _ in scored]
     refused = [
         n or s < thresholds.get(detect_lang(item.question), 0.0)
-        for (item, s), n in zip(scored, named, strict=True)
+        for (item, s), n in zip(scored, refused_first, strict=True)
     ]
     prf = abstention_prf(refused, gold_unanswerable)
     stats = {
@@ -328,6 +338,7 @@ def calibrate(
         "recall": _r(stats["recall"]),
         "wrongly_refused": stats["wrongly_refused"],
         "refused_for_unknown_names": sum(named),
+        "refused_by_the_answerer": sum(by_answerer),
         "model_id": model_id,
         "k": k,
         "mode": mode,
@@ -337,6 +348,13 @@ def calibrate(
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     return settings_dict(answer, calibration, thresholds), {**stats, "scores": scored}
+
+
+def _answerer_refuses(pipeline: ScoringPipeline, question: str, k: int, mode: str) -> bool:
+    lang = detect_lang(question)
+    return pipeline.compose(
+        question, lang, pipeline.retrieve(question, k=k, mode=mode), pipeline.documents
+    ).abstained
 
 
 def _r(x: float | None) -> float | None:

@@ -13,7 +13,9 @@ What gives it away is the name. Two tests, both cheap and both about the questio
 
 English questions get only the first test: their Latin words are compared with Chinese papers that
 often name a drug in Chinese alone (everolimus is 依维莫司 throughout its paper), so an absent
-English word proves nothing.
+English word proves nothing by itself. Drug names are the exception: their endings are shared
+across the two languages, so rag.drug_names can look for an English drug name in Chinese by sound.
+Questions in either language get that test.
 """
 
 from __future__ import annotations
@@ -21,12 +23,14 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
+from rag.drug_names import DrugNames
 from rag.lexical import _jieba
 
 _HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 _HAN_RUN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+")
 _NAME = re.compile(r"\b[A-Z][a-z]{3,}\b")  # "Khorana"; not "DOAC", not "mTOR"
 _WORD = re.compile(r"[a-z]+")
+_COMMON_WORD = 100  # jieba frequency above which a word is ordinary Chinese (普通, 轻松), not a name
 
 
 class UnknownNames:
@@ -35,9 +39,12 @@ class UnknownNames:
     def __init__(self, texts: Iterable[str]) -> None:
         self._chars: set[str] = set()
         self._words: set[str] = set()
+        texts = list(texts)
         for text in texts:
             self._chars.update(_HAN.findall(text))
             self._words.update(_WORD.findall(text.lower()))
+        freq = _jieba().FREQ
+        self._drugs = DrugNames("\n".join(texts), self._words, lambda w: freq.get(w, 0) >= _COMMON_WORD)
 
     def find(self, question: str, lang: str) -> list[str]:
         """The question's names that the papers never mention, in question order (empty: none)."""
@@ -50,4 +57,5 @@ class UnknownNames:
                     found.append(word)
         if lang == "zh":
             found += [w for w in _NAME.findall(question) if w.lower() not in self._words]
+        found += self._drugs.find_zh(question) + self._drugs.find_en(question)
         return list(dict.fromkeys(found))

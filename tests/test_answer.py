@@ -8,6 +8,7 @@ import pytest
 
 import rag.answer
 from rag.answer import AnswerSettings, compose_answer, templates, verify_quote
+from rag.answer_type import asks_rate, states_rate
 from rag.chunking import chunk_document
 from rag.evaluation import answer_framing
 from rag.glossary import Glossary, Term
@@ -323,3 +324,67 @@ def test_quotes_that_follow_each_other_become_one_passage():
     assert text[first.start : first.end] == first.text and (first.start, first.end) == (a.start, b.end)
     # An English-abstract counterpart is never joined to a Chinese quote.
     assert len(_merge_adjacent([(a, False), (b, True)], {"d": doc})) == 2
+
+
+@pytest.mark.parametrize(
+    "question, asks",
+    [
+        ("5年总生存率是多少？", True),
+        ("What is the objective response rate of everolimus?", True),
+        ("What is the 5-year overall survival after transplantation?", True),
+        ("What proportion of patients carried the mutation?", True),
+        ("What is the median overall survival?", False),  # a duration, not a rate
+        ("依维莫司的作用靶点是什么？", False),
+    ],
+)
+def test_questions_asking_for_a_rate(question, asks):
+    assert asks_rate(question) is asks
+
+
+@pytest.mark.parametrize(
+    "text, states",
+    [
+        ("客观缓解率为 40%。", True),
+        ("神经系统缓解的比例为5/6。", True),
+        ("骨转移发生率提升 1.463 倍。", True),
+        ("The risk was 2.5-fold higher.", True),
+        ("一项研究比较了 347例患者的疗效和生存率。", False),  # names a rate, gives none
+        ("Four of five patients had a partial response.", False),
+    ],
+)
+def test_sentences_stating_a_rate(text, states):
+    assert states_rate(text) is states
+
+
+def test_a_rate_question_is_refused_when_no_chosen_sentence_states_one(tmp_path, fake_embedder):
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    text = "Results\nEverolimus was given to five patients. Four of five patients had a partial response.\n"
+    (folder / "study.md").write_text(text, encoding="utf-8")
+    docs = {d.doc_id: d for d in load_folder(folder).documents}
+    question = "What is the response rate of everolimus?"
+    answer = compose_answer(
+        question, "en", _hits(docs, "study"), docs, settings=SETTINGS, embedder=fake_embedder
+    )
+    assert answer.abstained and answer.quotes == ()
+    assert any("asks for a rate" in n for n in answer.notes)
+    # The same sentences answer a question that asks for no rate; and the check can be turned off.
+    assert not compose_answer(
+        "How many patients had a partial response?",
+        "en",
+        _hits(docs, "study"),
+        docs,
+        settings=SETTINGS,
+        embedder=fake_embedder,
+    ).abstained
+    off = replace(SETTINGS, refuse_missing_rate=False)
+    assert not compose_answer(
+        question, "en", _hits(docs, "study"), docs, settings=off, embedder=fake_embedder
+    ).abstained
+    # Once a sentence states the rate, the question is answered with it.
+    (folder / "study.md").write_text(text + "The response rate of everolimus was 80%.\n", encoding="utf-8")
+    docs = {d.doc_id: d for d in load_folder(folder).documents}
+    answer = compose_answer(
+        question, "en", _hits(docs, "study"), docs, settings=SETTINGS, embedder=fake_embedder
+    )
+    assert not answer.abstained and any("80%" in q.text for q in answer.quotes)

@@ -179,7 +179,13 @@ def test_rag_calibrate_writes_settings_and_the_pipeline_uses_them(
     assert json.loads(default.read_text(encoding="utf-8")) == written
     assert set(written) == {"answer", "calibration", "abstain"}
     assert set(written["abstain"]) == {"zh", "en"}
-    assert set(written["answer"]) == {"min_score", "max_quotes", "candidate_chunks", "refuse_unknown_names"}
+    assert set(written["answer"]) == {
+        "min_score",
+        "max_quotes",
+        "candidate_chunks",
+        "refuse_unknown_names",
+        "refuse_missing_rate",
+    }
     cal = written["calibration"]
     assert {"gold", "n_answerable", "n_unanswerable", "f1", "model_id", "date"} <= set(cal)
     assert (cal["n_answerable"], cal["n_unanswerable"], cal["model_id"]) == (3, 2, "fake-hash-64")
@@ -203,6 +209,30 @@ def test_rag_calibrate_json(fake_index, fake_model, gold_file, capsys):
         lang: st["threshold"] for lang, st in out["stats"]["by_lang"].items()
     }
     assert out["written"] == [str(fake_index / "settings.json")]
+
+
+def test_questions_the_answerer_refuses_anyway_do_not_move_the_threshold(
+    fake_index, fake_model, gold_file, tmp_path, capsys
+):
+    # The papers give no response rate, so the answerer refuses this question whatever its evidence.
+    rate = {
+        "id": "u3",
+        "question": "What is the response rate of everolimus?",
+        "lang": "en",
+        "answerable": False,
+        "evidence": [],
+        "answer": [],
+    }
+    with_rate = tmp_path / "with-rate.jsonl"
+    with_rate.write_text(gold_file.read_text(encoding="utf-8") + "\n" + json.dumps(rate), encoding="utf-8")
+    runs = []
+    for path in (gold_file, with_rate):
+        assert main(["calibrate", "--gold", str(path), "--index", str(fake_index), "--json"]) == 0
+        runs.append(json.loads(capsys.readouterr().out)["settings"])
+    assert runs[1]["calibration"]["refused_by_the_answerer"] == 1
+    assert runs[0]["calibration"]["refused_by_the_answerer"] == 0
+    assert runs[1]["abstain"] == runs[0]["abstain"]
+    assert Pipeline.load(fake_index, embedder=FakeEmbedder()).ask(rate["question"]).abstained
 
 
 def test_rag_calibrate_needs_a_gold_file(fake_index, fake_model, tmp_path, capsys):

@@ -1,0 +1,186 @@
+"""Drug names a question uses that the papers never write, found by the names' shared endings.
+
+Drug names are built from stems (WHO INN): every -tinib is a kinase inhibitor, every -mab an
+antibody. Chinese keeps the stem as a fixed ending and transliterates the rest: osimertinib is
+奥希 + 替尼, everolimus 依维 + 莫司 (rag/data/drug_stems.json lists the endings). That gives two
+tests that need no dictionary:
+
+- Chinese question: a drug ending whose preceding character never comes before that ending in the
+  papers (帕唑帕尼 when the papers have 阿帕替尼 but no 帕尼) names a drug the papers do not
+  mention. An ending after a common word (普通肝素, 使用单抗) is a class, not a name, and is left
+  alone.
+- English question: a word with a drug ending that the papers never write in English is looked for
+  in Chinese by sound: the papers' names with the matching Chinese ending are compared with it
+  syllable by syllable (pinyin onsets against English onsets, `sounds_alike`). rivaroxaban finds
+  利伐沙班; osimertinib finds no 奥希替尼 and is reported.
+
+Both tests only ever report a name; one they miss leaves the question to the evidence threshold.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+
+from pypinyin import Style, lazy_pinyin
+
+_HAN = r"\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+_PREFIX_CHARS = 4  # a transliterated name before its ending is rarely longer
+_MIN_EN_WORD = 7  # "April" ends in -pril; drug names are longer
+# heparin (he + parin) is the ending itself: 肝素, a word translated, not a transliterated name
+_MIN_HEAD = 3
+
+
+@dataclass(frozen=True)
+class Stem:
+    en: tuple[str, ...]
+    zh: tuple[str, ...]
+    zh_other: tuple[str, ...] = ()
+
+
+@cache
+def stems() -> tuple[Stem, ...]:
+    data = json.loads(resources.files("rag").joinpath("data/drug_stems.json").read_text("utf-8"))
+    return tuple(Stem(tuple(s["en"]), tuple(s["zh"]), tuple(s.get("zh_other", ()))) for s in data["stems"])
+
+
+# Sound classes: two onsets match when their classes meet. Transliteration swaps within a class
+# (v -> 伐 fa, r -> 利 li, x -> 沙 sha) but seldom across.
+_CLASSES = {
+    "b": "P", "p": "P", "f": "P", "v": "P", "w": "P", "ph": "P",
+    "m": "M", "n": "N", "l": "L", "r": "L",
+    "d": "T", "t": "T", "th": "TS",
+    "s": "S", "z": "S", "x": "S", "j": "S", "q": "S", "zh": "S", "sh": "S", "c": "S",
+    "ch": "SK", "tr": "TS", "dr": "TS",
+    "k": "K", "g": "K", "h": "K", "kh": "K",
+}  # fmt: skip
+# Which English first vowels a vowel-initial Chinese syllable can stand for (奥 ao = o, 依 yi = e/i).
+_ZH_VOWELS = {"a": "a", "ai": "aei", "an": "a", "ang": "a", "ao": "o", "o": "o", "ou": "ou",
+              "e": "e", "en": "e", "er": "e", "i": "ei", "in": "ei", "ing": "ei", "u": "u",
+              "ong": "o", "ue": "u", "un": "u"}  # fmt: skip
+_EN_SYLLABLE = re.compile(r"([^aeiouy]*)([aeiouy]+)")
+_PINYIN = re.compile(r"^(zh|ch|sh|[bpmfdtnlgkhjqxrzcsw])?(.*)$")
+
+
+@dataclass(frozen=True)
+class _Onset:
+    classes: str  # consonant sound classes; empty for a vowel
+    vowels: str  # for a vowel onset: the English first vowels it can stand for
+
+
+def _en_onsets(word: str) -> list[_Onset]:
+    onsets = []
+    for i, (cluster, vowel) in enumerate(_EN_SYLLABLE.findall(word)):
+        if not cluster:
+            onsets.append(_Onset("", vowel[0].replace("y", "i")))
+            continue
+        classes = set()
+        for digraph in ("th", "ch", "ph", "sh", "kh", "tr", "dr"):
+            if digraph in cluster:
+                classes.update(_CLASSES[digraph])
+        for j, c in enumerate(cluster):
+            if c in "cg":  # soft before e/i/y (cetuximab 西, gefitinib 吉), hard otherwise
+                soft = j == len(cluster) - 1 and vowel[0] in "eiy"
+                classes.update("KS" if soft and c == "g" else "S" if soft else "K")
+            elif c == "x" and i > 0:  # "dexa": ks
+                classes.update("KS")
+            elif c in _CLASSES:
+                classes.update(_CLASSES[c])
+        onsets.append(_Onset("".join(sorted(classes)), ""))
+    return onsets
+
+
+def _zh_onsets(name: str) -> list[_Onset]:
+    onsets = []
+    for syllable in lazy_pinyin(name, style=Style.NORMAL, errors="ignore"):
+        if syllable.startswith("y"):  # yi, you, ya: a vowel in transliteration
+            final = syllable[1:]
+            onsets.append(_Onset("", _ZH_VOWELS.get(final, final[:1])))
+            continue
+        initial, final = _PINYIN.match(syllable).groups()
+        if not initial:
+            onsets.append(_Onset("", _ZH_VOWELS.get(final, final[:1])))
+        elif syllable == "wu":  # 乌 stands for u- as often as for v-
+            onsets.append(_Onset(_CLASSES["w"], "u"))
+        else:
+            onsets.append(_Onset(_CLASSES[initial], ""))
+    return onsets
+
+
+def _same(a: _Onset, b: _Onset) -> bool:
+    if set(a.classes) & set(b.classes):
+        return True
+    return bool(a.vowels) and bool(b.vowels) and a.vowels[0] in b.vowels
+
+
+def sounds_alike(english: str, chinese: str) -> bool:
+    """Does a Chinese name part sound like the start of an English one?
+
+    The first syllables must match, and the second Chinese syllable must match the second or the
+    third English one: transliteration drops syllables (deno-sumab -> 地舒单抗, osimer-tinib ->
+    奥希替尼), so later ones are not compared."""
+    en, zh = _en_onsets(english.lower()), _zh_onsets(chinese)
+    if not en or not zh or not _same(en[0], zh[0]):
+        return False
+    return len(zh) == 1 or len(en) == 1 or any(_same(e, zh[1]) for e in en[1:3])
+
+
+class DrugNames:
+    """Built once from the papers' text; `find` then checks a question's drug names against it."""
+
+    def __init__(self, text: str, english_words: set[str], common_word) -> None:
+        self._text = text
+        self._english = english_words
+        self._common = common_word  # str -> bool: is this an ordinary Chinese word?
+        self._prefixes: dict[str, set[str]] = {}  # Chinese ending -> the papers' names before it
+        for stem in stems():
+            for ending in stem.zh:
+                found = set()
+                for m in re.finditer(f"([{_HAN}]{{1,{_PREFIX_CHARS}}}){ending}", text):
+                    before = m.group(1)  # where the name starts is unknown: keep every start
+                    found.update(before[i:] for i in range(len(before)))
+                self._prefixes[ending] = found
+
+    def find_zh(self, question: str) -> list[str]:
+        names = []
+        for stem in stems():
+            for ending in sorted(stem.zh, key=len, reverse=True):
+                for m in re.finditer(f"([{_HAN}]{{1,2}}){ending}", question):
+                    before = m.group(1)
+                    last = before[-1]
+                    if self._common(last + ending) or (len(before) == 2 and self._common(before)):
+                        continue  # 轻松, 普通肝素: an ordinary word or a class, not a name
+                    if last + ending not in self._text:
+                        names.append(before + ending)
+        return list(dict.fromkeys(names))
+
+    def find_en(self, question: str) -> list[str]:
+        names = []
+        for word in re.findall(r"[a-z]+", question.lower()):
+            if len(word) < _MIN_EN_WORD or word in self._english:
+                continue
+            stem, ending = self._stem_of(word)
+            if stem is None:
+                continue
+            if any(other in self._text for other in stem.zh_other):
+                continue  # the papers may name it by meaning (紫杉醇): sound cannot settle it
+            head = word[: -len(ending)]
+            if not any(sounds_alike(head, p) for zh in stem.zh for p in self._prefixes[zh]):
+                names.append(word)
+        return list(dict.fromkeys(names))
+
+    @staticmethod
+    def _stem_of(word: str) -> tuple[Stem | None, str]:
+        best: tuple[Stem | None, str] = (None, "")
+        for stem in stems():
+            for ending in stem.en:
+                if (
+                    word.endswith(ending)
+                    and len(word) - len(ending) >= _MIN_HEAD
+                    and len(ending) > len(best[1])
+                ):
+                    best = (stem, ending)
+        return best

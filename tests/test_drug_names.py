@@ -1,0 +1,89 @@
+"""Drug names are checked across languages by their shared endings and their sound."""
+
+from __future__ import annotations
+
+import pytest
+
+from rag.drug_names import DrugNames, sounds_alike
+from rag.unknown_names import UnknownNames
+
+PAPERS = (
+    "患者口服利伐沙班或依维莫司治疗,也有采用阿帕替尼的报道。低分子肝素是一线药物。"
+    "Low molecular weight heparin is the first choice."
+)
+
+
+def _common(word: str) -> bool:
+    return word in {"普通", "轻松", "使用"}
+
+
+@pytest.fixture
+def drugs() -> DrugNames:
+    return DrugNames(
+        PAPERS, {"low", "molecular", "weight", "heparin", "is", "the", "first", "choice"}, _common
+    )
+
+
+@pytest.mark.parametrize(
+    "english, chinese",
+    [
+        ("rivaro", "利伐"),  # rivaroxaban = 利伐沙班: r/l, v/f
+        ("evero", "依维"),  # everolimus = 依维莫司: a vowel, then v/w
+        ("bevacizu", "贝伐珠"),  # bevacizumab = 贝伐珠单抗
+        ("osimer", "奥希"),  # osimertinib = 奥希替尼
+        ("denosu", "地舒"),  # denosumab = 地舒单抗: the n is dropped
+        ("gefi", "吉非"),  # a soft g
+        ("dexametha", "地塞米"),  # dexamethasone = 地塞米松
+    ],
+)
+def test_transliterations_sound_alike(english, chinese):
+    assert sounds_alike(english, chinese)
+
+
+@pytest.mark.parametrize(
+    "english, chinese",
+    [
+        ("osimer", "阿西"),  # osimertinib is not axitinib: o is not a
+        ("api", "利伐"),  # apixaban is not rivaroxaban
+        ("siro", "依维"),  # sirolimus is not everolimus
+        ("denosu", "贝伐珠"),
+    ],
+)
+def test_different_names_do_not(english, chinese):
+    assert not sounds_alike(english, chinese)
+
+
+def test_an_english_drug_name_is_found_in_chinese_by_sound(drugs):
+    assert drugs.find_en("Does rivaroxaban or everolimus work better?") == []
+    assert drugs.find_en("What is the dose of apixaban and sirolimus?") == ["apixaban", "sirolimus"]
+    # A drug the papers write in English is known; a word without a drug ending is not judged.
+    assert drugs.find_en("Is heparin better than warfarin for this?") == []
+    # No Chinese name has the ending at all: pazopanib is reported, apatinib is not.
+    assert drugs.find_en("Compare pazopanib with apatinib.") == ["pazopanib"]
+
+
+def test_a_class_named_by_meaning_cannot_be_checked_by_sound():
+    # paclitaxel is 紫杉醇, not a transliteration: with it in the papers, -taxel names are left alone.
+    without = DrugNames("多西他赛的疗效。", set(), _common)
+    assert without.find_en("What about cabazitaxel?") == ["cabazitaxel"]
+    with_meaning = DrugNames("紫杉醇的疗效。", set(), _common)
+    assert with_meaning.find_en("What about docetaxel?") == []
+
+
+def test_a_chinese_drug_name_the_papers_never_write_is_found(drugs):
+    assert drugs.find_zh("帕唑帕尼治疗血管肉瘤有效吗？") == ["唑帕尼"]
+    assert drugs.find_zh("阿哌沙班和利伐沙班哪个好？") == ["阿哌沙班"]
+    assert drugs.find_zh("阿帕替尼和依维莫司的剂量是多少？") == []
+
+
+def test_a_drug_ending_after_an_ordinary_word_is_a_class_not_a_name(drugs):
+    # 普通肝素 (unfractionated heparin) is a kind of heparin; 轻松 is an everyday word ending in 松.
+    assert drugs.find_zh("普通肝素和低分子肝素有何区别？") == []
+    assert drugs.find_zh("患者能轻松完成治疗吗？") == []
+
+
+def test_unknown_names_report_english_drug_names_for_questions_in_either_language():
+    names = UnknownNames([PAPERS])
+    assert names.find("Does osimertinib raise the risk of thrombosis?", "en") == ["osimertinib"]
+    assert names.find("osimertinib 会增加血栓风险吗？", "zh") == ["osimertinib"]
+    assert names.find("Does rivaroxaban raise the risk of bleeding?", "en") == []
