@@ -34,6 +34,7 @@ VARIANTS: list[tuple[str, str, RetrievalSettings | None]] = [
     ("+ glossary expansion of the BM25 query", "hybrid", BASE.with_(glossary=True)),
     ("- induced lexicon (en)", "hybrid", BASE.with_(lexicon=False)),
     ("- induced Chinese in the e5 query (en)", "hybrid", BASE.with_(lexicon_dense=False)),
+    ("- drug names carried into Chinese by sound (en)", "hybrid", BASE.with_(drug_names=False)),
 ]
 
 

@@ -131,10 +131,12 @@ def sounds_alike(english: str, chinese: str) -> bool:
 class DrugNames:
     """Built once from the papers' text; `find` then checks a question's drug names against it."""
 
-    def __init__(self, text: str, english_words: set[str], common_word) -> None:
+    def __init__(
+        self, text: str, english_words: frozenset[str] | set[str] = frozenset(), common_word=None
+    ) -> None:
         self._text = text
         self._english = english_words
-        self._common = common_word  # str -> bool: is this an ordinary Chinese word?
+        self._common = common_word or (lambda word: False)  # str -> bool: an ordinary Chinese word?
         self._prefixes: dict[str, set[str]] = {}  # Chinese ending -> the papers' names before it
         for stem in stems():
             for ending in stem.zh:
@@ -171,6 +173,17 @@ class DrugNames:
             if not any(sounds_alike(head, p) for zh in stem.zh for p in self._prefixes[zh]):
                 names.append(word)
         return list(dict.fromkeys(names))
+
+    def chinese_names(self, word: str) -> list[str]:
+        """The papers' Chinese names that sound like an English drug name (everolimus -> 依维莫司),
+        most frequent first: where a name starts is a guess (了来那度胺 is 来那度胺 after 了), and the
+        true start recurs while the characters before it vary."""
+        stem, ending = self._stem_of(word.lower())
+        if stem is None:
+            return []
+        head = word.lower()[: -len(ending)]
+        names = {p + zh for zh in stem.zh for p in self._prefixes[zh] if sounds_alike(head, p)}
+        return sorted(names, key=lambda n: (-self._text.count(n), -len(n), n))
 
     @staticmethod
     def _stem_of(word: str) -> tuple[Stem | None, str]:

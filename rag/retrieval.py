@@ -11,12 +11,14 @@ query and to the e5 query, which moves both toward the Chinese text that holds t
 
 from __future__ import annotations
 
+import re
 from collections.abc import Hashable, Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from rag.drug_names import DrugNames
 from rag.lang import detect_lang
 from rag.types import Hit
 
@@ -54,6 +56,7 @@ class RetrievalSettings:
     # ... but only the closest ones: an English question induces about 20 words, and e5's time grows with
     # its input (English hybrid retrieval p50 60 ms with all of them, 48 ms with 12; MRR@10 en 0.845 vs 0.832).
     lexicon_dense_max: int = 12
+    drug_names: bool = True  # an English drug name's Chinese comes from its sound, not the lexicon
 
     def __post_init__(self) -> None:
         if self.fusion not in ("zscore", "rrf"):
@@ -103,6 +106,7 @@ class Retriever:
         # answerer's sentence scoring right after retrieval reuse them instead of encoding again.
         self._last_encoding: tuple[str, str, np.ndarray | None, list[str]] | None = None
         self._xl_background: np.ndarray | None = None
+        self._drugs: DrugNames | None = None
 
     def query_vector(self, question: str) -> np.ndarray:
         return self.embedder.embed_queries([question])[0]
@@ -138,11 +142,27 @@ class Retriever:
         if xl is None or ex.xl_index is None:
             return None, []
         use_lexicon = s.lexicon and lang == "en" and ex.lexicon is not None
+        # A drug name's Chinese is found by its sound (rag.drug_names): the lexicon has no vector for
+        # a name it never saw and maps it to whatever is near (everolimus -> 紫杉醇).
+        named = self._chinese_drug_names(question) if use_lexicon and s.drug_names else {}
         phrases = ex.lexicon.phrases(question) if use_lexicon else []
+        phrases = [p for p in phrases if not named.keys() & set(p.split())]
         vectors = xl.embed_queries([question, *phrases])
         induced = ex.lexicon.translate_vectors(vectors[1:], s.lexicon_threshold) if phrases else []
+        induced = [*named.values(), *(w for w in induced if w not in named.values())]
         self._last_encoding = (question, lang, vectors[0], induced)
         return vectors[0], induced
+
+    def _chinese_drug_names(self, question: str) -> dict[str, str]:
+        """English drug names of the question -> the papers' Chinese name for each, where one sounds alike."""
+        if self._drugs is None:
+            self._drugs = DrugNames("\n".join(c.text for c in self.index.chunks))
+        found = {}
+        for word in dict.fromkeys(re.findall(r"[a-z]+", question.lower())):
+            names = self._drugs.chinese_names(word)
+            if names:
+                found[word] = names[0]
+        return found
 
     def bm25_query(self, question: str, lang: str, induced: list[str] | None = None) -> str:
         """The question as BM25 reads it in hybrid mode: glossary terms and, for English, induced Chinese."""

@@ -87,3 +87,13 @@ def test_unknown_names_report_english_drug_names_for_questions_in_either_languag
     assert names.find("Does osimertinib raise the risk of thrombosis?", "en") == ["osimertinib"]
     assert names.find("osimertinib 会增加血栓风险吗？", "zh") == ["osimertinib"]
     assert names.find("Does rivaroxaban raise the risk of bleeding?", "en") == []
+
+
+def test_the_chinese_name_of_an_english_drug_name_most_frequent_start_first():
+    papers = "予来那度胺治疗。来那度胺联合地塞米松。了来那度胺。沙利度胺也有效。"
+    drugs = DrugNames(papers)
+    # Where a name starts is a guess; the start that recurs wins (了来那度胺 is 来那度胺 after 了).
+    assert drugs.chinese_names("lenalidomide")[0] == "来那度胺"
+    assert drugs.chinese_names("thalidomide")[0] == "沙利度胺"
+    assert drugs.chinese_names("dexamethasone") == ["地塞米松"]
+    assert drugs.chinese_names("pomalidomide") == [] and drugs.chinese_names("angiosarcoma") == []

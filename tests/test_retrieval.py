@@ -190,3 +190,32 @@ def test_english_evidence_is_the_best_sentence_above_the_questions_mean_similari
     monkeypatch.setattr(rag.retrieval, "BACKGROUND_SENTENCES", 2)
     sampled = rag.retrieval.Retriever(pipeline.index, pipeline.answer_embedder)._background()
     np.testing.assert_array_equal(sampled, ex.xl_sentence_vectors[[0, len(sims) - 1]])
+
+
+def test_an_english_drug_name_is_carried_into_chinese_by_its_sound(tmp_path):
+    from rag.index import Index, build_index
+    from rag.retrieval import RetrievalSettings, Retriever
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "study.txt").write_text(
+        "结果\n5例患者口服依维莫司治疗,不良反应主要为口腔溃疡。既往曾接受紫杉醇化疗。\n", encoding="utf-8"
+    )
+    xl = FakeEmbedder(dim=32, model_id="fake-xl-32")
+    build_index(docs, tmp_path / "index", FakeEmbedder(), progress=False, crosslingual=xl)
+    index = Index.load(tmp_path / "index", crosslingual=xl)
+    sent: list[list[str]] = []
+    embed_queries = xl.embed_queries
+    xl.embed_queries = lambda texts: sent.append(list(texts)) or embed_queries(texts)
+
+    question = "What was the main adverse event of everolimus?"
+    retriever = Retriever(index, FakeEmbedder())
+    induced = retriever.induced_chinese(question, "en")
+    assert induced[0] == "依维莫司"
+    assert "依维莫司" in retriever.bm25_query(question, "en")
+    # The name is not looked up in the lexicon, which would map it to whatever lies near.
+    assert sent[-1][0] == question and not any("everolimus" in p for p in sent[-1][1:])
+    # Switched off, the lexicon gets the name like any other word.
+    off = Retriever(index, FakeEmbedder(), RetrievalSettings(drug_names=False))
+    off.induced_chinese(question, "en")
+    assert any("everolimus" in p for p in sent[-1][1:])
