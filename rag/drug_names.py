@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import json
 import re
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -61,6 +63,16 @@ _CLASSES = {
 _ZH_VOWELS = {"a": "a", "ai": "aei", "an": "a", "ang": "a", "ao": "o", "o": "o", "ou": "ou",
               "e": "e", "en": "e", "er": "e", "i": "ei", "in": "ei", "ing": "ei", "u": "u",
               "ong": "o", "ue": "u", "un": "u"}  # fmt: skip
+_HAN_TAIL = re.compile(f"[{_HAN}]+$")
+
+
+@cache
+def _ENDINGS() -> re.Pattern[str]:  # noqa: N802 - a compiled constant, built on first use
+    """Every Chinese drug ending, longest first, found at every position (替尼 and its 尼 both)."""
+    endings = {e for s in stems() for e in (*s.zh, *s.zh_other)}
+    return re.compile("(?=(" + "|".join(sorted(endings, key=len, reverse=True)) + "))")
+
+
 _EN_SYLLABLE = re.compile(r"([^aeiouy]*)([aeiouy]+)")
 _PINYIN = re.compile(r"^(zh|ch|sh|[bpmfdtnlgkhjqxrzcsw])?(.*)$")
 
@@ -93,7 +105,8 @@ def _en_onsets(word: str) -> list[_Onset]:
     return onsets
 
 
-def _zh_onsets(name: str) -> list[_Onset]:
+@cache  # the papers' names are compared with every English drug name asked about
+def _zh_onsets(name: str) -> tuple[_Onset, ...]:
     onsets = []
     for syllable in lazy_pinyin(name, style=Style.NORMAL, errors="ignore"):
         if syllable.startswith("y"):  # yi, you, ya: a vowel in transliteration
@@ -107,7 +120,7 @@ def _zh_onsets(name: str) -> list[_Onset]:
             onsets.append(_Onset(_CLASSES["w"], "u"))
         else:
             onsets.append(_Onset(_CLASSES[initial], ""))
-    return onsets
+    return tuple(onsets)
 
 
 def _same(a: _Onset, b: _Onset) -> bool:
@@ -129,22 +142,30 @@ def sounds_alike(english: str, chinese: str) -> bool:
 
 
 class DrugNames:
-    """Built once from the papers' text; `find` then checks a question's drug names against it."""
+    """Built once from the papers' text, in one pass; questions are then checked against what it kept
+    (the characters before each drug ending), never against the text itself, so a large index costs
+    one scan at the first question, not one per question."""
 
     def __init__(
-        self, text: str, english_words: frozenset[str] | set[str] = frozenset(), common_word=None
+        self,
+        texts: Iterable[str] | str,
+        english_words: frozenset[str] | set[str] = frozenset(),
+        common_word: Callable[[str], bool] | None = None,
     ) -> None:
-        self._text = text
         self._english = english_words
-        self._common = common_word or (lambda word: False)  # str -> bool: an ordinary Chinese word?
-        self._prefixes: dict[str, set[str]] = {}  # Chinese ending -> the papers' names before it
-        for stem in stems():
-            for ending in stem.zh:
-                found = set()
-                for m in re.finditer(f"([{_HAN}]{{1,{_PREFIX_CHARS}}}){ending}", text):
-                    before = m.group(1)  # where the name starts is unknown: keep every start
-                    found.update(before[i:] for i in range(len(before)))
-                self._prefixes[ending] = found
+        self._common = common_word or (lambda word: False)  # an ordinary Chinese word?
+        self._prefixes: dict[str, set[str]] = defaultdict(set)  # ending -> the papers' names before it
+        self._counts: Counter[str] = Counter()  # name (one guess of its start + ending) -> occurrences
+        self._seen: set[str] = set()  # endings and translated names (紫杉醇) the papers use
+        for text in [texts] if isinstance(texts, str) else texts:
+            for m in _ENDINGS().finditer(text):
+                ending = m.group(1)
+                self._seen.add(ending)
+                run = _HAN_TAIL.search(text, max(0, m.start() - _PREFIX_CHARS), m.start())
+                if run:  # where the name starts is unknown: keep every start
+                    for k in range(len(run.group())):
+                        self._prefixes[ending].add(run.group()[k:])
+                        self._counts[run.group()[k:] + ending] += 1
 
     def find_zh(self, question: str) -> list[str]:
         names = []
@@ -155,7 +176,7 @@ class DrugNames:
                     last = before[-1]
                     if self._common(last + ending) or (len(before) == 2 and self._common(before)):
                         continue  # 轻松, 普通肝素: an ordinary word or a class, not a name
-                    if last + ending not in self._text:
+                    if last not in self._prefixes.get(ending, ()):
                         names.append(before + ending)
         return list(dict.fromkeys(names))
 
@@ -167,10 +188,10 @@ class DrugNames:
             stem, ending = self._stem_of(word)
             if stem is None:
                 continue
-            if any(other in self._text for other in stem.zh_other):
+            if any(other in self._seen for other in stem.zh_other):
                 continue  # the papers may name it by meaning (紫杉醇): sound cannot settle it
             head = word[: -len(ending)]
-            if not any(sounds_alike(head, p) for zh in stem.zh for p in self._prefixes[zh]):
+            if not any(sounds_alike(head, p) for zh in stem.zh for p in self._prefixes.get(zh, ())):
                 names.append(word)
         return list(dict.fromkeys(names))
 
@@ -182,8 +203,8 @@ class DrugNames:
         if stem is None:
             return []
         head = word.lower()[: -len(ending)]
-        names = {p + zh for zh in stem.zh for p in self._prefixes[zh] if sounds_alike(head, p)}
-        return sorted(names, key=lambda n: (-self._text.count(n), -len(n), n))
+        names = {p + zh for zh in stem.zh for p in self._prefixes.get(zh, ()) if sounds_alike(head, p)}
+        return sorted(names, key=lambda n: (-self._counts[n], -len(n), n))
 
     @staticmethod
     def _stem_of(word: str) -> tuple[Stem | None, str]:

@@ -156,7 +156,7 @@ class Retriever:
     def _chinese_drug_names(self, question: str) -> dict[str, str]:
         """English drug names of the question -> the papers' Chinese name for each, where one sounds alike."""
         if self._drugs is None:
-            self._drugs = DrugNames("\n".join(c.text for c in self.index.chunks))
+            self._drugs = DrugNames(c.text for c in self.index.chunks)
         found = {}
         for word in dict.fromkeys(re.findall(r"[a-z]+", question.lower())):
             names = self._drugs.chinese_names(word)

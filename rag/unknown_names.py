@@ -44,7 +44,7 @@ class UnknownNames:
             self._chars.update(_HAN.findall(text))
             self._words.update(_WORD.findall(text.lower()))
         freq = _jieba().FREQ
-        self._drugs = DrugNames("\n".join(texts), self._words, lambda w: freq.get(w, 0) >= _COMMON_WORD)
+        self._drugs = DrugNames(texts, self._words, lambda w: freq.get(w, 0) >= _COMMON_WORD)
 
     def find(self, question: str, lang: str) -> list[str]:
         """The question's names that the papers never mention, in question order (empty: none)."""
