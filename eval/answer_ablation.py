@@ -80,7 +80,7 @@ VARIANTS: list[tuple[str, Callable[[Pipeline], contextlib.AbstractContextManager
     ("- number bonus for quantity questions", _no_quantity),
     ("- joining a sentence that points back", _no_continuation),
     ("- lifting a strong match's neighbours", _no_neighbours),
-    ("- drug names checked by their endings", _no_drug_names),
+    ("- refusing drug names the papers never write (by ending and sound)", _no_drug_names),
     ("- refusing unknown names (drug names included)", _no_unknown_names),
     ("- refusing a rate question no quote answers", _no_rate_check),
     ("- calibrated thresholds (unknown names and rate check only)", _no_abstention),

@@ -42,7 +42,7 @@ def test_every_variant_is_measured_and_switched_back(fake_index, tmp_path, monke
     assert float(by_name["answerer (default)"][4]) == 1.0
     for switched_off in (
         "- refusing unknown names (drug names included)",
-        "- drug names checked by their endings",
+        "- refusing drug names the papers never write (by ending and sound)",
         "- refusing a rate question no quote answers",
     ):
         assert float(by_name[switched_off][4]) < 1.0, switched_off
