@@ -2,20 +2,21 @@
 
 Similarity cannot tell "What did the Caravaggio trial show about apixaban?" from a question the papers
 answer: the sentences about anticoagulants in cancer score as high as for any answerable question.
-What gives it away is the name. Two tests, both cheap and both about the question's own words:
+What gives it away is the name. Three tests, all cheap and all about the question's own words:
 
 - a Chinese word that jieba's general dictionary does not know (jieba found it as an unknown word:
   typically a transliterated name such as 阿哌沙班) and that uses a character appearing nowhere in
   the papers. Ordinary words ("携带", "哪种") are in the dictionary, and a name the papers use is
   made of characters they contain, so neither triggers it;
 - in a Chinese question, a capitalised Latin word ("Khorana", "Caravaggio") that the papers never
-  write. All-capital acronyms are left alone: the papers may spell out what "DOAC" abbreviates.
+  write. All-capital acronyms are left alone: the papers may spell out what "DOAC" abbreviates;
+- in a question in either language, a drug name the papers never write, in Chinese or in English
+  (rag.drug_names: drug names share their endings across the two languages, so an English one is
+  looked for among the papers' Chinese names by sound).
 
-English questions get only the first test: their Latin words are compared with Chinese papers that
-often name a drug in Chinese alone (everolimus is 依维莫司 throughout its paper), so an absent
-English word proves nothing by itself. Drug names are the exception: their endings are shared
-across the two languages, so rag.drug_names can look for an English drug name in Chinese by sound.
-Questions in either language get that test.
+English questions do not get the second test: their Latin words are compared with Chinese papers
+that often name a drug in Chinese alone (everolimus is 依维莫司 throughout its paper), so an absent
+English word that is not a drug name proves nothing.
 """
 
 from __future__ import annotations
