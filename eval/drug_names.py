@@ -92,14 +92,14 @@ def pair_figures() -> None:
 
 def corpus_figures(index_dir: str) -> None:
     from rag.pipeline import Pipeline
-    from rag.unknown_names import UnknownNames
+    from rag.unknown_names import UnknownNames, common_word
 
     names = UnknownNames(d.text for d in Pipeline.load(index_dir).documents.values())
     drugs = names._drugs
-    wrong_en = [w for w in USED_EN if drugs.find_en(f"Does {w} help?")]
-    wrong_zh = [w for w in USED_ZH if drugs.find_zh(f"{w}治疗有效吗？")]
-    missed_en = [w for w in UNUSED_EN if not drugs.find_en(f"Does {w} help?")]
-    missed_zh = [w for w in UNUSED_ZH if not drugs.find_zh(f"使用{w}治疗有效吗？")]
+    wrong_en = [w for w in USED_EN if drugs.find_en(f"Does {w} help?", names._words)]
+    wrong_zh = [w for w in USED_ZH if drugs.find_zh(f"{w}治疗有效吗？", common_word)]
+    missed_en = [w for w in UNUSED_EN if not drugs.find_en(f"Does {w} help?", names._words)]
+    missed_zh = [w for w in UNUSED_ZH if not drugs.find_zh(f"使用{w}治疗有效吗？", common_word)]
     print(f"used by the papers, reported as unknown: en {len(wrong_en)}/{len(USED_EN)} {wrong_en}, "
           f"zh {len(wrong_zh)}/{len(USED_ZH)} {wrong_zh}")  # fmt: skip
     print(f"not used, reported: en {len(UNUSED_EN) - len(missed_en)}/{len(UNUSED_EN)} (missed {missed_en}), "

@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Container, Iterable
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -146,14 +146,7 @@ class DrugNames:
     (the characters before each drug ending), never against the text itself, so a large index costs
     one scan at the first question, not one per question."""
 
-    def __init__(
-        self,
-        texts: Iterable[str] | str,
-        english_words: frozenset[str] | set[str] = frozenset(),
-        common_word: Callable[[str], bool] | None = None,
-    ) -> None:
-        self._english = english_words
-        self._common = common_word or (lambda word: False)  # an ordinary Chinese word?
+    def __init__(self, texts: Iterable[str] | str) -> None:
         self._prefixes: dict[str, set[str]] = defaultdict(set)  # ending -> the papers' names before it
         self._counts: Counter[str] = Counter()  # name (one guess of its start + ending) -> occurrences
         self._seen: set[str] = set()  # endings and translated names (紫杉醇) the papers use
@@ -167,23 +160,27 @@ class DrugNames:
                         self._prefixes[ending].add(run.group()[k:])
                         self._counts[run.group()[k:] + ending] += 1
 
-    def find_zh(self, question: str) -> list[str]:
+    def find_zh(self, question: str, common_word: Callable[[str], bool] = lambda word: False) -> list[str]:
+        """Chinese drug names of the question the papers never write; `common_word` tells an ordinary
+        word (轻松, 普通) from part of a name."""
         names = []
         for stem in stems():
             for ending in sorted(stem.zh, key=len, reverse=True):
                 for m in re.finditer(f"([{_HAN}]{{1,2}}){ending}", question):
                     before = m.group(1)
                     last = before[-1]
-                    if self._common(last + ending) or (len(before) == 2 and self._common(before)):
+                    if common_word(last + ending) or (len(before) == 2 and common_word(before)):
                         continue  # 轻松, 普通肝素: an ordinary word or a class, not a name
                     if last not in self._prefixes.get(ending, ()):
                         names.append(before + ending)
         return list(dict.fromkeys(names))
 
-    def find_en(self, question: str) -> list[str]:
+    def find_en(self, question: str, english_words: Container[str] = frozenset()) -> list[str]:
+        """English drug names of the question that no Chinese name of the papers sounds like, leaving
+        out `english_words` (the papers' own English words: a name they write is known)."""
         names = []
         for word in re.findall(r"[a-z]+", question.lower()):
-            if len(word) < _MIN_EN_WORD or word in self._english:
+            if len(word) < _MIN_EN_WORD or word in english_words:
                 continue
             stem, ending = self._stem_of(word)
             if stem is None:

@@ -254,7 +254,9 @@ class Pipeline:
         if not self.answer_settings.refuse_unknown_names:
             return []
         if self._unknown_names is None:
-            self._unknown_names = UnknownNames(d.text for d in self.documents.values())
+            self._unknown_names = UnknownNames(
+                (d.text for d in self.documents.values()), drugs=self.retriever.drug_names()
+            )
         return self._unknown_names.find(question, lang)
 
     def _refusal(self, p: _Prepared) -> Answer | None:

@@ -153,13 +153,17 @@ class Retriever:
         self._last_encoding = (question, lang, vectors[0], induced)
         return vectors[0], induced
 
+    def drug_names(self) -> DrugNames:
+        """The papers' drug names, read from the documents on first use (an English question)."""
+        if self._drugs is None:
+            self._drugs = DrugNames(d.text for d in self.index.documents.values())
+        return self._drugs
+
     def _chinese_drug_names(self, question: str) -> dict[str, str]:
         """English drug names of the question -> the papers' Chinese name for each, where one sounds alike."""
-        if self._drugs is None:
-            self._drugs = DrugNames(c.text for c in self.index.chunks)
         found = {}
         for word in dict.fromkeys(re.findall(r"[a-z]+", question.lower())):
-            names = self._drugs.chinese_names(word)
+            names = self.drug_names().chinese_names(word)
             if names:
                 found[word] = names[0]
         return found

@@ -34,18 +34,23 @@ _WORD = re.compile(r"[a-z]+")
 _COMMON_WORD = 100  # jieba frequency above which a word is ordinary Chinese (普通, 轻松), not a name
 
 
+def common_word(word: str) -> bool:
+    """Whether jieba's dictionary counts `word` as ordinary Chinese (普通, 轻松), not part of a name."""
+    return _jieba().FREQ.get(word, 0) >= _COMMON_WORD
+
+
 class UnknownNames:
     """Built once from the indexed documents' text; `find` is then a few set lookups per question."""
 
-    def __init__(self, texts: Iterable[str]) -> None:
+    def __init__(self, texts: Iterable[str], drugs: DrugNames | None = None) -> None:
+        """`drugs`: the papers' drug names when already read (the retriever reads them too)."""
         self._chars: set[str] = set()
         self._words: set[str] = set()
         texts = list(texts)
         for text in texts:
             self._chars.update(_HAN.findall(text))
             self._words.update(_WORD.findall(text.lower()))
-        freq = _jieba().FREQ
-        self._drugs = DrugNames(texts, self._words, lambda w: freq.get(w, 0) >= _COMMON_WORD)
+        self._drugs = drugs if drugs is not None else DrugNames(texts)
 
     def find(self, question: str, lang: str) -> list[str]:
         """The question's names that the papers never mention, in question order (empty: none)."""
@@ -58,5 +63,5 @@ class UnknownNames:
                     found.append(word)
         if lang == "zh":
             found += [w for w in _NAME.findall(question) if w.lower() not in self._words]
-        found += self._drugs.find_zh(question) + self._drugs.find_en(question)
+        found += self._drugs.find_zh(question, common_word) + self._drugs.find_en(question, self._words)
         return list(dict.fromkeys(found))

@@ -60,6 +60,8 @@ def test_the_pipeline_refuses_a_question_naming_an_unknown_drug_and_says_why(fak
     assert answer.abstained and answer.quotes == ()
     assert any("阿哌沙班" in n and "no indexed document mentions" in n for n in answer.notes)
     assert not pipeline.ask("低分子肝素是什么药物？").abstained
+    # The papers are read for drug names once: the retriever's reading serves the name check too.
+    assert pipeline._unknown_names._drugs is pipeline.retriever.drug_names()
     # The check can be turned off in settings.json.
     settings["answer"]["refuse_unknown_names"] = False
     (fake_index / "settings.json").write_text(json.dumps(settings), encoding="utf-8")
