@@ -29,7 +29,8 @@ from importlib import resources
 
 from pypinyin import Style, lazy_pinyin
 
-_HAN = r"\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+from rag.lexical import _HAN
+
 _PREFIX_CHARS = 4  # a transliterated name before its ending is rarely longer
 _MIN_EN_WORD = 7  # "April" ends in -pril; drug names are longer
 # heparin (he + parin) is the ending itself: 肝素, a word translated, not a transliterated name
