@@ -183,13 +183,12 @@ class DrugNames:
         for word in re.findall(r"[a-z]+", question.lower()):
             if len(word) < _MIN_EN_WORD or word in english_words:
                 continue
-            stem, ending = self._stem_of(word)
+            stem, _ = self._stem_of(word)
             if stem is None:
                 continue
             if any(other in self._seen for other in stem.zh_other):
                 continue  # the papers may name it by meaning (紫杉醇): sound cannot settle it
-            head = word[: -len(ending)]
-            if not any(sounds_alike(head, p) for zh in stem.zh for p in self._prefixes.get(zh, ())):
+            if not self.chinese_names(word):
                 names.append(word)
         return list(dict.fromkeys(names))
 
