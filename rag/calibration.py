@@ -260,13 +260,23 @@ def evidence_scores(
     The score is `Retriever.evidence`: the best sentence's similarity under the encoder that suits the
     question's language (see rag.retrieval), which is what the pipeline compares to the threshold.
     """
+    return [(item, score) for item, score, _ in _scored_hits(pipeline, gold_items, k, mode, progress)]
+
+
+def _scored_hits(
+    pipeline: ScoringPipeline,
+    gold_items: Sequence[GoldItem],
+    k: int,
+    mode: str,
+    progress: Callable[[int, int, GoldItem], None] | None,
+) -> list[tuple[GoldItem, float, list[Hit]]]:
+    """`evidence_scores` with the hits kept, so calibration can ask the answerer without retrieving again."""
     out = []
     for i, item in enumerate(gold_items, 1):
         if progress:
             progress(i, len(gold_items), item)
-        lang = detect_lang(item.question)
         hits = pipeline.retrieve(item.question, k=k, mode=mode)
-        out.append((item, pipeline.retriever.evidence(item.question, lang, hits)))
+        out.append((item, pipeline.retriever.evidence(item.question, detect_lang(item.question), hits), hits))
     return out
 
 
@@ -284,13 +294,14 @@ def calibrate(
     Per language, because the evidence score comes from a different encoder for each (and even one
     encoder's similarities sit at different levels across languages).
     """
-    scored = evidence_scores(pipeline, gold_items, k, mode, progress)
+    with_hits = _scored_hits(pipeline, gold_items, k, mode, progress)
+    scored = [(item, score) for item, score, _ in with_hits]
     # Questions naming something the papers never mention are refused before the threshold applies,
     # and the answerer refuses some by itself (a rate asked, none stated): neither should move it.
     named = [bool(pipeline.unknown_names(item.question, detect_lang(item.question))) for item, _ in scored]
     by_answerer = [
-        not n and _answerer_refuses(pipeline, item.question, k, mode)
-        for (item, _), n in zip(scored, named, strict=True)
+        not n and _answerer_refuses(pipeline, item.question, hits)
+        for (item, _, hits), n in zip(with_hits, named, strict=True)
     ]
     refused_first = [a or b for a, b in zip(named, by_answerer, strict=True)]
     thresholds: dict[str, float] = {}
@@ -350,11 +361,8 @@ def calibrate(
     return settings_dict(answer, calibration, thresholds), {**stats, "scores": scored}
 
 
-def _answerer_refuses(pipeline: ScoringPipeline, question: str, k: int, mode: str) -> bool:
-    lang = detect_lang(question)
-    return pipeline.compose(
-        question, lang, pipeline.retrieve(question, k=k, mode=mode), pipeline.documents
-    ).abstained
+def _answerer_refuses(pipeline: ScoringPipeline, question: str, hits: list[Hit]) -> bool:
+    return pipeline.compose(question, detect_lang(question), hits, pipeline.documents).abstained
 
 
 def _r(x: float | None) -> float | None:
