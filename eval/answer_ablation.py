@@ -18,6 +18,7 @@ from dataclasses import replace
 
 import rag.answer
 import rag.sentence_scoring
+import rag.sentence_signals
 from eval.ablation import parse_args, write_table
 from rag.evaluation import _answer_hit, _cited, _CorpusRelevance, load_eval_gold
 from rag.metrics import abstention_prf
@@ -36,6 +37,10 @@ def _patched(obj, name: str, value) -> Iterator[None]:
 
 def _no_signals(p: Pipeline):
     return _patched(p, "sentence_signals", None)
+
+
+def _no_in_place(p: Pipeline):
+    return _patched(rag.sentence_signals, "CONTEXT_SHARE", 0.0)
 
 
 def _no_quantity(p: Pipeline):
@@ -77,6 +82,7 @@ def _no_abstention(p: Pipeline):
 VARIANTS: list[tuple[str, Callable[[Pipeline], contextlib.AbstractContextManager] | None]] = [
     ("answerer (default)", None),
     ("- retrieval's signals for sentences (e5 on the question only + words)", _no_signals),
+    ("- sentences read in place (section name and sentence before)", _no_in_place),
     ("- number bonus for quantity questions", _no_quantity),
     ("- joining a sentence that points back", _no_continuation),
     ("- lifting a strong match's neighbours", _no_neighbours),

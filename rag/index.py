@@ -16,7 +16,7 @@ import numpy as np
 from rag import index_store as store
 from rag.glossary import Glossary
 from rag.index_build import EMBED_CONTEXT, BuildReport, build_index, passage_text
-from rag.index_extras import Extras, read_extras
+from rag.index_extras import Extras, context_texts, read_extras
 from rag.index_store import (
     IndexCorruptError,
     IndexFileMissingError,
@@ -102,6 +102,17 @@ class Index:
     @property
     def sentence_vectors(self) -> np.ndarray:
         return self.extras.sentence_vectors
+
+    @property
+    def context_vectors(self) -> np.ndarray | None:
+        """e5 vectors of the sentences read in place (`rag.sentences.context_text`); None for an index
+        built before they were added."""
+        return self.extras.context_vectors
+
+    @functools.cached_property
+    def context_texts(self) -> list[str]:
+        """The texts `context_vectors` embedded, made on first use (they are not stored)."""
+        return context_texts(self.extras.sentences, self.chunks, self.documents)
 
     @property
     def model_id(self) -> str:

@@ -225,6 +225,7 @@ def build_index(
         try:
             manifest = _manifest(docs_dir, embedder, settings, faiss_kind, order, documents, chunks, report)
             manifest["crosslingual_model_id"] = extras.crosslingual_id
+            manifest["sentence_context"] = extras.context_vectors is not None
             manifest["counts"]["sentences"] = len(extras.sentence_texts)
             with timer("write files"):
                 _write(
@@ -312,6 +313,7 @@ def _nothing_changed(
     wanted_xl = crosslingual.model_id if crosslingual is not None else None
     return (
         manifest.get("crosslingual_model_id") == wanted_xl
+        and bool(manifest.get("sentence_context"))  # an older index gains its in-place sentence vectors
         and manifest.get("faiss_kind_requested") == faiss_kind
     )
 

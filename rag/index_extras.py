@@ -2,7 +2,9 @@
 (USE) vectors, the mined glossary and the induced lexicon. Built after the chunks, reused by text.
 
 Sentence-level vectors let a short question match the one sentence that answers it, which a
-400-character chunk vector blurs; the cross-lingual vectors rank Chinese passages for English questions.
+400-character chunk vector blurs; the same sentences embedded in place (section name and the sentence
+before, `rag.sentences.context_text`) help the answerer pick the sentence that answers; the cross-lingual
+vectors rank Chinese passages for English questions.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import numpy as np
 from rag import index_store as store
 from rag.glossary import Glossary
 from rag.lexicon import VECTORS_FILE, VOCAB_FILE, Lexicon
-from rag.sentences import sentence_spans
+from rag.sentences import context_text, sentence_spans
 from rag.types import Chunk, Document
 from rag.vectors import VectorIndex
 
@@ -31,6 +33,7 @@ MIN_SENTENCE_CHARS = 8  # shorter fragments ("1.1 一般资料", "[25]。") carr
 EMBED_BATCH = 32
 SENTENCES = "sentences.npy"  # int64 rows: chunk position, start, end (offsets into the document)
 SENTENCE_EMBEDDINGS = "sentence_embeddings.npy"
+CONTEXT_EMBEDDINGS = "context_embeddings.npy"  # e5, one row per sentence, embedded in place
 XL_EMBEDDINGS = "xl_embeddings.npy"  # cross-lingual encoder, one row per chunk
 XL_SENTENCE_EMBEDDINGS = "xl_sentence_embeddings.npy"
 XL_FAISS = "xl_faiss.index"
@@ -63,6 +66,7 @@ class Extras:
     xl_sentence_vectors: np.ndarray | None = None
     xl_index: VectorIndex | None = None
     lexicon: Lexicon | None = None
+    context_vectors: np.ndarray | None = None  # None: an index built before they were added
 
     def chunk_sentence_ranges(self, n_chunks: int) -> np.ndarray:
         """(n_chunks, 2): the rows of `sentences` that belong to each chunk (rows are grouped by chunk)."""
@@ -85,6 +89,14 @@ def sentence_units(chunks: list[Chunk], documents: dict[str, Document]) -> tuple
             rows.append((pos, s, e))
             texts.append(text[s:e])
     return np.asarray(rows, dtype=np.int64).reshape(-1, 3), texts
+
+
+def context_texts(sentences: np.ndarray, chunks: list[Chunk], documents: dict[str, Document]) -> list[str]:
+    """Each sentence unit as `context_text` reads it in place (rows as `sentence_units` makes them)."""
+    return [
+        context_text(documents[chunks[c].doc_id].text, chunks[c].section, int(s), int(e))
+        for c, s, e in sentences
+    ]
 
 
 def length_order(texts: list[str], embedder: Embedder) -> list[int]:
@@ -155,11 +167,20 @@ def previous_caches(
     """Text -> vector maps from an existing index (its documents and chunks already read), so unchanged
     sentences are not embedded again. The vectors are read-only rows of the mapped files (nothing
     is written into them: the new index stacks copies)."""
-    caches: dict[str, dict[str, np.ndarray]] = {"sentences": {}, "xl": {}, "xl_sentences": {}, "lexicon": {}}
+    names = ("sentences", "contexts", "xl", "xl_sentences", "lexicon")
+    caches: dict[str, dict[str, np.ndarray]] = {name: {} for name in names}
     try:
         rows = np.load(index_dir / SENTENCES, allow_pickle=False)
         texts = [documents[chunks[c].doc_id].text[s:e] for c, s, e in rows]
         caches["sentences"] = dict(zip(texts, store.load_npy(index_dir / SENTENCE_EMBEDDINGS), strict=True))
+        if manifest.get("sentence_context"):
+            caches["contexts"] = dict(
+                zip(
+                    context_texts(rows, chunks, documents),
+                    store.load_npy(index_dir / CONTEXT_EMBEDDINGS),
+                    strict=True,
+                )
+            )
         if manifest.get("crosslingual_model_id"):
             caches["xl"] = dict(zip(chunk_texts, store.load_npy(index_dir / XL_EMBEDDINGS), strict=True))
             caches["xl_sentences"] = dict(
@@ -190,8 +211,19 @@ def build_extras(
         vectors, n = embed_cached(
             texts, embedder, caches.get("sentences", {}), progress, "Embedding sentences"
         )
+    with timer("embed sentences in place"):
+        contexts, n_ctx = embed_cached(
+            context_texts(sentences, chunks, documents),
+            embedder,
+            caches.get("contexts", {}),
+            progress,
+            "Embedding sentences in place",
+        )
+        n += n_ctx
     with timer("glossary"):
-        extras = Extras(sentences, texts, vectors, Glossary.build(documents.values()))
+        extras = Extras(
+            sentences, texts, vectors, Glossary.build(documents.values()), context_vectors=contexts
+        )
     if crosslingual is not None:
         extras.crosslingual_id = crosslingual.model_id
         with timer("cross-lingual chunks"):
@@ -212,6 +244,8 @@ def build_extras(
 def write_extras(build_dir: Path, extras: Extras, faiss_kind: str) -> None:
     store.write_npy(build_dir / SENTENCES, extras.sentences)
     store.write_npy(build_dir / SENTENCE_EMBEDDINGS, extras.sentence_vectors)
+    if extras.context_vectors is not None:
+        store.write_npy(build_dir / CONTEXT_EMBEDDINGS, extras.context_vectors)
     (build_dir / GLOSSARY).write_text(extras.glossary.to_json(), encoding="utf-8")
     if extras.crosslingual_id is not None:
         store.write_npy(build_dir / XL_EMBEDDINGS, extras.xl_vectors)
@@ -226,6 +260,8 @@ def read_extras(
     """Load the derived stores; a missing or damaged file raises an error that says to rebuild."""
     docs_dir = manifest.get("docs_dir")
     names = [SENTENCES, SENTENCE_EMBEDDINGS, GLOSSARY]
+    if manifest.get("sentence_context"):
+        names.append(CONTEXT_EMBEDDINGS)
     if manifest.get("crosslingual_model_id"):
         names += [XL_EMBEDDINGS, XL_SENTENCE_EMBEDDINGS, XL_FAISS, VOCAB_FILE, VECTORS_FILE]
     for name in names:
@@ -240,6 +276,8 @@ def read_extras(
             store.load_npy(index_dir / SENTENCE_EMBEDDINGS),  # mapped: see index_store.MMAP
             Glossary.from_json((index_dir / GLOSSARY).read_text(encoding="utf-8")),
         )
+        if manifest.get("sentence_context"):
+            extras.context_vectors = store.load_npy(index_dir / CONTEXT_EMBEDDINGS)
         if manifest.get("crosslingual_model_id"):
             extras.crosslingual_id = manifest["crosslingual_model_id"]
             extras.xl_vectors = store.load_npy(index_dir / XL_EMBEDDINGS)
@@ -249,7 +287,10 @@ def read_extras(
     except (OSError, ValueError, EOFError, KeyError, IndexError, json.JSONDecodeError) as exc:
         raise store.corrupt(index_dir, f"sentence or cross-lingual files: {exc}", docs_dir) from exc
     n_sent = len(sentences)
-    shapes_ok = extras.sentence_vectors.shape[0] == n_sent and (
+    shapes_ok = (
+        extras.sentence_vectors.shape[0] == n_sent
+        and (extras.context_vectors is None or extras.context_vectors.shape == extras.sentence_vectors.shape)
+    ) and (
         extras.xl_vectors is None
         or (extras.xl_vectors.shape[0] == len(chunks) and extras.xl_sentence_vectors.shape[0] == n_sent)
     )

@@ -222,7 +222,7 @@ def score_sentences(
 def _score_with_signals(
     question: str, sentences: Sequence[Sentence], glossary: Glossary | None, signals: SentenceSignals
 ) -> list[ScoredSentence]:
-    cols = signals(question, detect_lang(question), [s.text for s in sentences])
+    cols = signals(question, detect_lang(question), [s.text for s in sentences], sentences)
     concepts = question_concepts(question, glossary)
     for word in cols.extra_words:
         concepts.setdefault("t:" + word, 1.0)

@@ -7,6 +7,7 @@ import json
 import rag.answer
 import rag.pipeline
 import rag.sentence_scoring
+import rag.sentence_signals
 from eval import answer_ablation
 
 from .conftest import FakeEmbedder
@@ -31,7 +32,12 @@ def test_every_variant_is_measured_and_switched_back(fake_index, tmp_path, monke
     (fake_index / "settings.json").write_text('{"answer": {"min_score": 0.0}}', encoding="utf-8")
     gold = tmp_path / "gold.jsonl"
     gold.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in GOLD), encoding="utf-8")
-    before = (rag.sentence_scoring.QUANTITY_BONUS_Z, rag.answer.with_continuation, rag.answer.lift_neighbours)
+    before = (
+        rag.sentence_scoring.QUANTITY_BONUS_Z,
+        rag.sentence_signals.CONTEXT_SHARE,
+        rag.answer.with_continuation,
+        rag.answer.lift_neighbours,
+    )
     out = tmp_path / "answer_ablation.md"
     assert answer_ablation.main(["--gold", str(gold), "--index", str(fake_index), "--out", str(out)]) == 0
     rows = [line for line in out.read_text(encoding="utf-8").splitlines() if line.startswith("| ")]
@@ -48,6 +54,7 @@ def test_every_variant_is_measured_and_switched_back(fake_index, tmp_path, monke
         assert float(by_name[switched_off][4]) < 1.0, switched_off
     assert (
         rag.sentence_scoring.QUANTITY_BONUS_Z,
+        rag.sentence_signals.CONTEXT_SHARE,
         rag.answer.with_continuation,
         rag.answer.lift_neighbours,
     ) == before

@@ -102,6 +102,7 @@ def test_manifest_contents(built, docs):
         "sentences": len(index.sentence_texts),
     }
     assert manifest["crosslingual_model_id"] is None
+    assert manifest["sentence_context"] is True
     # Chinese stays readable in the plain files
     assert "静脉血栓" in (built / "documents.jsonl").read_text(encoding="utf-8")
     assert "静脉血栓" in (built / "chunks.jsonl").read_text(encoding="utf-8")
@@ -110,7 +111,7 @@ def test_manifest_contents(built, docs):
 def test_plain_files_only(built):
     assert sorted(p.name for p in built.iterdir()) == sorted(
         ["manifest.json", "documents.jsonl", "chunks.jsonl", "embeddings.npy", "faiss.index", "bm25"]
-        + ["sentences.npy", "sentence_embeddings.npy", "glossary.json"]
+        + ["sentences.npy", "sentence_embeddings.npy", "context_embeddings.npy", "glossary.json"]
     )
     vectors = np.load(built / "embeddings.npy", allow_pickle=False)
     assert vectors.dtype == np.float32

@@ -83,7 +83,14 @@ def test_use_defaults_to_one_thread_and_rejects_zero():
 def test_report_times_every_step_of_a_build(docs, tmp_path):
     report = build_index(docs, tmp_path / "ix", FakeEmbedder(), progress=False, crosslingual=xl())
     steps = ["load documents", "read previous index", "chunk", "embed chunks", "sentence units"]
-    steps += ["embed sentences", "glossary", "cross-lingual chunks", "cross-lingual sentences", "lexicon"]
+    steps += [
+        "embed sentences",
+        "embed sentences in place",
+        "glossary",
+        "cross-lingual chunks",
+        "cross-lingual sentences",
+        "lexicon",
+    ]
     assert list(report.phases) == [*steps, "write files", "swap in"]
     assert all(s >= 0 for s in report.phases.values())
     assert sum(report.phases.values()) <= report.seconds

@@ -77,7 +77,11 @@ def test_changed_document_reembeds_only_its_sentences(docs, tmp_path):
     report = build_index(docs, tmp_path / "ix", e5, progress=False, crosslingual=encoder)
     assert report.updated == ["poems-mixed"]
     changed = (docs / "poems-mixed.txt").read_text(encoding="utf-8")
-    assert e5.sentences and all(t in changed for t in e5.sentences)
+    # Its new sentence, and that sentence read in place ("section: sentence before + sentence").
+    alone = [t for t in e5.sentences if t in changed]
+    in_place = [t for t in e5.sentences if t not in changed]
+    assert alone and len(in_place) == len(alone)
+    assert all(t.split(": ", 1)[1] in changed and t.endswith(alone[-1]) for t in in_place[-1:])
     assert all(t in changed for t in encoder.sentences)  # cross-lingual: only its new sentences and words
 
 
@@ -129,3 +133,54 @@ def test_rebuild_keeps_the_index_settings(docs, tmp_path):
     assert (tmp_path / "ix" / "settings.json").read_text(
         encoding="utf-8"
     ) == '{"answer": {"min_score": 0.42}}'
+
+
+def test_context_text_reads_a_sentence_in_place():
+    from rag.sentences import context_text
+
+    text = "1.1 一般资料\n收治5例患者。年龄37~85岁,中位年龄61岁。\n另起一段的句子。"
+    second = text.index("年龄")
+    assert context_text(text, "1 方法 > 1.1 一般资料", second, text.index("\n", second)) == (
+        "1.1 一般资料: 收治5例患者。年龄37~85岁,中位年龄61岁。"
+    )
+    # The first sentence of a line has nothing before it: a line break separates paragraphs.
+    third = text.index("另起")
+    assert context_text(text, "1.1 一般资料", third, len(text)) == "1.1 一般资料: 另起一段的句子。"
+    assert context_text(text, "", third, len(text)) == "另起一段的句子。"
+
+
+def test_sentences_are_stored_in_place_too(docs, tmp_path):
+    from rag.sentences import context_text
+
+    build_index(docs, tmp_path / "ix", FakeEmbedder(), progress=False)
+    index = Index.load(tmp_path / "ix")
+    assert index.context_vectors.shape == index.sentence_vectors.shape
+    for (c, s, e), text in zip(index.extras.sentences, index.context_texts, strict=True):
+        chunk = index.chunks[c]
+        assert text == context_text(index.documents[chunk.doc_id].text, chunk.section, s, e)
+    np.testing.assert_allclose(index.context_vectors, FakeEmbedder().embed_passages(index.context_texts))
+
+
+def test_an_index_without_in_place_vectors_loads_and_a_rebuild_adds_them(docs, tmp_path):
+    import json
+
+    from rag.pipeline import Pipeline
+
+    ix = tmp_path / "ix"
+    build_index(docs, ix, FakeEmbedder(), progress=False)
+    # What an index built by the previous release looks like.
+    manifest = json.loads((ix / "manifest.json").read_text(encoding="utf-8"))
+    del manifest["sentence_context"]
+    (ix / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+    (ix / "context_embeddings.npy").unlink()
+    index = Index.load(ix)
+    assert index.context_vectors is None
+    answer = Pipeline(index, FakeEmbedder()).ask("静脉血栓栓塞的危险因素有哪些？")
+    assert answer.quotes or answer.abstained
+    e5 = RecordingEmbedder()
+    report = build_index(docs, ix, e5, progress=False)
+    assert report.unchanged and not report.added and not report.updated
+    again = Index.load(ix)
+    assert again.context_vectors is not None
+    # Only the in-place texts were embedded: the sentences' own vectors were reused.
+    assert set(e5.sentences) == set(again.context_texts)

@@ -110,11 +110,12 @@ def test_empty_store_of_the_previous_index_is_embedded_again(built, docs):
     # Another FAISS kind, so the build does not return early as "nothing changed".
     build_index(docs, built, e5, progress=False, crosslingual=xl(), faiss_kind="flat")
     index = load(built)
-    assert set(e5.sentences) == set(index.sentence_texts)  # nothing reusable: all embedded again
+    # nothing reusable: all embedded again, alone and in place
+    assert set(e5.sentences) == set(index.sentence_texts) | set(index.context_texts)
     np.testing.assert_array_equal(index.sentence_vectors, FakeEmbedder().embed_passages(index.sentence_texts))
 
 
-@pytest.mark.parametrize("name", ["embeddings.npy", "sentence_embeddings.npy"])
+@pytest.mark.parametrize("name", ["embeddings.npy", "sentence_embeddings.npy", "context_embeddings.npy"])
 def test_garbage_store_is_corrupt(built, name):
     (built / name).write_bytes(b"garbage")
     with pytest.raises(IndexCorruptError, match=r"is corrupt .*Rebuild it with: rag index"):

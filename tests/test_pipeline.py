@@ -185,6 +185,7 @@ def test_ask_reuses_the_index_sentence_vectors(fake_index, packaged):
     embedded = [t for batch in inner.passage_batches for t in batch]
     assert not answer.abstained
     assert not set(embedded) & set(pipeline.index.sentence_texts)  # nothing the index holds is embedded again
+    assert not set(embedded) & set(pipeline.index.context_texts)  # nor any sentence read in place
 
 
 # --- LLM wiring ------------------------------------------------------------------------------------
@@ -345,3 +346,23 @@ def test_bundled_index_abstains_off_topic_and_answers_trousseau(bundled_index, r
     assert_verified(answer, pipeline)
     drug = ("低分子肝素", "low molecular weight heparin")
     assert any(d in q.text for q in answer.quotes for d in drug), answer.answer
+
+
+@pytest.mark.slow
+def test_a_sentence_that_leans_on_the_one_before_is_found_in_place(bundled_index, real_embedder):
+    """ "DTC 进入 G0 期并降低代谢活性" names neither bone marrow nor dormancy; the sentence before it does."""
+    from rag.sentence_scoring import Sentence
+    from rag.sentences import context_text
+
+    pipeline = Pipeline.load(bundled_index, embedder=real_embedder)
+    question = "骨髓中休眠的肿瘤细胞停在细胞周期的哪个时期？"
+    pipeline.retrieve(question, k=5)
+    doc, text = next((d, d.text) for d in pipeline.documents.values() if "DTC 进入 G0 期" in d.text)
+    start = text.index("DTC 进入 G0 期")
+    end = text.index("。", start) + 1
+    chunk = next(c for c in pipeline.chunks if c.doc_id == doc.doc_id and c.start <= start < c.end)
+    sentence = Sentence(doc.doc_id, doc.title, chunk.section, start, end, text[start:end], "zh", 0)
+    assert "休眠" in context_text(text, chunk.section, start, end)
+    alone = pipeline.sentence_signals(question, "zh", [sentence.text]).dense[0]
+    in_place = pipeline.sentence_signals(question, "zh", [sentence.text], [sentence]).dense[0]
+    assert in_place > alone

@@ -19,7 +19,7 @@ class _Columns:
         self.result = SignalColumns(np.array(dense), tuple(words))
         self.calls = []
 
-    def __call__(self, question, lang, texts):
+    def __call__(self, question, lang, texts, sentences=None):
         self.calls.append((question, lang, list(texts)))
         return self.result
 
@@ -141,3 +141,47 @@ def test_a_sentence_next_to_a_strong_match_is_lifted_towards_it():
     assert lift_neighbours(scored, {"d": doc})[1].sentence == sents[1]
     plain = [ScoredSentence(s, 0.8, 0.5, 0.6, z) for s, z in zip(sents, scores, strict=True)]
     assert [x.score for x in lift_neighbours(plain, {"d": doc})] == scores  # relevance scale: untouched
+
+
+def _sentences_of(pipeline, doc_id: str, parts: list[str]) -> list[Sentence]:
+    doc = pipeline.documents[doc_id]
+    chunk = next(c for c in pipeline.chunks if c.doc_id == doc_id and parts[0] in c.text)
+    out = []
+    for p in parts:
+        start = doc.text.index(p)
+        out.append(Sentence(doc_id, doc.title, chunk.section, start, start + len(p), p, "zh", 0))
+    return out
+
+
+def test_a_sentence_is_also_scored_as_it_reads_in_place(xl_pipeline, monkeypatch):
+    import rag.sentence_signals as signals_module
+    from rag.sentences import context_text
+
+    pipeline, _ = xl_pipeline
+    question = "首选低分子肝素"
+    pipeline.retrieve(question, k=3)
+    match, after = _sentences_of(
+        pipeline, "zh-thrombosis", ["抗凝治疗首选低分子肝素。", "华法林也可用于口服抗凝治疗。"]
+    )
+    signals = SentenceSignals(pipeline.retriever)
+    texts = [match.text, after.text]
+    alone = signals(question, "zh", texts).dense
+    n_calls = len(pipeline.embedder.calls)
+    mixed = signals(question, "zh", texts, [match, after]).dense
+    assert len(pipeline.embedder.calls) == n_calls, (
+        "in-place vectors of indexed sentences come from the index"
+    )
+    doc = pipeline.documents["zh-thrombosis"].text
+    q = pipeline.embedder.embed_queries([question])[0]
+    in_place = (
+        pipeline.embedder.embed_passages(
+            [context_text(doc, s.section, s.start, s.end) for s in (match, after)]
+        )
+        @ q
+    )
+    share = signals_module.CONTEXT_SHARE
+    np.testing.assert_allclose(mixed, (1 - share) * alone + share * in_place, rtol=1e-5)
+    # The sentence after the match reads, in place, with the match before it: it gains on its own score.
+    assert mixed[1] > alone[1]
+    monkeypatch.setattr(signals_module, "CONTEXT_SHARE", 0.0)
+    np.testing.assert_allclose(signals(question, "zh", texts, [match, after]).dense, alone)
