@@ -50,6 +50,10 @@ def raw_encodes(index: Index, embedder: Embedder, crosslingual: Embedder | None)
     out = {"e5 chunks": timed(embedder.embed_passages, passages)[1] / MS}
     if sentences:
         out[f"e5 sentences ({len(sentences)})"] = timed(embedder.embed_passages, sentences)[1] / MS
+    # Each sentence again as it reads in place (rag.sentences.context_text): distinct texts, as built.
+    in_place = list(dict.fromkeys(getattr(index, "context_texts", None) or []))
+    if in_place and getattr(index, "context_vectors", None) is not None:
+        out[f"e5 sentences in place ({len(in_place)})"] = timed(embedder.embed_passages, in_place)[1] / MS
     if crosslingual is not None and index.manifest.get("crosslingual_model_id"):
         out["cross-lingual chunks"] = timed(crosslingual.embed_passages, passages)[1] / MS
         if sentences:
