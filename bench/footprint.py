@@ -1,7 +1,7 @@
 """Section 4d: bytes per chunk of the real index folder, file by file, to extrapolate to large corpora.
 
 The synthetic FAISS rows count only the vector index; the folder also holds embeddings.npy and, in the
-current format, sentence and cross-lingual vectors. Index.load memory-maps the vector files (where
+current format, sentence (alone and in place) and cross-lingual vectors. Index.load memory-maps the vector files (where
 rag.index_store.MMAP, i.e. not on Windows): they cost disk, and resident memory only for the pages
 queries touch. The rest (texts, BM25, sentence offsets) is read into memory.
 """
@@ -20,6 +20,7 @@ NOT_PER_CHUNK = ("lexicon", "glossary", "manifest", "settings", "bm25/vocab", "b
 MAPPED_NPY = (
     index_store.EMBEDDINGS,
     index_extras.SENTENCE_EMBEDDINGS,
+    index_extras.CONTEXT_EMBEDDINGS,
     index_extras.XL_EMBEDDINGS,
     index_extras.XL_SENTENCE_EMBEDDINGS,
 )

@@ -36,6 +36,13 @@ _TRANSLATION_CACHE = 256  # eval asks each question once per mode: translate it 
 GeneratorFactory = Callable[[Compose], Generator]
 
 
+# An index from before sentences were embedded in place still answers, with the sentences' own vectors.
+OLD_INDEX_NOTE = (
+    "the index has no in-place sentence vectors (built by an older version): answers pick sentences "
+    "less well; rebuild it with `rag index` (unchanged papers are not embedded again)"
+)
+
+
 class QuestionError(ValueError):
     """The question cannot be asked as given; the message says how to fix it."""
 
@@ -143,6 +150,8 @@ class Pipeline:
             loaded = read_settings(self.index.index_dir, self.index.model_id)
             self.answer_settings, self.settings_notes = loaded.answer, loaded.notes
             self.abstain = loaded.abstain
+        if self.index.context_vectors is None:
+            self.settings_notes = (*self.settings_notes, OLD_INDEX_NOTE)
         self._glossary: Glossary | None = None
         self._answer_embedder: Any = None
         self._unknown_names: UnknownNames | None = None

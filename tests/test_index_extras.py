@@ -177,10 +177,12 @@ def test_an_index_without_in_place_vectors_loads_and_a_rebuild_adds_them(docs, t
     assert index.context_vectors is None
     answer = Pipeline(index, FakeEmbedder()).ask("静脉血栓栓塞的危险因素有哪些？")
     assert answer.quotes or answer.abstained
+    assert any("rebuild it with `rag index`" in note for note in answer.notes)
     e5 = RecordingEmbedder()
     report = build_index(docs, ix, e5, progress=False)
     assert report.unchanged and not report.added and not report.updated
     again = Index.load(ix)
     assert again.context_vectors is not None
+    assert not any("in-place" in n for n in Pipeline(again, FakeEmbedder()).ask("静脉血栓栓塞是什么？").notes)
     # Only the in-place texts were embedded: the sentences' own vectors were reused.
     assert set(e5.sentences) == set(again.context_texts)
