@@ -1,9 +1,9 @@
 """Section 4d: bytes per chunk of the real index folder, file by file, to extrapolate to large corpora.
 
 The synthetic FAISS rows count only the vector index; the folder also holds embeddings.npy and, in the
-current format, sentence (alone and in place) and cross-lingual vectors. Index.load memory-maps the vector files (where
-rag.index_store.MMAP, i.e. not on Windows): they cost disk, and resident memory only for the pages
-queries touch. The rest (texts, BM25, sentence offsets) is read into memory.
+current format, sentence (alone and in place) and cross-lingual vectors. Index.load memory-maps the
+vector files (where rag.index_store.MMAP, i.e. not on Windows): they cost disk, and resident memory
+only for the pages queries touch. The rest (texts, BM25, sentence offsets) is read into memory.
 """
 
 from __future__ import annotations
