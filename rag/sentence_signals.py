@@ -81,8 +81,9 @@ class SentenceSignals:
     def _in_place_embedder(self) -> CachedPassageEmbedder | None:
         if self._in_place is None:
             index = self.retriever.index
-            vectors = getattr(index, "context_vectors", None)
-            if vectors is None:
+            if index.context_vectors is None:
                 return None
-            self._in_place = CachedPassageEmbedder(self.retriever.embedder, index.context_texts, vectors)
+            self._in_place = CachedPassageEmbedder(
+                self.retriever.embedder, index.context_texts, index.context_vectors
+            )
         return self._in_place
