@@ -34,7 +34,11 @@ PAIRS = (
     "olaparib 奥拉帕利|furosemide 呋塞米|epirubicin 表柔比星|ustekinumab 乌司奴单抗|ibrutinib 伊布替尼|"
     "ruxolitinib 芦可替尼|tofacitinib 托法替尼|filgrastim 非格司亭|fluconazole 氟康唑|omeprazole 奥美拉唑|"
     "amlodipine 氨氯地平|losartan 氯沙坦|captopril 卡托普利|metoprolol 美托洛尔|levofloxacin 左氧氟沙星|"
-    "amoxicillin 阿莫西林|doxycycline 多西环素|caspofungin 卡泊芬净|leuprorelin 亮丙瑞林"
+    "amoxicillin 阿莫西林|doxycycline 多西环素|caspofungin 卡泊芬净|leuprorelin 亮丙瑞林|"
+    "flurbiprofen 氟比洛芬|sumatriptan 舒马曲坦|rizatriptan 利扎曲坦|palonosetron 帕洛诺司琼|"
+    "tropisetron 托烷司琼|dapagliflozin 达格列净|empagliflozin 恩格列净|sitagliptin 西格列汀|"
+    "linagliptin 利格列汀|liraglutide 利拉鲁肽|semaglutide 司美格鲁肽|aciclovir 阿昔洛韦|ganciclovir 更昔洛韦|"
+    "fluoxetine 氟西汀|paroxetine 帕罗西汀|diazepam 地西泮|lorazepam 劳拉西泮"
 )
 # Drugs the bundled papers name (in English for the English list) and ones they do not.
 USED_EN = (
@@ -46,7 +50,8 @@ UNUSED_EN = (
     "osimertinib gefitinib erlotinib sirolimus temsirolimus apixaban dabigatran enoxaparin dalteparin "
     "cisplatin carboplatin docetaxel pembrolizumab nivolumab trastuzumab denosumab zoledronic sorafenib "
     "sunitinib imatinib carfilzomib ixazomib prednisone atorvastatin gemcitabine pemetrexed olaparib "
-    "palbociclib"
+    "palbociclib ibuprofen sumatriptan ondansetron dapagliflozin sitagliptin semaglutide aciclovir "
+    "fluoxetine diazepam"
 ).split()
 # With look-alikes that are not names: a class (普通肝素, 抗PD-1单抗) and an everyday word (轻松).
 USED_ZH = (
@@ -56,7 +61,7 @@ USED_ZH = (
 UNUSED_ZH = (
     "奥希替尼 吉非替尼 厄洛替尼 西罗莫司 阿哌沙班 达比加群 依诺肝素 顺铂 卡铂 多西他赛 帕博利珠单抗 "
     "纳武利尤单抗 曲妥珠单抗 地舒单抗 唑来膦酸 索拉非尼 舒尼替尼 伊马替尼 卡非佐米 泼尼松 阿托伐他汀 "
-    "吉西他滨 培美曲塞 奥拉帕利"
+    "吉西他滨 培美曲塞 奥拉帕利 布洛芬 舒马曲坦 昂丹司琼 达格列净 西格列汀 司美格鲁肽 阿昔洛韦 氟西汀 地西泮"
 ).split()
 
 

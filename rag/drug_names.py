@@ -29,7 +29,7 @@ from importlib import resources
 
 from pypinyin import Style, lazy_pinyin
 
-from rag.lexical import _HAN
+from rag.lexical import _HAN, _jieba
 
 _PREFIX_CHARS = 4  # a transliterated name before its ending is rarely longer
 _MIN_EN_WORD = 7  # "April" ends in -pril; drug names are longer
@@ -142,6 +142,12 @@ def sounds_alike(english: str, chinese: str) -> bool:
     return len(zh) == 1 or len(en) == 1 or any(_same(e, zh[1]) for e in en[1:3])
 
 
+def _ends_ordinary_word(text: str, common_word: Callable[[str], bool]) -> bool:
+    """Whether the last word of `text` (jieba) is an ordinary word: the name starts after it."""
+    words = _jieba().lcut(text, HMM=True)
+    return bool(words) and common_word(words[-1])
+
+
 class DrugNames:
     """Built once from the papers' text, in one pass; questions are then checked against what it kept
     (the characters before each drug ending), never against the text itself, so a large index costs
@@ -172,7 +178,17 @@ class DrugNames:
                     last = before[-1]
                     if common_word(last + ending) or (len(before) == 2 and common_word(before)):
                         continue  # 轻松, 普通肝素: an ordinary word or a class, not a name
-                    if last not in self._prefixes.get(ending, ()):
+                    known = self._prefixes.get(ending, ())
+                    # Names of one stem often share the character before the ending (贝伐珠单抗 and
+                    # 帕博利珠单抗 both have 珠), so two characters are compared when both belong to
+                    # the name: when the first one does not end an ordinary word (接受, 予, 和).
+                    two = (
+                        len(ending) > 1
+                        and len(before) == 2
+                        and before not in known
+                        and not _ends_ordinary_word(question[: m.start(1) + 1], common_word)
+                    )
+                    if last not in known or two:
                         names.append(before + ending)
         return list(dict.fromkeys(names))
 

@@ -12,7 +12,11 @@ What gives it away is the name. Three tests, all cheap and all about the questio
   write. All-capital acronyms are left alone: the papers may spell out what "DOAC" abbreviates;
 - in a question in either language, a drug name the papers never write, in Chinese or in English
   (rag.drug_names: drug names share their endings across the two languages, so an English one is
-  looked for among the papers' Chinese names by sound).
+  looked for among the papers' Chinese names by sound);
+- a Chinese disease name the papers never write: a word of jieba's dictionary, three characters or
+  more, ending in 癌, 瘤, 炎, 症 or 病 (中耳炎, 硬化症, 白血病). Disease names are fixed terms, so a
+  paper about a disease writes its name. A variant of a name the papers use is left alone: 血栓症
+  when they write 血栓栓塞症. So are words for a kind of illness (并发症, 传染病).
 
 English questions do not get the second test: their Latin words are compared with Chinese papers
 that often name a drug in Chinese alone (everolimus is 依维莫司 throughout its paper), so an absent
@@ -32,6 +36,15 @@ _HAN_RUN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+")
 _NAME = re.compile(r"\b[A-Z][a-z]{3,}\b")  # "Khorana"; not "DOAC", not "mTOR"
 _WORD = re.compile(r"[a-z]+")
 _COMMON_WORD = 100  # jieba frequency above which a word is ordinary Chinese (普通, 轻松), not a name
+_DISEASE_ENDINGS = "癌瘤炎症病"
+# Words with a disease ending that name a kind of illness, not one: a question may use them for what
+# a paper words otherwise ("依维莫司有哪些并发症" of a paper that writes 不良反应). Two-character words
+# (疾病, 发病, 肿瘤, 炎症) are left alone for the same reason.
+_DISEASE_CLASSES = frozenset(
+    "并发症 后遗症 适应症 禁忌症 综合症 重症 传染病 慢性病 常见病 多发病 职业病 老年病 罕见病 疑难病 遗传病 "
+    "流行病 精神病 急性病 恶性肿瘤 良性肿瘤".split()
+)
+_VARIANT_GAP = 2  # 血栓症 is a variant of 血栓栓塞症: the same stem, the ending at most this far after it
 
 
 def common_word(word: str) -> bool:
@@ -40,7 +53,8 @@ def common_word(word: str) -> bool:
 
 
 class UnknownNames:
-    """Built once from the indexed documents' text; `find` is then a few set lookups per question."""
+    """Built once from the indexed documents' text; `find` is then a few set lookups per question,
+    and a search of the text for a disease name the question uses (a few ms for 5 MB of text)."""
 
     def __init__(self, texts: Iterable[str], drugs: DrugNames | None = None) -> None:
         """`drugs`: the papers' drug names when already read (the retriever reads them too)."""
@@ -50,6 +64,8 @@ class UnknownNames:
         for text in texts:
             self._chars.update(_HAN.findall(text))
             self._words.update(_WORD.findall(text.lower()))
+        # The papers' text without spaces ("该 疾 病"), searched for the disease names of a question.
+        self._text = "\n".join(re.sub(r"[ \t]+", "", text) for text in texts)
         self._drugs = drugs if drugs is not None else DrugNames(texts)
 
     def find(self, question: str, lang: str) -> list[str]:
@@ -61,7 +77,19 @@ class UnknownNames:
                 unknown_to_dictionary = jieba.FREQ.get(word, 0) == 0
                 if unknown_to_dictionary and any(c not in self._chars for c in word):
                     found.append(word)
+                elif not unknown_to_dictionary and self._unknown_disease(word):
+                    found.append(word)
         if lang == "zh":
             found += [w for w in _NAME.findall(question) if w.lower() not in self._words]
         found += self._drugs.find_zh(question, common_word) + self._drugs.find_en(question, self._words)
         return list(dict.fromkeys(found))
+
+    def _unknown_disease(self, word: str) -> bool:
+        """Whether a dictionary word is a disease name that the papers write neither as it is nor with
+        up to _VARIANT_GAP characters before its ending (血栓症 / 血栓栓塞症)."""
+        if len(word) < 3 or word[-1] not in _DISEASE_ENDINGS or word in _DISEASE_CLASSES:
+            return False
+        if word in self._text:
+            return False
+        variant = f"{re.escape(word[:-1])}[^\\W\\d_]{{1,{_VARIANT_GAP}}}{word[-1]}"
+        return re.search(variant, self._text) is None

@@ -31,6 +31,8 @@ def names() -> UnknownNames:
         ("What did the trial show about 阿哌沙班?", "en", ["阿哌沙班"]),
         # A drug name is checked in English too: its ending and sound say how it is written in Chinese.
         ("What did the Caravaggio trial show about apixaban?", "en", ["apixaban"]),
+        ("依维莫司治疗结节性硬化症的剂量是多少？", "zh", ["硬化症"]),  # a disease the papers never name
+        ("白血病患者能用低分子肝素吗？", "zh", ["白血病"]),
     ],
 )
 def test_names_the_papers_never_mention_are_found(names, question, lang, expected):
@@ -46,10 +48,22 @@ def test_names_the_papers_never_mention_are_found(names, question, lang, expecte
         ("Which drug class does everolimus belong to?", "en"),
         ("What did the Caravaggio trial show about heparin?", "en"),  # English: absence proves nothing
         ("Does everolimus inhibit mTOR?", "en"),  # written 依维莫司 in the papers
+        ("晚期血管肉瘤患者用什么药？", "zh"),  # a disease name the papers use
+        ("依维莫司有哪些并发症？", "zh"),  # a kind of illness, not a name: the papers may word it otherwise
+        ("特鲁索综合征的病因是什么？", "zh"),  # 病因 is no disease name: it is in the papers' characters
     ],
 )
 def test_ordinary_words_and_names_the_papers_use_are_not(names, question, lang):
     assert names.find(question, lang) == []
+
+
+def test_a_variant_of_a_disease_name_the_papers_use_is_not_unknown():
+    # 血栓症 is not in the papers, but 血栓栓塞症 is: the same stem with the ending two characters on.
+    names = UnknownNames(["肿瘤患者易发生静脉血栓栓塞症。"])
+    assert names.find("肿瘤患者血栓症的发生率是多少？", "zh") == []
+    assert names.find("肿瘤患者中耳炎的发生率是多少？", "zh") == ["中耳炎"]
+    # Spaces of the PDF text ("栓 塞 症") do not hide a name the papers write.
+    assert UnknownNames(["静脉血栓 栓 塞 症。"]).find("静脉血栓栓塞症怎么治？", "zh") == []
 
 
 def test_the_pipeline_refuses_a_question_naming_an_unknown_drug_and_says_why(fake_index):
