@@ -48,3 +48,18 @@ def test_size_coverage_and_pairs(gold):
     for pair in pairs:
         assert {g.lang for g in gold if g.pair == pair} == {"zh", "en"}
     assert sum(g.kind == "multi-doc" for g in gold) >= 2
+
+
+def test_the_held_out_questions_are_well_formed_and_their_evidence_is_in_the_papers(doc_keys):
+    # eval/heldout.jsonl measures questions nothing was tuned on; a phrase that matches no chunk would
+    # make an answerable question look unretrieved.
+    held_out = load_gold(REPO / "eval" / "heldout.jsonl")
+    assert {g.answerable for g in held_out} == {True, False} and {g.lang for g in held_out} == {"zh", "en"}
+    missing = [
+        (g.id, e)
+        for g in held_out
+        for e in g.evidence
+        if not any(match_key(e) in t for t in doc_keys.values())
+    ]
+    assert missing == []
+    assert not {g.question for g in held_out} & {g.question for g in load_gold(GOLD)}
