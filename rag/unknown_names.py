@@ -2,7 +2,7 @@
 
 Similarity cannot tell "What did the Caravaggio trial show about apixaban?" from a question the papers
 answer: the sentences about anticoagulants in cancer score as high as for any answerable question.
-What gives it away is the name. Three tests, all cheap and all about the question's own words:
+What gives it away is the name. Four tests, all cheap and all about the question's own words:
 
 - a Chinese word that jieba's general dictionary does not know (jieba found it as an unknown word:
   typically a transliterated name such as 阿哌沙班) and that uses a character appearing nowhere in

@@ -89,7 +89,7 @@ def test_two_characters_are_compared_when_names_share_the_one_before_the_ending(
 
 
 def test_endings_of_everyday_drug_classes_are_checked_too():
-    # -profen (洛芬) and the like: an English name the papers never write, in either language.
+    # -profen (洛芬) and the like: an English name of the class that the papers never write is reported.
     assert DrugNames(PAPERS).find_en("Is ibuprofen safe with rivaroxaban?", ENGLISH) == ["ibuprofen"]
     # ibuprofen is 布洛芬, not a transliteration: papers that write it leave -profen names unchecked.
     assert DrugNames("布洛芬止痛。").find_en("Is ibuprofen safe?") == []

@@ -50,7 +50,7 @@ def test_names_the_papers_never_mention_are_found(names, question, lang, expecte
         ("Does everolimus inhibit mTOR?", "en"),  # written 依维莫司 in the papers
         ("晚期血管肉瘤患者用什么药？", "zh"),  # a disease name the papers use
         ("依维莫司有哪些并发症？", "zh"),  # a kind of illness, not a name: the papers may word it otherwise
-        ("特鲁索综合征的病因是什么？", "zh"),  # 病因 is no disease name: it is in the papers' characters
+        ("特鲁索综合征的病因是什么？", "zh"),  # 病因 (cause) ends in 因: no disease name
     ],
 )
 def test_ordinary_words_and_names_the_papers_use_are_not(names, question, lang):
