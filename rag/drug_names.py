@@ -7,8 +7,9 @@ tests that need no dictionary:
 
 - Chinese question: a drug ending whose preceding character never comes before that ending in the
   papers (帕唑帕尼 when the papers have 阿帕替尼 but no 帕尼) names a drug the papers do not
-  mention. An ending after a common word (普通肝素, 使用单抗) is a class, not a name, and is left
-  alone.
+  mention; for an ending of two characters or more, so do the two characters before it when both
+  belong to the name (帕博利珠单抗 beside the papers' 贝伐珠单抗). An ending after a common word
+  (普通肝素, 使用单抗) is a class, not a name, and is left alone.
 - English question: a word with a drug ending that the papers never write in English is looked for
   in Chinese by sound: the papers' names with the matching Chinese ending are compared with it
   syllable by syllable (pinyin onsets against English onsets, `sounds_alike`). rivaroxaban finds
