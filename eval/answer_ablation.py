@@ -71,6 +71,15 @@ def _no_drug_names(p: Pipeline):
     return _patched(p._unknown_names, "_drugs", _NoDrugs())
 
 
+def _no_unquoted_names(p: Pipeline):
+    return _patched(p, "answer_settings", replace(p.answer_settings, refuse_unquoted_names=False))
+
+
+def _no_name_checks(p: Pipeline):
+    settings = replace(p.answer_settings, refuse_unknown_names=False, refuse_unquoted_names=False)
+    return _patched(p, "answer_settings", settings)
+
+
 def _no_rate_check(p: Pipeline):
     return _patched(p, "answer_settings", replace(p.answer_settings, refuse_missing_rate=False))
 
@@ -88,8 +97,10 @@ VARIANTS: list[tuple[str, Callable[[Pipeline], contextlib.AbstractContextManager
     ("- lifting a strong match's neighbours", _no_neighbours),
     ("- refusing drug names the papers never write (by ending and sound)", _no_drug_names),
     ("- refusing unknown names (drug names included)", _no_unknown_names),
+    ("- refusing quotes that leave out a drug or disease the question names", _no_unquoted_names),
+    ("- both name checks (unknown names, names left out of the quotes)", _no_name_checks),
     ("- refusing a rate question no quote answers", _no_rate_check),
-    ("- calibrated thresholds (unknown names and rate check only)", _no_abstention),
+    ("- calibrated thresholds (name and rate checks only)", _no_abstention),
 ]
 
 

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from rag.answer_type import asks_rate, states_rate
 from rag.glossary import Glossary
 from rag.headings import parse_heading
+from rag.question_names import Name, unquoted
 from rag.sentence_scoring import (
     ScoredSentence,
     Sentence,
@@ -58,6 +59,8 @@ class AnswerSettings:
     refuse_unknown_names: bool = True
     # Refuse a question asking for a rate when no chosen sentence states one (rag.answer_type).
     refuse_missing_rate: bool = True
+    # Refuse when the chosen sentences leave out a drug or disease the question names (rag.question_names).
+    refuse_unquoted_names: bool = True
 
     def __post_init__(self) -> None:
         if not 1 <= self.max_quotes <= 10:
@@ -97,9 +100,11 @@ def compose_answer(
     glossary: Glossary | None = None,
     embedder=None,
     signals: SentenceSignals | None = None,
+    names: Sequence[Name] = (),
 ) -> Answer:
     """An extractive answer to `question` from `hits`, framed in `lang` ("zh" or "en").
-    `signals` (retrieval's encoders, `rag.sentence_signals`) choose the sentences when given."""
+    `signals` (retrieval's encoders, `rag.sentence_signals`) choose the sentences when given;
+    `names` are the drugs and diseases the question names (`rag.question_names.question_names`)."""
     t = templates(lang)
     sentences, notes = candidate_sentences(hits, documents, settings.candidate_chunks)
     scored = lift_neighbours(score_sentences(question, sentences, glossary, embedder, signals), documents)
@@ -126,6 +131,10 @@ def compose_answer(
         )
     if settings.refuse_missing_rate and asks_rate(question) and not any(states_rate(q.text) for q in quotes):
         note = "the question asks for a rate and no sentence chosen to answer it states one"
+        return abstain_answer(question, lang, hits, documents, glossary, [*notes, note])
+    missing = unquoted(names, quotes, documents) if settings.refuse_unquoted_names else []
+    if missing:
+        note = f"the question names {', '.join(missing)}, and no sentence chosen to answer it does"
         return abstain_answer(question, lang, hits, documents, glossary, [*notes, note])
     lines += ["", t["sources"]]
     lines += [

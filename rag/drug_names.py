@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter, defaultdict
-from collections.abc import Callable, Container, Iterable
+from collections.abc import Callable, Container, Iterable, Iterator
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -149,6 +149,20 @@ def _ends_ordinary_word(text: str, common_word: Callable[[str], bool]) -> bool:
     return bool(words) and common_word(words[-1])
 
 
+def zh_drug_endings(
+    question: str, common_word: Callable[[str], bool] = lambda word: False
+) -> Iterator[tuple[re.Match[str], str]]:
+    """Drug endings in a Chinese question after one or two characters of a name, as (match, ending):
+    group 1 holds those characters. An ending that makes an ordinary word or a class with them
+    (轻松, 普通肝素) is left out."""
+    for stem in stems():
+        for ending in sorted(stem.zh, key=len, reverse=True):
+            for m in re.finditer(f"([{_HAN}]{{1,2}}){ending}", question):
+                before = m.group(1)
+                if not (common_word(before[-1] + ending) or (len(before) == 2 and common_word(before))):
+                    yield m, ending
+
+
 class DrugNames:
     """Built once from the papers' text, in one pass; questions are then checked against what it kept
     (the characters before each drug ending), never against the text itself, so a large index costs
@@ -172,42 +186,48 @@ class DrugNames:
         """Chinese drug names of the question the papers never write; `common_word` tells an ordinary
         word (轻松, 普通) from part of a name."""
         names = []
-        for stem in stems():
-            for ending in sorted(stem.zh, key=len, reverse=True):
-                for m in re.finditer(f"([{_HAN}]{{1,2}}){ending}", question):
-                    before = m.group(1)
-                    last = before[-1]
-                    if common_word(last + ending) or (len(before) == 2 and common_word(before)):
-                        continue  # 轻松, 普通肝素: an ordinary word or a class, not a name
-                    known = self._prefixes.get(ending, ())
-                    # Names of one stem often share the character before the ending (贝伐珠单抗 and
-                    # 帕博利珠单抗 both have 珠), so two characters are compared when both belong to
-                    # the name: when the first one does not end an ordinary word (接受, 予, 和).
-                    two = (
-                        len(ending) > 1
-                        and len(before) == 2
-                        and before not in known
-                        and not _ends_ordinary_word(question[: m.start(1) + 1], common_word)
-                    )
-                    if last not in known or two:
-                        names.append(before + ending)
+        for m, ending in zh_drug_endings(question, common_word):
+            before = m.group(1)
+            known = self._prefixes.get(ending, ())
+            # Names of one stem often share the character before the ending (贝伐珠单抗 and
+            # 帕博利珠单抗 both have 珠), so two characters are compared when both belong to
+            # the name: when the first one does not end an ordinary word (接受, 予, 和).
+            two = (
+                len(ending) > 1
+                and len(before) == 2
+                and before not in known
+                and not _ends_ordinary_word(question[: m.start(1) + 1], common_word)
+            )
+            if before[-1] not in known or two:
+                names.append(before + ending)
         return list(dict.fromkeys(names))
 
     def find_en(self, question: str, english_words: Container[str] = frozenset()) -> list[str]:
         """English drug names of the question that no Chinese name of the papers sounds like, leaving
         out `english_words` (the papers' own English words: a name they write is known)."""
         names = []
-        for word in re.findall(r"[a-z]+", question.lower()):
-            if len(word) < _MIN_EN_WORD or word in english_words:
-                continue
-            stem, _ = self._stem_of(word)
-            if stem is None:
+        for word, stem in self.en_drug_words(question):
+            if word in english_words:
                 continue
             if any(other in self._seen for other in stem.zh_other):
                 continue  # the papers may name it by meaning (紫杉醇): sound cannot settle it
             if not self.chinese_names(word):
                 names.append(word)
         return list(dict.fromkeys(names))
+
+    def en_drug_words(self, question: str) -> list[tuple[str, Stem]]:
+        """The question's English words with a drug ending (lower-cased), each with its stem."""
+        words = []
+        for word in re.findall(r"[a-z]+", question.lower()):
+            stem = self._stem_of(word)[0] if len(word) >= _MIN_EN_WORD else None
+            if stem is not None:
+                words.append((word, stem))
+        return words
+
+    def written_forms(self, word: str, stem: Stem) -> tuple[str, ...]:
+        """How a text may name an English drug name: the word itself, the papers' Chinese names that
+        sound like it, and the translated names of its class the papers use (paclitaxel: 紫杉醇)."""
+        return (word, *self.chinese_names(word), *(z for z in stem.zh_other if z in self._seen))
 
     def chinese_names(self, word: str) -> list[str]:
         """The papers' Chinese names that sound like an English drug name (everolimus -> 依维莫司),

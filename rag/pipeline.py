@@ -18,6 +18,7 @@ from rag.generate import Compose, ExtractiveGenerator, Generator
 from rag.glossary import Glossary
 from rag.index import Index
 from rag.lang import detect_lang
+from rag.question_names import question_names
 from rag.retrieval import MODES, RetrievalSettings, Retriever
 from rag.sentence_signals import SentenceSignals
 from rag.types import Answer, Chunk, Document, Hit
@@ -238,6 +239,9 @@ class Pipeline:
             glossary=self.glossary,
             embedder=self.answer_embedder,
             signals=self.sentence_signals,
+            names=question_names(question, self.retriever.drug_names())
+            if self.answer_settings.refuse_unquoted_names
+            else (),
         )
 
     def retrieve(self, question: str, k: int = 10, mode: str = "hybrid") -> list[Hit]:

@@ -16,7 +16,8 @@ What gives it away is the name. Four tests, all cheap and all about the question
 - a Chinese disease name the papers never write: a word of jieba's dictionary, three characters or
   more, ending in 癌, 瘤, 炎, 症 or 病 (中耳炎, 硬化症, 白血病). Disease names are fixed terms, so a
   paper about a disease writes its name. A variant of a name the papers use is left alone: 血栓症
-  when they write 血栓栓塞症. So are words for a kind of illness (并发症, 传染病).
+  when they write 血栓栓塞症. So are words for a kind of illness (并发症, 传染病, 实体肿瘤, 血栓性疾病)
+  and words for a treatment against one (抗肿瘤).
 
 English questions do not get the second test: their Latin words are compared with Chinese papers
 that often name a drug in Chinese alone (everolimus is 依维莫司 throughout its paper), so an absent
@@ -44,6 +45,7 @@ _DISEASE_CLASSES = frozenset(
     "并发症 后遗症 适应症 禁忌症 综合症 重症 传染病 慢性病 常见病 多发病 职业病 老年病 罕见病 疑难病 遗传病 "
     "流行病 精神病 急性病 恶性肿瘤 良性肿瘤".split()
 )
+_KIND_ENDINGS = ("疾病", "肿瘤")  # 常见疾病, 血栓性疾病 (jieba: 性疾病), 实体肿瘤: kinds, however qualified
 _VARIANT_GAP = 2  # 血栓症 is a variant of 血栓栓塞症: the same stem, the ending at most this far after it
 
 
@@ -85,11 +87,26 @@ class UnknownNames:
         return list(dict.fromkeys(found))
 
     def _unknown_disease(self, word: str) -> bool:
-        """Whether a dictionary word is a disease name that the papers write neither as it is nor with
-        up to _VARIANT_GAP characters before its ending (血栓症 / 血栓栓塞症)."""
-        if len(word) < 3 or word[-1] not in _DISEASE_ENDINGS or word in _DISEASE_CLASSES:
-            return False
-        if word in self._text:
-            return False
-        variant = f"{re.escape(word[:-1])}[^\\W\\d_]{{1,{_VARIANT_GAP}}}{word[-1]}"
-        return re.search(variant, self._text) is None
+        """Whether a dictionary word is a disease name that the papers do not write."""
+        return disease_name(word) and not writes_disease(word, self._text)
+
+
+def disease_name(word: str) -> bool:
+    """Whether a word of jieba's dictionary names one disease (中耳炎, 胰腺癌), not a kind of illness
+    (并发症, 实体肿瘤, 血栓性疾病) or a treatment against one (抗肿瘤)."""
+    return (
+        len(word) >= 3
+        and word[-1] in _DISEASE_ENDINGS
+        and word not in _DISEASE_CLASSES
+        and not word.endswith(_KIND_ENDINGS)
+        and not word.startswith("抗")
+    )
+
+
+def writes_disease(word: str, text: str) -> bool:
+    """Whether `text` (spaces removed) writes a disease name as it is or with up to _VARIANT_GAP
+    characters before its ending (血栓症 / 血栓栓塞症)."""
+    if word in text:
+        return True
+    variant = f"{re.escape(word[:-1])}[^\\W\\d_]{{1,{_VARIANT_GAP}}}{word[-1]}"
+    return re.search(variant, text) is not None

@@ -185,6 +185,7 @@ def test_rag_calibrate_writes_settings_and_the_pipeline_uses_them(
         "candidate_chunks",
         "refuse_unknown_names",
         "refuse_missing_rate",
+        "refuse_unquoted_names",
     }
     cal = written["calibration"]
     assert {"gold", "n_answerable", "n_unanswerable", "f1", "model_id", "date"} <= set(cal)

@@ -1,0 +1,89 @@
+"""The drugs and diseases a question names, and whether an answer's quotes name them too.
+
+A question may name something the papers do mention and ask what they never say: "POEMS综合征患者
+使用硼替佐米的疗效如何？" of a case report that lists 硼替佐米 among the treatments but gives no
+result for it. Its best sentences are about the topic (来那度胺 for POEMS), score as high as any answer,
+and name neither the drug nor anything about it. The name gives it away: an answer whose quotes never
+name a drug or disease the question asks about answers another question. `rag.unknown_names` refuses
+names the papers never write; this module finds the names they do write, so the answerer can refuse a
+choice of quotes that leaves one out.
+
+A quote also names what its paper is about: a paper on everolimus reports "口腔溃疡为主要不良反应"
+without naming the drug again. What a paper is about is what its title and abstract name.
+
+Names are found as `rag.unknown_names` finds them: Chinese drug names by their endings
+(`rag.drug_names`), English ones by their endings too, and Chinese disease names (jieba dictionary
+words ending in 癌, 瘤, 炎, 症 or 病). A quote names an English drug when it writes the word, one of the
+papers' Chinese names that sounds like it, or a translated name of its class that the papers use.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+
+from rag.chunking import find_sections
+from rag.drug_names import DrugNames, zh_drug_endings
+from rag.lexical import _jieba
+from rag.types import Document, Quote
+from rag.unknown_names import _HAN_RUN, common_word, disease_name, writes_disease
+
+_SPACES = re.compile(r"\s+")
+_ABSTRACTS = ("摘要", "Abstract", "ABSTRACT", "Summary", "SUMMARY")
+
+
+@dataclass(frozen=True)
+class Name:
+    text: str  # as the question writes it
+    forms: tuple[str, ...]  # a quote holding any of these names it (English forms are lower-case)
+    disease: bool = False  # a disease name also counts in a variant form (血栓症 / 血栓栓塞症)
+
+    def named_in(self, text: str) -> bool:
+        flat = _SPACES.sub("", text)  # extracted text spaces Chinese out ("依 维 莫 司")
+        if self.disease:
+            return writes_disease(self.text, flat)
+        lower = text.lower()
+        return any(form in flat or form in lower for form in self.forms)
+
+
+def question_names(
+    question: str, drugs: DrugNames, is_common: Callable[[str], bool] = common_word
+) -> list[Name]:
+    """The drug and disease names of a question, in the order found (each once)."""
+    names: dict[str, Name] = {}
+    for m, ending in zh_drug_endings(question, is_common):
+        # Where the name starts is unknown (使用硼替佐米): the last character before the ending is
+        # part of it, and with the ending it is distinctive enough (替佐米, 维莫司).
+        core = m.group(1)[-1] + ending
+        names.setdefault(core, Name(m.group(1) + ending, (core,)))
+    for word, stem in drugs.en_drug_words(question):
+        names.setdefault(word, Name(word, drugs.written_forms(word, stem)))
+    jieba = _jieba()
+    for run in _HAN_RUN.findall(question):
+        for word in jieba.lcut(run, HMM=True):
+            if jieba.FREQ.get(word, 0) > 0 and disease_name(word):
+                names.setdefault(word, Name(word, (word,), disease=True))
+    return list(names.values())
+
+
+def unquoted(names: Iterable[Name], quotes: Iterable[Quote], documents: Mapping[str, Document]) -> list[str]:
+    """The names that no quote names, neither itself nor by its paper's title and abstract."""
+    texts = []
+    for q in quotes:
+        texts.append(q.text)
+        if q.doc_id in documents:
+            texts.append(_about(documents[q.doc_id]))
+    return [n.text for n in names if not any(n.named_in(t) for t in texts)]
+
+
+def _about(doc: Document) -> str:
+    return _title_and_abstract(doc.title, doc.text, doc.lang)
+
+
+@functools.lru_cache(maxsize=256)  # per document: every answer from it asks again
+def _title_and_abstract(title: str, text: str, lang: str) -> str:
+    sections = find_sections(text, lang)
+    abstracts = [text[s.start : s.end] for s in sections if s.path and s.path[0] in _ABSTRACTS]
+    return "\n".join([title, *abstracts])
