@@ -14,7 +14,7 @@ _UNTITLED = {"zh": "(引言)", "en": "(Introduction)"}
 _WHOLE = {"zh": "(正文)", "en": "(Text)"}
 # Text before the first heading that is this short and has no sentence is a title block, not a section.
 _FRONT_MATTER_MAX = 200
-_ABSTRACT_LABELS = ("摘要", "Abstract", "ABSTRACT", "Summary", "SUMMARY")
+ABSTRACT_LABELS = ("摘要", "Abstract", "ABSTRACT", "Summary", "SUMMARY")
 
 
 @dataclass(frozen=True)
@@ -57,7 +57,7 @@ class _Outline:
             if len(new) != h.level or not _follows(self.cn, new):
                 return False
             self.cn = new
-        elif h.kind == "keywords" and not (self.stack and self.stack[0][1] in _ABSTRACT_LABELS):
+        elif h.kind == "keywords" and not (self.stack and self.stack[0][1] in ABSTRACT_LABELS):
             return False  # keywords belong under an abstract
         while self.stack and self.stack[-1][0] >= h.level:
             self.stack.pop()

@@ -24,14 +24,13 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
-from rag.chunking import find_sections
+from rag.chunking import ABSTRACT_LABELS, find_sections
 from rag.drug_names import DrugNames, zh_drug_endings
 from rag.lexical import _jieba
 from rag.types import Document, Quote
 from rag.unknown_names import _HAN_RUN, common_word, disease_name, writes_disease
 
 _SPACES = re.compile(r"\s+")
-_ABSTRACTS = ("摘要", "Abstract", "ABSTRACT", "Summary", "SUMMARY")
 
 
 @dataclass(frozen=True)
@@ -85,5 +84,5 @@ def _about(doc: Document) -> str:
 @functools.lru_cache(maxsize=256)  # per document: every answer from it asks again
 def _title_and_abstract(title: str, text: str, lang: str) -> str:
     sections = find_sections(text, lang)
-    abstracts = [text[s.start : s.end] for s in sections if s.path and s.path[0] in _ABSTRACTS]
+    abstracts = [text[s.start : s.end] for s in sections if s.path and s.path[0] in ABSTRACT_LABELS]
     return "\n".join([title, *abstracts])
