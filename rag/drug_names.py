@@ -30,7 +30,7 @@ from importlib import resources
 
 from pypinyin import Style, lazy_pinyin
 
-from rag.lexical import _HAN, _jieba
+from rag.lexical import _HAN, ZH_STOPWORDS, _jieba
 
 _PREFIX_CHARS = 4  # a transliterated name before its ending is rarely longer
 _MIN_EN_WORD = 7  # "April" ends in -pril; drug names are longer
@@ -154,13 +154,30 @@ def zh_drug_endings(
 ) -> Iterator[tuple[re.Match[str], str]]:
     """Drug endings in a Chinese question after one or two characters of a name, as (match, ending):
     group 1 holds those characters. An ending that makes an ordinary word or a class with them
-    (轻松, 普通肝素) is left out."""
+    (轻松, 普通肝素) is left out, and so is one that starts a word after a function word (患者在肝素抗凝:
+    heparin itself, 肝素, not a name ending in it; a name never starts with 在, 和 or 对)."""
+    starts = _word_starts(question)
     for stem in stems():
         for ending in sorted(stem.zh, key=len, reverse=True):
             for m in re.finditer(f"([{_HAN}]{{1,2}}){ending}", question):
                 before = m.group(1)
-                if not (common_word(before[-1] + ending) or (len(before) == 2 and common_word(before))):
-                    yield m, ending
+                if common_word(before[-1] + ending) or (len(before) == 2 and common_word(before)):
+                    continue
+                if starts.get(m.end(1)) in ZH_STOPWORDS:
+                    continue
+                yield m, ending
+
+
+def _word_starts(text: str) -> dict[int, str]:
+    """Where each of jieba's words in `text` starts -> the word before it. The whole text is segmented:
+    a cut prefix segments differently (和来那度胺 is 和/来/那度/胺, yet 和来那 alone is 和/来/那)."""
+    starts, pos, previous = {}, 0, None
+    for word in _jieba().lcut(text, HMM=True):
+        if previous is not None:
+            starts[pos] = previous
+        pos += len(word)
+        previous = word
+    return starts
 
 
 class DrugNames:

@@ -6,8 +6,9 @@ What gives it away is the name. Four tests, all cheap and all about the question
 
 - a Chinese word that jieba's general dictionary does not know (jieba found it as an unknown word:
   typically a transliterated name such as 阿哌沙班) and that uses a character appearing nowhere in
-  the papers. Ordinary words ("携带", "哪种") are in the dictionary, and a name the papers use is
-  made of characters they contain, so neither triggers it;
+  the papers and is not everyday Chinese. Ordinary words ("携带", "哪种") are in the dictionary, a
+  question's own everyday characters (哪类, 做骨扫描) are not sounds of a name, and a name the papers
+  use is made of characters they contain, so none of them triggers it;
 - in a Chinese question, a capitalised Latin word ("Khorana", "Caravaggio") that the papers never
   write. All-capital acronyms are left alone: the papers may spell out what "DOAC" abbreviates;
 - in a question in either language, a drug name the papers never write, in Chinese or in English
@@ -36,6 +37,9 @@ _HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 _HAN_RUN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+")
 _NAME = re.compile(r"\b[A-Z][a-z]{3,}\b")  # "Khorana"; not "DOAC", not "mTOR"
 _WORD = re.compile(r"[a-z]+")
+# A character jieba counts this often as a word of its own is everyday Chinese (哪 12138, 做 50331), not
+# a sound in a transliterated name (哌 37, 奥 2062, 诺 1442).
+_EVERYDAY_CHAR = 10_000
 _COMMON_WORD = 100  # jieba frequency above which a word is ordinary Chinese (普通, 轻松), not a name
 _DISEASE_ENDINGS = "癌瘤炎症病"
 # Words with a disease ending that name a kind of illness, not one: a question may use them for what
@@ -77,7 +81,7 @@ class UnknownNames:
         for run in _HAN_RUN.findall(question):
             for word in jieba.lcut(run, HMM=True):
                 unknown_to_dictionary = jieba.FREQ.get(word, 0) == 0
-                if unknown_to_dictionary and any(c not in self._chars for c in word):
+                if unknown_to_dictionary and any(self._foreign_char(c) for c in word):
                     found.append(word)
                 elif not unknown_to_dictionary and self._unknown_disease(word):
                     found.append(word)
@@ -85,6 +89,11 @@ class UnknownNames:
             found += [w for w in _NAME.findall(question) if w.lower() not in self._words]
         found += self._drugs.find_zh(question, common_word) + self._drugs.find_en(question, self._words)
         return list(dict.fromkeys(found))
+
+    def _foreign_char(self, char: str) -> bool:
+        """Whether a character appears nowhere in the papers and is not everyday Chinese: questions
+        use 哪, 做 and 打 (哪类细胞, 做骨扫描), which statements never do."""
+        return char not in self._chars and _jieba().FREQ.get(char, 0) < _EVERYDAY_CHAR
 
     def _unknown_disease(self, word: str) -> bool:
         """Whether a dictionary word is a disease name that the papers do not write."""

@@ -101,6 +101,18 @@ def test_a_drug_ending_after_an_ordinary_word_is_a_class_not_a_name(drugs):
     assert drugs.find_zh("患者能轻松完成治疗吗？", _common) == []
 
 
+def test_an_ending_that_is_a_drug_itself_after_a_function_word_is_that_drug(drugs):
+    from rag.drug_names import zh_drug_endings
+    from rag.unknown_names import common_word
+
+    # 患者在肝素抗凝: 在 then 肝素 (heparin), not a name "在肝素" that the papers never write.
+    assert drugs.find_zh("特鲁索综合征患者在肝素抗凝时要注意什么？", common_word) == []
+    assert list(zh_drug_endings("与肝素相比，利伐沙班如何？", common_word))[0][0].group() == "利伐沙班"
+    # A transliterated name that jieba cuts into everyday characters is still one (唑/来/膦/酸).
+    assert drugs.find_zh("地舒单抗和唑来膦酸哪个更好？", common_word) == ["地舒单抗", "唑来膦酸"]
+    assert drugs.find_zh("用依诺肝素时要注意什么？", common_word) == ["依诺肝素"]
+
+
 def test_unknown_names_report_english_drug_names_for_questions_in_either_language():
     names = UnknownNames([PAPERS])
     assert names.find("Does osimertinib raise the risk of thrombosis?", "en") == ["osimertinib"]

@@ -51,6 +51,10 @@ def test_names_the_papers_never_mention_are_found(names, question, lang, expecte
         ("晚期血管肉瘤患者用什么药？", "zh"),  # a disease name the papers use
         ("依维莫司有哪些并发症？", "zh"),  # a kind of illness, not a name: the papers may word it otherwise
         ("特鲁索综合征的病因是什么？", "zh"),  # 病因 (cause) ends in 因: no disease name
+        # jieba joins a question's everyday characters the papers never use into unknown words
+        # (哪类): not the sounds of a name.
+        ("血管肉瘤主要由哪类细胞分泌？", "zh"),
+        ("依维莫司治疗后要做哪类检查？", "zh"),
     ],
 )
 def test_ordinary_words_and_names_the_papers_use_are_not(names, question, lang):
