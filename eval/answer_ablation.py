@@ -97,7 +97,7 @@ VARIANTS: list[tuple[str, Callable[[Pipeline], contextlib.AbstractContextManager
     ("- lifting a strong match's neighbours", _no_neighbours),
     ("- refusing drug names the papers never write (by ending and sound)", _no_drug_names),
     ("- refusing unknown names (drug names included)", _no_unknown_names),
-    ("- refusing quotes that leave out a drug or disease the question names", _no_unquoted_names),
+    ("- refusing quotes that leave out a drug, disease or acronym the question names", _no_unquoted_names),
     ("- both name checks (unknown names, names left out of the quotes)", _no_name_checks),
     ("- refusing a rate question no quote answers", _no_rate_check),
     ("- calibrated thresholds (name and rate checks only)", _no_abstention),

@@ -59,7 +59,8 @@ class AnswerSettings:
     refuse_unknown_names: bool = True
     # Refuse a question asking for a rate when no chosen sentence states one (rag.answer_type).
     refuse_missing_rate: bool = True
-    # Refuse when the chosen sentences leave out a drug or disease the question names (rag.question_names).
+    # Refuse when the chosen sentences leave out a drug, disease or acronym the question names
+    # (rag.question_names).
     refuse_unquoted_names: bool = True
 
     def __post_init__(self) -> None:

@@ -18,7 +18,7 @@ from rag.generate import Compose, ExtractiveGenerator, Generator
 from rag.glossary import Glossary
 from rag.index import Index
 from rag.lang import detect_lang
-from rag.question_names import question_names
+from rag.question_names import paper_acronyms, question_names
 from rag.retrieval import MODES, RetrievalSettings, Retriever
 from rag.sentence_signals import SentenceSignals
 from rag.types import Answer, Chunk, Document, Hit
@@ -156,6 +156,7 @@ class Pipeline:
         self._glossary: Glossary | None = None
         self._answer_embedder: Any = None
         self._unknown_names: UnknownNames | None = None
+        self._paper_acronyms: frozenset[str] | None = None
 
     def reload(self) -> None:
         """Re-open the index folder after it was rebuilt (e.g. after an upload)."""
@@ -239,7 +240,9 @@ class Pipeline:
             glossary=self.glossary,
             embedder=self.answer_embedder,
             signals=self.sentence_signals,
-            names=question_names(question, self.retriever.drug_names())
+            names=question_names(
+                question, self.retriever.drug_names(), acronyms=self._acronyms(), glossary=self.glossary
+            )
             if self.answer_settings.refuse_unquoted_names
             else (),
         )
@@ -271,6 +274,12 @@ class Pipeline:
                 (d.text for d in self.documents.values()), drugs=self.retriever.drug_names()
             )
         return self._unknown_names.find(question, lang)
+
+    def _acronyms(self) -> frozenset[str]:
+        """The gene, marker and acronym names the papers write, read once."""
+        if self._paper_acronyms is None:
+            self._paper_acronyms = paper_acronyms(d.text for d in self.documents.values())
+        return self._paper_acronyms
 
     def _refusal(self, p: _Prepared) -> Answer | None:
         """The abstention answer when the question names something the papers never mention, or the

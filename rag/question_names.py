@@ -1,4 +1,4 @@
-"""The drugs and diseases a question names, and whether an answer's quotes name them too.
+"""The drugs, diseases and acronyms a question names, and whether an answer's quotes name them too.
 
 A question may name something the papers do mention and ask what they never say: "POEMS综合征患者
 使用硼替佐米的疗效如何？" of a case report that lists 硼替佐米 among the treatments but gives no
@@ -15,17 +15,23 @@ Names are found as `rag.unknown_names` finds them: Chinese drug names by their e
 (`rag.drug_names`), English ones by their endings too, and Chinese disease names (jieba dictionary
 words ending in 癌, 瘤, 炎, 症 or 病). A quote names an English drug when it writes the word, one of the
 papers' Chinese names that sounds like it, or a translated name of its class that the papers use.
+
+Genes, markers and other acronyms (KRAS, NSE, CYFRA 21-1) are names too, in questions of either
+language: "血清 NSE 诊断肺癌骨转移的敏感度" is not answered by the sentence giving CYFRA 21-1's. Only
+acronyms the papers write are checked, since a Chinese paper may write LMWH as 低分子肝素 alone; a
+quote names one by writing it or what the glossary says it stands for (神经元特异性烯醇酸酶).
 """
 
 from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Container, Iterable, Mapping
 from dataclasses import dataclass
 
 from rag.chunking import ABSTRACT_LABELS, find_sections
 from rag.drug_names import DrugNames, zh_drug_endings
+from rag.glossary import Glossary
 from rag.lexical import _jieba
 from rag.types import Document, Quote
 from rag.unknown_names import _HAN_RUN, common_word, disease_name, writes_disease
@@ -33,24 +39,64 @@ from rag.unknown_names import _HAN_RUN, common_word, disease_name, writes_diseas
 _SPACES = re.compile(r"\s+")
 
 
+# A gene, marker or acronym: two capitals (KRAS, NSE, mTOR) or a capital and a digit (G12C, ROS-1),
+# with a number after a space when a hyphen follows it (CYFRA 21-1).
+_ACRONYM = re.compile(r"(?<![A-Za-z0-9])[A-Za-z][A-Za-z0-9]*(?:(?: ?\d+)?-\d+[A-Za-z]?)?(?![A-Za-z0-9])")
+
+
 @dataclass(frozen=True)
 class Name:
     text: str  # as the question writes it
     forms: tuple[str, ...]  # a quote holding any of these names it (English forms are lower-case)
     disease: bool = False  # a disease name also counts in a variant form (血栓症 / 血栓栓塞症)
+    acronym: bool = False  # forms are matched as written, as whole words (MET is not in METROS)
 
     def named_in(self, text: str) -> bool:
         flat = _SPACES.sub("", text)  # extracted text spaces Chinese out ("依 维 莫 司")
         if self.disease:
             return writes_disease(self.text, flat)
+        if self.acronym:
+            return any(_writes_acronym(form, flat) for form in self.forms)
         lower = text.lower()
         return any(form in flat or form in lower for form in self.forms)
 
 
+def _squash(text: str) -> str:
+    """Spaces and hyphens removed: "CYFRA 21-1", "CYFRA21-1" and "ROS-1" / "ROS1" are one name."""
+    return re.sub(r"[\s\-–]", "", text)
+
+
+def _writes_acronym(form: str, flat: str) -> bool:
+    form, flat = _squash(form), _squash(flat)
+    if not _is_acronym(form):  # what it stands for, from the glossary: 神经元特异性烯醇酸酶, a long form
+        return form.lower() in flat.lower()
+    return re.search(rf"(?<![A-Za-z]){re.escape(form)}(?![A-Za-z])", flat) is not None
+
+
+def _is_acronym(word: str) -> bool:
+    capitals = sum(c.isupper() for c in word)
+    return capitals >= 2 or (capitals == 1 and any(c.isdigit() for c in word))
+
+
+def paper_acronyms(texts: Iterable[str]) -> frozenset[str]:
+    """The gene, marker and acronym names the papers write (squashed, as written)."""
+    return frozenset(_squash(t) for text in texts for t in _question_acronyms(text))
+
+
+def _question_acronyms(text: str) -> list[str]:
+    return [m.group() for m in _ACRONYM.finditer(text) if _is_acronym(m.group())]
+
+
 def question_names(
-    question: str, drugs: DrugNames, is_common: Callable[[str], bool] = common_word
+    question: str,
+    drugs: DrugNames,
+    is_common: Callable[[str], bool] = common_word,
+    acronyms: Container[str] = frozenset(),
+    glossary: Glossary | None = None,
 ) -> list[Name]:
-    """The drug and disease names of a question, in the order found (each once)."""
+    """The drug and disease names of a question, in the order found (each once), then the gene,
+    marker and acronym names of it that the papers write (`acronyms`, from `paper_acronyms`; the
+    glossary adds what one stands for: NSE = 神经元特异性烯醇酸酶)."""
     names: dict[str, Name] = {}
     for m, ending in zh_drug_endings(question, is_common):
         # Where the name starts is unknown (使用硼替佐米): the last character before the ending is
@@ -64,6 +110,19 @@ def question_names(
         for word in jieba.lcut(run, HMM=True):
             if jieba.FREQ.get(word, 0) > 0 and disease_name(word):
                 names.setdefault(word, Name(word, (word,), disease=True))
+    # An acronym the papers never write proves nothing (they may write LMWH as 低分子肝素 only), so
+    # only those they write are checked.
+    written = [w for w in _question_acronyms(question) if _squash(w) in acronyms]
+    if written:
+        defined = glossary.matches(question) if glossary is not None else []
+        for word in written:
+            if word.lower() in names:
+                continue
+            forms = [word]
+            for m in defined:
+                if question[m.start : m.end] == word:
+                    forms += [m.zh, *(x for t in m.terms for x in (t.en, t.abbr))]
+            names[word.lower()] = Name(word, tuple(dict.fromkeys(f for f in forms if f)), acronym=True)
     return list(names.values())
 
 

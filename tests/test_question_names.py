@@ -1,4 +1,4 @@
-"""The drugs and diseases a question names, and the answerer's refusal of quotes that leave one out."""
+"""The drugs, diseases and acronyms a question names, and the answerer's refusal of quotes that leave one out."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ from dataclasses import replace
 from rag.answer import AnswerSettings, compose_answer
 from rag.chunking import chunk_document
 from rag.drug_names import DrugNames
+from rag.glossary import Glossary
 from rag.loading import load_folder
-from rag.question_names import question_names, unquoted
+from rag.question_names import paper_acronyms, question_names, unquoted
 from rag.types import Document, Hit, Quote
 
 # A case report that lists bortezomib among the options and reports another drug's effect; its
@@ -70,6 +71,30 @@ def test_quotes_name_what_their_paper_is_about_through_its_title_and_abstract():
     assert unquoted(names, [_quote(about_lenalidomide.text, titled)], {"poems": titled}) == []
 
 
+MARKERS = (
+    "血清神经元特异性烯醇酸酶(NSE)与肺癌骨转移相关。CYFRA 21-1 的敏感度为 48.8%。"
+    "参加 METROS 研究的 ROS1 重排患者中,KRAS 突变少见。高浓度神经元特异性烯醇酸酶(NSE)提示神经内分泌肿瘤。"
+)
+
+
+def test_a_question_names_the_acronyms_the_papers_write_and_what_they_stand_for():
+    docs = [Document("m", "markers", "zh", MARKERS, {})]
+    written, glossary = paper_acronyms(d.text for d in docs), Glossary.build(docs)
+    names = question_names(
+        "NSE 和 LMWH 对 MET 扩增患者有何意义？", DRUGS, acronyms=written, glossary=glossary
+    )
+    # LMWH and MET are not written by the papers (METROS is another word): their absence proves
+    # nothing, since a Chinese paper may write the drug or gene in Chinese only.
+    assert [n.text for n in names] == ["NSE"]
+    (nse,) = names
+    assert nse.named_in("血清神经元特异性烯醇酸酶升高。") and nse.named_in("NSE 升高")
+    assert not nse.named_in("CEA 升高")
+    (cyfra,) = question_names("CYFRA21-1 的敏感度是多少？", DRUGS, acronyms=written)
+    assert cyfra.named_in("CYFRA 21-1 的敏感度为 48.8%") and not cyfra.named_in("CEA 的敏感度")
+    (kras,) = question_names("How common are KRAS mutations?", DRUGS, acronyms=written)
+    assert not kras.named_in("KRASX") and kras.named_in("KRAS 突变")
+
+
 REPORT = (
     "摘要\n"
     "本文报道来那度胺治疗POEMS综合征一例。\n"
@@ -106,3 +131,25 @@ def test_the_answerer_refuses_quotes_that_leave_out_a_named_drug_and_says_which(
     assert not answer.abstained and "硼替佐米" in answer.quotes[0].text
     # The same results answer a question about the drug the report is about (its abstract names it).
     assert not ask("来那度胺治疗后患者的症状有何变化？", "结果").abstained
+
+
+def test_the_pipeline_refuses_quotes_that_leave_out_an_acronym_the_papers_write(tmp_path, fake_embedder):
+    import json
+
+    from rag.index import build_index
+    from rag.pipeline import Pipeline
+
+    from .helpers_index import write_corpus
+
+    build_index(write_corpus(tmp_path / "docs"), tmp_path / "index", fake_embedder, progress=False)
+    (tmp_path / "index" / "settings.json").write_text(json.dumps({"answer": {"min_score": 0.0}}), "utf-8")
+    pipeline = Pipeline.load(tmp_path / "index", embedder=fake_embedder)
+    docs = pipeline.documents
+    egfr = [Hit(c, 1.0, 1) for c in pipeline.chunks if c.section.startswith("2 EGFR")]
+    assert egfr
+    # The EGFR section never writes ALK, which another section of the papers does: another question.
+    answer = pipeline.compose("ALK重排会增加VTE风险吗？", "zh", egfr, docs)
+    assert answer.abstained and any("ALK" in n and "no sentence chosen" in n for n in answer.notes)
+    assert not pipeline.compose("EGFR突变会增加VTE风险吗？", "zh", egfr, docs).abstained
+    # An acronym no paper writes (HER2) proves nothing: it may be written in Chinese only.
+    assert not pipeline.compose("HER2突变会增加VTE风险吗？", "zh", egfr, docs).abstained
