@@ -80,10 +80,10 @@ def _is_acronym(word: str) -> bool:
 
 def paper_acronyms(texts: Iterable[str]) -> frozenset[str]:
     """The gene, marker and acronym names the papers write (squashed, as written)."""
-    return frozenset(_squash(t) for text in texts for t in _question_acronyms(text))
+    return frozenset(_squash(t) for text in texts for t in _acronyms_in(text))
 
 
-def _question_acronyms(text: str) -> list[str]:
+def _acronyms_in(text: str) -> list[str]:
     return [m.group() for m in _ACRONYM.finditer(text) if _is_acronym(m.group())]
 
 
@@ -112,7 +112,7 @@ def question_names(
                 names.setdefault(word, Name(word, (word,), disease=True))
     # An acronym the papers never write proves nothing (they may write LMWH as 低分子肝素 only), so
     # only those they write are checked.
-    written = [w for w in _question_acronyms(question) if _squash(w) in acronyms]
+    written = [w for w in _acronyms_in(question) if _squash(w) in acronyms]
     if written:
         defined = glossary.matches(question) if glossary is not None else []
         for word in written:
