@@ -56,7 +56,8 @@ class Name:
         if self.disease:
             return writes_disease(self.text, flat)
         if self.acronym:
-            return any(_writes_acronym(form, flat) for form in self.forms)
+            squashed = _squash(flat)
+            return any(_writes_acronym(_squash(form), squashed) for form in self.forms)
         lower = text.lower()
         return any(form in flat or form in lower for form in self.forms)
 
@@ -67,7 +68,7 @@ def _squash(text: str) -> str:
 
 
 def _writes_acronym(form: str, flat: str) -> bool:
-    form, flat = _squash(form), _squash(flat)
+    """Whether squashed `flat` writes squashed `form`."""
     if not _is_acronym(form):  # what it stands for, from the glossary: 神经元特异性烯醇酸酶, a long form
         return form.lower() in flat.lower()
     return re.search(rf"(?<![A-Za-z]){re.escape(form)}(?![A-Za-z])", flat) is not None
