@@ -88,8 +88,11 @@ def _case_sensitive(abbr: str) -> bool:
 
 def is_abbreviation(text: str) -> bool:
     """Whether `text` looks like an abbreviation: "TF", "mTOR", "CTCs", "CYFRA 21-1", "E2"; not "n=79"."""
-    if not _ABBR_RE.match(text):
-        return False
+    return bool(_ABBR_RE.match(text)) and abbreviation_capitals(text)
+
+
+def abbreviation_capitals(text: str) -> bool:
+    """Whether `text` is capitalised as an abbreviation is: two capitals, or one and a digit."""
     upper = sum(c.isupper() for c in text)
     return upper >= 2 or (upper == 1 and any(c.isdigit() for c in text))
 

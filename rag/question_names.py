@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 from rag.chunking import ABSTRACT_LABELS, find_sections
 from rag.drug_names import DrugNames, zh_drug_endings
-from rag.glossary import Glossary
+from rag.glossary import Glossary, abbreviation_capitals
 from rag.lexical import _jieba
 from rag.types import Document, Quote
 from rag.unknown_names import _HAN_RUN, common_word, disease_name, writes_disease
@@ -69,14 +69,10 @@ def _squash(text: str) -> str:
 
 def _writes_acronym(form: str, flat: str) -> bool:
     """Whether squashed `flat` writes squashed `form`."""
-    if not _is_acronym(form):  # what it stands for, from the glossary: 神经元特异性烯醇酸酶, a long form
+    # Not an acronym: what one stands for, from the glossary (神经元特异性烯醇酸酶, a long form).
+    if not abbreviation_capitals(form):
         return form.lower() in flat.lower()
     return re.search(rf"(?<![A-Za-z]){re.escape(form)}(?![A-Za-z])", flat) is not None
-
-
-def _is_acronym(word: str) -> bool:
-    capitals = sum(c.isupper() for c in word)
-    return capitals >= 2 or (capitals == 1 and any(c.isdigit() for c in word))
 
 
 def paper_acronyms(texts: Iterable[str]) -> frozenset[str]:
@@ -85,7 +81,7 @@ def paper_acronyms(texts: Iterable[str]) -> frozenset[str]:
 
 
 def _acronyms_in(text: str) -> list[str]:
-    return [m.group() for m in _ACRONYM.finditer(text) if _is_acronym(m.group())]
+    return [m.group() for m in _ACRONYM.finditer(text) if abbreviation_capitals(m.group())]
 
 
 def question_names(
