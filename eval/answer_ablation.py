@@ -80,6 +80,10 @@ def _no_name_checks(p: Pipeline):
     return _patched(p, "answer_settings", settings)
 
 
+def _no_parts(p: Pipeline):
+    return _patched(p, "answer_settings", replace(p.answer_settings, part_chunks=0))
+
+
 def _no_rate_check(p: Pipeline):
     return _patched(p, "answer_settings", replace(p.answer_settings, refuse_missing_rate=False))
 
@@ -95,6 +99,7 @@ VARIANTS: list[tuple[str, Callable[[Pipeline], contextlib.AbstractContextManager
     ("- number bonus for quantity questions", _no_quantity),
     ("- joining a sentence that points back", _no_continuation),
     ("- lifting a strong match's neighbours", _no_neighbours),
+    ("- a quote for each part of a question asking two things", _no_parts),
     ("- refusing drug names the papers never write (by ending and sound)", _no_drug_names),
     ("- refusing unknown names (drug names included)", _no_unknown_names),
     ("- refusing quotes that leave out a drug, disease or acronym the question names", _no_unquoted_names),

@@ -19,6 +19,7 @@ from rag.answer_type import asks_rate, states_rate
 from rag.glossary import Glossary
 from rag.headings import parse_heading
 from rag.question_names import Name, unquoted
+from rag.question_parts import question_parts, uncovered_parts
 from rag.sentence_scoring import (
     ScoredSentence,
     Sentence,
@@ -55,6 +56,9 @@ class AnswerSettings:
     max_quotes: int = 3
     min_score: float = DEFAULT_MIN_SCORE  # abstain when the best sentence's relevance is below this
     candidate_chunks: int = 5
+    # A question asking two things: a part the quotes leave out gets its best sentence from this many
+    # chunks (rag.question_parts); 0 turns this off. The pipeline retrieves this deep for such questions.
+    part_chunks: int = 10
     # Refuse a question naming something no indexed paper mentions (rag.unknown_names).
     refuse_unknown_names: bool = True
     # Refuse a question asking for a rate when no chosen sentence states one (rag.answer_type).
@@ -70,6 +74,8 @@ class AnswerSettings:
             raise ValueError(f"min_score must be between 0 and 1 (a relevance score), got {self.min_score}.")
         if self.candidate_chunks < 1:
             raise ValueError(f"candidate_chunks must be at least 1, got {self.candidate_chunks}.")
+        if self.part_chunks < 0:
+            raise ValueError(f"part_chunks must be 0 (off) or more, got {self.part_chunks}.")
 
 
 @functools.cache
@@ -114,9 +120,13 @@ def compose_answer(
         return abstain_answer(
             question, lang, hits, documents, glossary, [*notes, f"best evidence score {best:.3f}"]
         )
+    chosen = _select(scored, lang, settings, glossary, documents)
+    if settings.part_chunks:
+        scoring = _Scoring(glossary, embedder, signals)
+        chosen = _answer_parts(question, lang, chosen, hits, documents, settings, scoring)
     quotes: list[Quote] = []
     lines = [t["intro"]]
-    for s, is_counterpart in _select(scored, lang, settings, glossary, documents):
+    for s, is_counterpart in chosen:
         quote = Quote(len(quotes) + 1, s.doc_id, s.title, s.section, s.start, s.end, s.text)
         if not verify_quote(quote, documents):
             notes.append(f"dropped a quote from {s.doc_id} at {s.start}:{s.end}: it is not the stored text")
@@ -167,15 +177,70 @@ def _select(
         weaker = cand.score < (top.score - FOLLOW_Z if top.standardised else FOLLOW_RATIO * top.score)
         if chosen and (weaker or cand.lexical == 0.0):
             continue
-        s = with_continuation(s, documents[s.doc_id])
-        if any(_duplicate(s, c, lang, glossary, documents) for c, _ in chosen):
-            continue
-        chosen.append((s, False))
-        if lang == "en" and s.lang == "zh":
-            twin = english_counterpart(s, documents[s.doc_id], glossary)
-            if twin and not any(_overlap(twin, c) or near_duplicate(twin.text, c.text) for c, _ in chosen):
-                chosen.append((twin, True))
+        _add(with_continuation(s, documents[s.doc_id]), chosen, lang, glossary, documents)
     return _merge_adjacent(chosen, documents)
+
+
+def _add(
+    s: Sentence,
+    chosen: list[tuple[Sentence, bool]],
+    lang: str,
+    glossary: Glossary | None,
+    documents: Mapping[str, Document],
+) -> None:
+    """Append `s` unless it repeats a chosen quote; for an English question, with its English twin."""
+    if any(_duplicate(s, c, lang, glossary, documents) for c, _ in chosen):
+        return
+    chosen.append((s, False))
+    if lang == "en" and s.lang == "zh":
+        twin = english_counterpart(s, documents[s.doc_id], glossary)
+        if twin and not any(_overlap(twin, c) or near_duplicate(twin.text, c.text) for c, _ in chosen):
+            chosen.append((twin, True))
+
+
+@dataclass(frozen=True)
+class _Scoring:
+    glossary: Glossary | None
+    embedder: object
+    signals: SentenceSignals | None
+
+    def __call__(self, question: str, sentences: Sequence[Sentence]) -> list[ScoredSentence]:
+        return score_sentences(question, sentences, self.glossary, self.embedder, self.signals)
+
+
+def _answer_parts(
+    question: str,
+    lang: str,
+    chosen: list[tuple[Sentence, bool]],
+    hits: Sequence[Hit],
+    documents: Mapping[str, Document],
+    settings: AnswerSettings,
+    score: _Scoring,
+) -> list[tuple[Sentence, bool]]:
+    """For a question asking two things, the best sentence of each part the quotes leave out, while
+    there is room (`rag.question_parts`). Scoring a part costs an encoder call, so it is done only then.
+
+    Such a sentence must still match the whole question (a word or term in common, relevance at
+    least `min_score`), as a second quote must."""
+    parts = question_parts(question)
+    missing = uncovered_parts(parts, [s.text for s, _ in chosen], score.glossary) if parts else []
+    if not missing:
+        return chosen
+    sentences, _ = candidate_sentences(hits, documents, settings.part_chunks)
+    if not sentences:
+        return chosen
+    whole = {(x.sentence.doc_id, x.sentence.start): x for x in score(question, sentences)}
+    out = list(chosen)
+    for part in missing:
+        if sum(not twin for _, twin in out) >= settings.max_quotes:
+            break
+        best = max(lift_neighbours(score(part, sentences), documents), key=lambda x: x.score)
+        s = best.sentence
+        match = whole[(s.doc_id, s.start)]
+        if match.lexical == 0.0 or match.relevance < settings.min_score:
+            continue
+        _add(with_continuation(s, documents[s.doc_id]), out, lang, score.glossary, documents)
+    return _merge_adjacent(out, documents)
 
 
 def _merge_adjacent(

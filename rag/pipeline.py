@@ -19,6 +19,7 @@ from rag.glossary import Glossary
 from rag.index import Index
 from rag.lang import detect_lang
 from rag.question_names import paper_acronyms, question_names
+from rag.question_parts import question_parts
 from rag.retrieval import MODES, RetrievalSettings, Retriever
 from rag.sentence_signals import SentenceSignals
 from rag.types import Answer, Chunk, Document, Hit
@@ -77,8 +78,9 @@ class _Prepared:
     question: str  # as the user asked it
     standalone: str  # after condensing a follow-up (== question otherwise)
     lang: str
-    hits: list[Hit]
+    hits: list[Hit]  # k of them; more for a question asking two things (AnswerSettings.part_chunks)
     notes: tuple[str, ...]
+    k: int  # the hits asked for
 
 
 class Pipeline:
@@ -291,7 +293,8 @@ class Pipeline:
         threshold = self.abstain.get(p.lang)
         if threshold is None or not p.hits:
             return None
-        evidence = self.retriever.evidence(p.standalone, p.lang, p.hits)
+        # Judged on the k best hits: a deeper search for a two-part question must not lower the bar.
+        evidence = self.retriever.evidence(p.standalone, p.lang, p.hits[: p.k])
         if evidence >= threshold:
             return None
         note = (
@@ -333,8 +336,11 @@ class Pipeline:
             standalone = condense_question(self.chat_model, list(history), question, lang, self.llm_timeout)
             if standalone != question:
                 notes.append(f"follow-up read as: {standalone}")
-        hits, search_notes = self._search(standalone, k, mode, lang)
-        return _Prepared(question, standalone, lang, hits, (*notes, *search_notes, *self.settings_notes))
+        # A question asking two things searches deeper: a passage answering one part ranks lower.
+        depth = max(k, self.answer_settings.part_chunks) if question_parts(standalone) else k
+        hits, search_notes = self._search(standalone, depth, mode, lang)
+        notes = (*notes, *search_notes, *self.settings_notes)
+        return _Prepared(question, standalone, lang, hits, notes, k)
 
     def _finish(self, answer: Answer, p: _Prepared) -> Answer:
         # The answer belongs to the question the user typed; the condensed form is in the notes.

@@ -388,3 +388,62 @@ def test_a_rate_question_is_refused_when_no_chosen_sentence_states_one(tmp_path,
         question, "en", _hits(docs, "study"), docs, settings=SETTINGS, embedder=fake_embedder
     )
     assert not answer.abstained and any("80%" in q.text for q in answer.quotes)
+
+
+# One line per chunk: the first answers the question's first part, the seventh its second part, and the
+# five between answer neither (they share only 肿瘤 with it).
+TWO_PART_LINES = [
+    "组织因子是启动肿瘤相关静脉血栓的关键促凝分子。",
+    "本研究纳入了一百二十例住院肿瘤患者的临床资料。",
+    "患者的年龄在三十七岁至八十五岁之间,以男性为主。",
+    "随访期间共有十二例肿瘤患者失访,未纳入分析。",
+    "所有病例均经病理学检查确诊,并签署知情同意书。",
+    "统计学处理采用卡方检验,以百分比表示计数资料。",
+    "缺氧和炎症因素会让肿瘤细胞的组织因子表达上调。",
+]
+TWO_PART_QUESTION = "启动肿瘤相关静脉血栓的关键促凝分子是什么？肿瘤中哪些因素会让它上调？"
+
+
+def _one_chunk_per_line(lines: list[str]) -> tuple[dict[str, Document], list[Hit]]:
+    text = "\n".join(lines) + "\n"
+    doc = Document("parts", "p.txt", "两部分", text, "zh")
+    hits, start = [], 0
+    for i, line in enumerate(lines):
+        chunk = Chunk(f"parts:{start}", "parts", "两部分", "", start, start + len(line), line)
+        hits.append(Hit(chunk, 1.0 / (i + 1), i + 1))
+        start += len(line) + 1
+    return {"parts": doc}, hits
+
+
+def test_a_question_asking_two_things_gets_a_quote_for_each_part(fake_embedder):
+    documents, hits = _one_chunk_per_line(TWO_PART_LINES)
+    on = compose_answer(TWO_PART_QUESTION, "zh", hits, documents, settings=SETTINGS, embedder=fake_embedder)
+    texts = [q.text for q in on.quotes]
+    # The second part's answer is in the 7th chunk, past the 5 the whole question's quotes come from.
+    assert TWO_PART_LINES[0] in texts and TWO_PART_LINES[6] in texts
+    assert all(verify_quote(q, documents) for q in on.quotes)
+    off = compose_answer(
+        TWO_PART_QUESTION,
+        "zh",
+        hits,
+        documents,
+        settings=replace(SETTINGS, part_chunks=0),
+        embedder=fake_embedder,
+    )
+    assert TWO_PART_LINES[6] not in [q.text for q in off.quotes]
+    # A question asking one thing is answered as before.
+    one = "启动肿瘤相关静脉血栓的关键促凝分子是什么？"
+    for settings in (SETTINGS, replace(SETTINGS, part_chunks=0)):
+        a = compose_answer(one, "zh", hits, documents, settings=settings, embedder=fake_embedder)
+        assert TWO_PART_LINES[6] not in [q.text for q in a.quotes]
+
+
+def test_a_part_already_quoted_is_not_sought_again(fake_embedder, monkeypatch):
+    both = "组织因子是启动肿瘤相关静脉血栓的关键促凝分子,缺氧和炎症因素会让它上调。"
+    documents, hits = _one_chunk_per_line([both, *TWO_PART_LINES[1:6]])
+    calls = []
+    real = rag.answer.score_sentences
+    monkeypatch.setattr(rag.answer, "score_sentences", lambda q, *a: calls.append(q) or real(q, *a))
+    a = compose_answer(TWO_PART_QUESTION, "zh", hits, documents, settings=SETTINGS, embedder=fake_embedder)
+    assert both in [q.text for q in a.quotes]
+    assert calls == [TWO_PART_QUESTION]  # no part was scored on its own

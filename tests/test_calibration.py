@@ -183,6 +183,7 @@ def test_rag_calibrate_writes_settings_and_the_pipeline_uses_them(
         "min_score",
         "max_quotes",
         "candidate_chunks",
+        "part_chunks",
         "refuse_unknown_names",
         "refuse_missing_rate",
         "refuse_unquoted_names",

@@ -366,3 +366,19 @@ def test_a_sentence_that_leans_on_the_one_before_is_found_in_place(bundled_index
     alone = pipeline.sentence_signals(question, "zh", [sentence.text]).dense[0]
     in_place = pipeline.sentence_signals(question, "zh", [sentence.text], [sentence]).dense[0]
     assert in_place > alone
+
+
+def test_a_question_asking_two_things_searches_deeper_but_is_judged_on_k_hits(pipeline, monkeypatch):
+    n = len(pipeline.chunks)
+    assert n > 5, "the tiny corpus needs more than k chunks for this test"
+    judged = []
+    real = pipeline.retriever.evidence
+    monkeypatch.setattr(
+        pipeline.retriever, "evidence", lambda q, lang, hits: judged.append(len(hits)) or real(q, lang, hits)
+    )
+    pipeline.abstain = {"zh": 0.0, "en": 0.0}
+    one = pipeline.ask("特鲁索综合征的一线治疗药物是什么？", k=5)
+    two = pipeline.ask("特鲁索综合征的一线治疗药物是什么？组织因子有什么作用？", k=5)
+    assert len(one.hits) == 5
+    assert len(two.hits) == min(n, pipeline.answer_settings.part_chunks) > 5
+    assert judged == [5, 5]
