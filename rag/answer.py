@@ -229,14 +229,14 @@ def _answer_parts(
     sentences, _ = candidate_sentences(hits, documents, settings.part_chunks)
     if not sentences:
         return chosen
-    whole = {(x.sentence.doc_id, x.sentence.start): x for x in score(question, sentences)}
     out = list(chosen)
     for part in missing:
         if sum(not twin for _, twin in out) >= settings.max_quotes:
             break
         best = max(lift_neighbours(score(part, sentences), documents), key=lambda x: x.score)
         s = best.sentence
-        match = whole[(s.doc_id, s.start)]
+        # Word share and relevance are the sentence's own (not standardised over the candidates).
+        match = score(question, [s])[0]
         if match.lexical == 0.0 or match.relevance < settings.min_score:
             continue
         _add(with_continuation(s, documents[s.doc_id]), out, lang, score.glossary, documents)
