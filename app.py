@@ -17,15 +17,15 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 import gradio as gr
 
+from rag.answer.llm import add_llm_arguments
 from rag.cli import llm_options
-from rag.llm import add_llm_arguments
 from rag.pipeline import MODES, Pipeline
 from webui.chat import MAX_K, ask, open_document, respond_stream
 from webui.render import escape_markdown, quotes_json, status_line
 from webui.uploads import ALLOWED_SUFFIXES, MAX_UPLOAD_BYTES, add_documents, docs_mismatch
 
 if TYPE_CHECKING:
-    from rag.embedding import Embedder
+    from rag.encode.embedding import Embedder
 
 EXAMPLES = [
     "特鲁索综合征的首选治疗是什么？",
@@ -190,13 +190,13 @@ def load_pipeline(index_dir: Path, docs_dir: Path, **options) -> Pipeline:
     `options` go to `Pipeline.load` (the LLM generator and chat model, see `rag.cli.llm_options`)."""
     embedder: Embedder | None = None
     if not (index_dir / "manifest.json").exists():
-        from rag.embedding import SentenceTransformerEmbedder
-        from rag.index import build_index
+        from rag.encode.embedding import SentenceTransformerEmbedder
+        from rag.indexing.index import build_index
 
         print(
             f"No index at {index_dir}; building it from {docs_dir} with the default model…", file=sys.stderr
         )
-        from rag.use import USEEmbedder
+        from rag.encode.use import USEEmbedder
 
         embedder = SentenceTransformerEmbedder()
         report = build_index(docs_dir, index_dir, embedder, crosslingual=USEEmbedder())
@@ -250,8 +250,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from rag.index_store import IndexLoadError
-    from rag.models import ModelLoadError
+    from rag.encode.models import ModelLoadError
+    from rag.indexing.store import IndexLoadError
 
     try:
         auth = parse_auth(args.auth)

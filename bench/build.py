@@ -7,12 +7,12 @@ import shutil
 from pathlib import Path
 
 from bench.common import MS, Section, Table, Target, at_most, fmt, share, timed
-from rag.chunking import chunk_document
-from rag.embedding import Embedder
-from rag.index import Index, build_index, passage_text
-from rag.lexical import BM25Index
-from rag.loading import load_folder
-from rag.vectors import VectorIndex
+from rag.encode.embedding import Embedder
+from rag.indexing.index import Index, build_index, passage_text
+from rag.indexing.vectors import VectorIndex
+from rag.ingest.chunking import chunk_document
+from rag.ingest.loading import load_folder
+from rag.terms.lexical import BM25Index
 
 BUILD_RATIO_TARGET = 1.2
 UNCHANGED_TARGET_S = 1.0
@@ -50,7 +50,7 @@ def raw_encodes(index: Index, embedder: Embedder, crosslingual: Embedder | None)
     out = {"e5 chunks": timed(embedder.embed_passages, passages)[1] / MS}
     if sentences:
         out[f"e5 sentences ({len(sentences)})"] = timed(embedder.embed_passages, sentences)[1] / MS
-    # Each sentence again as it reads in place (rag.sentences.context_text): distinct texts, as built.
+    # Each sentence again as it reads in place (rag.ingest.sentences.context_text): distinct texts, as built.
     in_place = list(dict.fromkeys(getattr(index, "context_texts", None) or []))
     if in_place and getattr(index, "context_vectors", None) is not None:
         out[f"e5 sentences in place ({len(in_place)})"] = timed(embedder.embed_passages, in_place)[1] / MS

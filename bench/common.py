@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from rag.metrics import mean, percentile
+from rag.evaluate.metrics import mean, percentile
 
 MS = 1000.0
 
@@ -48,7 +48,7 @@ class Section:
 
 
 def stats(values_ms: Iterable[float]) -> dict[str, float | None]:
-    """n, p50, p95, p99 and mean of a list of milliseconds (None when empty, as rag.metrics does)."""
+    """n, p50, p95, p99 and mean of a list of milliseconds (None when empty, as rag.evaluate.metrics does)."""
     xs = list(values_ms)
     return {
         "n": len(xs),

@@ -2,7 +2,7 @@
 
 The synthetic FAISS rows count only the vector index; the folder also holds embeddings.npy and, in the
 current format, sentence (alone and in place) and cross-lingual vectors. Index.load memory-maps the
-vector files (where rag.index_store.MMAP, i.e. not on Windows): they cost disk, and resident memory
+vector files (where rag.indexing.store.MMAP, i.e. not on Windows): they cost disk, and resident memory
 only for the pages queries touch. The rest (texts, BM25, sentence offsets) is read into memory.
 """
 
@@ -12,7 +12,8 @@ import json
 from pathlib import Path
 
 from bench.common import Section, Table, fmt
-from rag import index_extras, index_store
+from rag.indexing import extras as index_extras
+from rag.indexing import store as index_store
 
 TOP_FILES = 8
 # Files whose size follows the vocabulary or is fixed, not the number of chunks: left out of the extrapolation.
@@ -25,7 +26,7 @@ MAPPED_NPY = (
     index_extras.XL_SENTENCE_EMBEDDINGS,
 )
 FAISS_FILES = (index_store.FAISS, index_extras.XL_FAISS)
-MAPPED_FAISS_KINDS = ("flat", "hnsw")  # rag.vectors maps the stored vectors of these kinds only
+MAPPED_FAISS_KINDS = ("flat", "hnsw")  # rag.indexing.vectors maps the stored vectors of these kinds only
 
 
 def footprint(index_dir: Path) -> tuple[int, dict[str, int]]:

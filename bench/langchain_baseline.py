@@ -12,9 +12,9 @@ from pathlib import Path
 
 from bench.common import MS, Section, Table, Target, fmt, stats, timed
 from bench.latency import fresh
-from rag.embedding import Embedder
-from rag.gold import GoldItem
-from rag.metrics import mean, mrr_at_k, recall_at_k, relevance
+from rag.encode.embedding import Embedder
+from rag.evaluate.gold import GoldItem
+from rag.evaluate.metrics import mean, mrr_at_k, recall_at_k, relevance
 from rag.pipeline import Pipeline
 
 LATENCY_TOLERANCE = 1.10  # "no worse latency" within 10%, the run-to-run noise of this shared box

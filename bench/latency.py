@@ -1,6 +1,6 @@
 """Section 1: query latency per retrieval mode and for Pipeline.ask, and where a hybrid query's time goes.
 
-The pieces are timed by calling them directly, the way rag.retrieval.Retriever calls them; the
+The pieces are timed by calling them directly, the way rag.retrieve.retriever.Retriever calls them; the
 retriever is read with getattr so the section also runs on an index without cross-lingual vectors.
 """
 
@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from bench.common import Section, Table, at_most, fmt, share, stats, timed
 from rag.lang import detect_lang
 from rag.pipeline import MODES, Pipeline
-from rag.retrieval import rrf_fuse
+from rag.retrieve.retriever import rrf_fuse
 
 P95_TARGET_MS = 60.0
 EMBED, EMBED_XL, VECTOR = "embed question (e5)", "embed question (cross-lingual)", "vector search"

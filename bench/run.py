@@ -55,7 +55,7 @@ FULL = Profile(
 def default_crosslingual():
     """The cross-lingual encoder `rag index` builds with by default, or None where this code has none."""
     try:
-        from rag.use import USEEmbedder
+        from rag.encode.use import USEEmbedder
     except ImportError:
         return None
     return USEEmbedder()
@@ -72,8 +72,8 @@ class Context:
         """The bundled-corpus pipeline with the default model, loaded once and warmed; index built if missing."""
         if self._pipeline is None:
             from bench.build import build_kwargs
-            from rag.embedding import SentenceTransformerEmbedder
-            from rag.index import build_index
+            from rag.encode.embedding import SentenceTransformerEmbedder
+            from rag.indexing.index import build_index
             from rag.pipeline import Pipeline
 
             if not (self.args.index / "manifest.json").exists():
@@ -85,7 +85,7 @@ class Context:
         return self._pipeline
 
     def gold(self):
-        from rag.gold import load_gold
+        from rag.evaluate.gold import load_gold
 
         return load_gold(self.args.gold)
 

@@ -26,7 +26,7 @@ class ScaleConfig:
     dim: int = 384
     n_queries: int = 200
     budget_s: float = 300.0  # longest single build we are willing to wait for
-    ef_construction: int | None = 80  # None: rag.vectors' default
+    ef_construction: int | None = 80  # None: rag.indexing.vectors' default
     seed: int = 0
     # Latency stats ({"p50", "p95", ...} in ms) of the other pieces of a hybrid query (embedding, BM25,
     # fusion, answer composition) on the bundled corpus, from the latency section when it ran.
@@ -82,7 +82,7 @@ def vector_table(cfg: ScaleConfig, rows: list[VectorRow], notes: list[str]) -> T
 
 def bm25_table(rows: list[BM25Row], notes: list[str]) -> Table:
     table = Table(
-        "BM25 (rag.lexical.BM25Index) on Zipf(1) token chunks, 50k vocab, ~120 tokens each; top 50",
+        "BM25 (rag.terms.lexical.BM25Index) on Zipf(1) token chunks, 50k vocab, ~120 tokens each; top 50",
         ["n", "build s", "p50 ms", "p95 ms", "scoring p50 ms", "chunks matched", "disk MB"],
     )
     for b in rows:
@@ -130,7 +130,7 @@ def run_scale(
         )
     sec.notes.append(
         "FAISS file bytes per chunk are memory for ivf and ivfpq (read at load); flat and hnsw files are "
-        "memory-mapped by Index.load (rag.index_store.MMAP): resident as searches touch them, all of a flat file "
+        "memory-mapped by Index.load (rag.indexing.store.MMAP): resident as searches touch them, all of a flat file "
         "(every query scans it), the visited nodes' vectors of an hnsw one (its graph is read into memory)."
     )
     sec.notes.append(

@@ -1,4 +1,4 @@
-"""Section 4b: BM25 (rag.lexical.BM25Index) on synthetic Zipf token corpora, and jieba's tokenising rate."""
+"""Section 4b: BM25 (rag.terms.lexical.BM25Index) on synthetic Zipf token corpora, and jieba's tokenising rate."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ import numpy as np
 
 from bench.common import MS, stats, timed
 from bench.synthetic import zipf_documents, zipf_queries, zipf_vocab
-from rag.chunking import chunk_document
-from rag.index import passage_text
-from rag.lexical import BM25Index, tokenize
-from rag.loading import load_folder
+from rag.indexing.index import passage_text
+from rag.ingest.chunking import chunk_document
+from rag.ingest.loading import load_folder
+from rag.terms.lexical import BM25Index, tokenize
 
 
 @dataclass

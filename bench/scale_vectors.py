@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-import rag.vectors as vectors
+import rag.indexing.vectors as vectors
 from bench.common import MS, stats, timed
-from rag.vectors import VectorIndex, ivf_nlist, ivf_nprobe, pq_subquantizers
+from rag.indexing.vectors import VectorIndex, ivf_nlist, ivf_nprobe, pq_subquantizers
 
 
 @dataclass
@@ -98,7 +98,7 @@ def params(kind: str, n: int, dim: int) -> str:
 
 @contextmanager
 def hnsw_ef_construction(ef: int | None) -> Iterator[None]:
-    """Build HNSW with another efConstruction for this benchmark only (rag.vectors reads the constant
+    """Build HNSW with another efConstruction for this benchmark only (rag.indexing.vectors reads the constant
     at build time); restored afterwards."""
     old = vectors.HNSW_EF_CONSTRUCTION
     if ef is not None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from bench.common import Section, Table, Target, at_most, fmt, nice_floor
 from bench.scale_bm25 import BM25Row
 from bench.scale_vectors import VectorRow
-from rag.vectors import APPROX_THRESHOLD
+from rag.indexing.vectors import APPROX_THRESHOLD
 
 QUERY_TARGET_MS = 60.0  # bundled corpus, whole query
 LARGE_TARGET_MS = 100.0  # at 1M chunks, whole query

@@ -12,10 +12,10 @@ import statistics
 import sys
 from pathlib import Path
 
-from rag.gold import contains_any, load_gold
-from rag.metrics import mrr_at_k, recall_at_k
+from rag.evaluate.gold import contains_any, load_gold
+from rag.evaluate.metrics import mrr_at_k, recall_at_k
 from rag.pipeline import Pipeline
-from rag.retrieval import RetrievalSettings, Retriever
+from rag.retrieve.retriever import RetrievalSettings, Retriever
 
 BASE = RetrievalSettings()
 VARIANTS: list[tuple[str, str, RetrievalSettings | None]] = [

@@ -16,12 +16,12 @@ import sys
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 
-import rag.answer
-import rag.sentence_scoring
-import rag.sentence_signals
+import rag.answer.compose
+import rag.answer.scoring
+import rag.answer.signals
 from eval.ablation import parse_args, write_table
-from rag.evaluation import _answer_hit, _cited, _CorpusRelevance, load_eval_gold
-from rag.metrics import abstention_prf
+from rag.evaluate.metrics import abstention_prf
+from rag.evaluate.runner import _answer_hit, _cited, _CorpusRelevance, load_eval_gold
 from rag.pipeline import Pipeline
 
 
@@ -40,19 +40,19 @@ def _no_signals(p: Pipeline):
 
 
 def _no_in_place(p: Pipeline):
-    return _patched(rag.sentence_signals, "CONTEXT_SHARE", 0.0)
+    return _patched(rag.answer.signals, "CONTEXT_SHARE", 0.0)
 
 
 def _no_quantity(p: Pipeline):
-    return _patched(rag.sentence_scoring, "QUANTITY_BONUS_Z", 0.0)
+    return _patched(rag.answer.scoring, "QUANTITY_BONUS_Z", 0.0)
 
 
 def _no_continuation(p: Pipeline):
-    return _patched(rag.answer, "with_continuation", lambda s, doc: s)
+    return _patched(rag.answer.compose, "with_continuation", lambda s, doc: s)
 
 
 def _no_neighbours(p: Pipeline):
-    return _patched(rag.answer, "lift_neighbours", lambda scored, documents: list(scored))
+    return _patched(rag.answer.compose, "lift_neighbours", lambda scored, documents: list(scored))
 
 
 def _no_unknown_names(p: Pipeline):

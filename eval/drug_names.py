@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from rag.drug_names import sounds_alike, stems
+from rag.terms.drug_names import sounds_alike, stems
 
 PAIRS = (
     "gefitinib 吉非替尼|erlotinib 厄洛替尼|icotinib 埃克替尼|afatinib 阿法替尼|dacomitinib 达可替尼|"
@@ -97,7 +97,7 @@ def pair_figures() -> None:
 
 def corpus_figures(index_dir: str) -> None:
     from rag.pipeline import Pipeline
-    from rag.unknown_names import UnknownNames, common_word
+    from rag.query.unknown_names import UnknownNames, common_word
 
     names = UnknownNames(d.text for d in Pipeline.load(index_dir).documents.values())
     drugs = names._drugs

@@ -10,9 +10,9 @@ import time
 from dataclasses import asdict
 
 from rag import __version__
+from rag.answer.llm import add_llm_arguments
+from rag.indexing.vectors import KINDS
 from rag.lang import detect_lang
-from rag.llm import add_llm_arguments
-from rag.vectors import KINDS
 
 DEFAULT_DOCS = os.environ.get("RAG_DOCS", "docs")
 DEFAULT_INDEX = os.environ.get("RAG_INDEX", "index")
@@ -129,10 +129,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_index(args: argparse.Namespace) -> int:
-    from rag.chunking import ChunkerSettings
-    from rag.embedding import SentenceTransformerEmbedder
-    from rag.index import build_index
-    from rag.use import USEEmbedder
+    from rag.encode.embedding import SentenceTransformerEmbedder
+    from rag.encode.use import USEEmbedder
+    from rag.indexing.index import build_index
+    from rag.ingest.chunking import ChunkerSettings
 
     defaults = ChunkerSettings()
     settings = ChunkerSettings(
@@ -183,7 +183,7 @@ def ask_json(answer) -> dict:
 
 def llm_options(args: argparse.Namespace) -> dict:
     """`Pipeline.load` keywords for the --llm-* flags; {} (extractive answers) when no model is named."""
-    from rag.llm import LLMConfigError, chat_model_from_args, generator_from_args
+    from rag.answer.llm import LLMConfigError, chat_model_from_args, generator_from_args
 
     chat_model = chat_model_from_args(args)
     translate = getattr(args, "translate_queries", False)
@@ -220,7 +220,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
 
 
 def inspect_json(index) -> dict:
-    from rag.chunking import find_sections
+    from rag.ingest.chunking import find_sections
 
     per_doc: dict[str, int] = {}
     for c in index.chunks:
@@ -245,7 +245,7 @@ def inspect_json(index) -> dict:
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
-    from rag.index import Index
+    from rag.indexing.index import Index
 
     info = inspect_json(Index.load(args.index))
     if args.json:
@@ -259,8 +259,8 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from rag.eval_report import render_table, report_json, write_outputs
-    from rag.evaluation import load_eval_gold, run_eval
+    from rag.evaluate.report import render_table, report_json, write_outputs
+    from rag.evaluate.runner import load_eval_gold, run_eval
     from rag.pipeline import Pipeline
 
     items = load_eval_gold(args.gold)
@@ -305,8 +305,8 @@ def eval_note(setup: dict) -> str:
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
-    from rag.calibration import SETTINGS_FILE, calibrate, default_settings_path, write_settings
-    from rag.evaluation import load_eval_gold
+    from rag.abstain.calibration import SETTINGS_FILE, calibrate, default_settings_path, write_settings
+    from rag.evaluate.runner import load_eval_gold
     from rag.pipeline import Pipeline
 
     items = load_eval_gold(args.gold)
@@ -372,7 +372,7 @@ def calibration_summary(settings: dict, stats: dict) -> str:
 
 
 def cmd_model(args: argparse.Namespace) -> int:
-    from rag.models import resolve_model
+    from rag.encode.models import resolve_model
 
     started = time.perf_counter()
     print(resolve_model(args.model))
@@ -391,8 +391,8 @@ COMMANDS = {
 
 
 def main(argv: list[str] | None = None) -> int:
-    from rag.index_store import IndexLoadError
-    from rag.models import ModelLoadError
+    from rag.encode.models import ModelLoadError
+    from rag.indexing.store import IndexLoadError
 
     args = build_parser().parse_args(argv)
     try:

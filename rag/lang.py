@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import re
 
-_CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+# The Han characters, as a character-class body: CJK Unified Ideographs, Extension A and the
+# compatibility ideographs. The one definition every module uses (`f"[{HAN}]"`).
+HAN = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+HAN_RE = re.compile(f"[{HAN}]")
 _WORD = re.compile(r"[A-Za-z]+")
 # Function words show an English sentence even when it names Chinese terms ("What is 特鲁索综合征?").
 _EN_FUNCTION = {
@@ -35,7 +38,7 @@ _EN_FUNCTION = {
 
 
 def detect_lang(text: str) -> str:
-    cjk = len(_CJK.findall(text))
+    cjk = len(HAN_RE.findall(text))
     words = [w.lower() for w in _WORD.findall(text)]
     if cjk == 0:
         return "en"

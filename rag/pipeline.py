@@ -11,22 +11,22 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rag.answer import AnswerSettings, abstain_answer, compose_answer
-from rag.calibration import read_settings
-from rag.embedding_cache import CachedPassageEmbedder
-from rag.generate import Compose, ExtractiveGenerator, Generator
-from rag.glossary import Glossary
-from rag.index import Index
+from rag.abstain.calibration import read_settings
+from rag.answer.compose import AnswerSettings, abstain_answer, compose_answer
+from rag.answer.generate import Compose, ExtractiveGenerator, Generator
+from rag.answer.signals import SentenceSignals
+from rag.encode.cache import CachedPassageEmbedder
+from rag.indexing.index import Index
 from rag.lang import detect_lang
-from rag.question_names import paper_acronyms, question_names
-from rag.question_parts import question_parts
-from rag.retrieval import MODES, RetrievalSettings, Retriever
-from rag.sentence_signals import SentenceSignals
+from rag.query.names import paper_acronyms, question_names
+from rag.query.parts import question_parts
+from rag.query.unknown_names import UnknownNames
+from rag.retrieve.retriever import MODES, RetrievalSettings, Retriever
+from rag.terms.glossary import Glossary
 from rag.types import Answer, Chunk, Document, Hit
-from rag.unknown_names import UnknownNames
 
 if TYPE_CHECKING:
-    from rag.embedding import Embedder
+    from rag.encode.embedding import Embedder
 
 __all__ = ["MODES", "GeneratorFactory", "Pipeline", "QuestionError", "check_question"]
 
@@ -63,8 +63,8 @@ def check_question(question: str) -> str:
 
 def embedder_for(manifest_model_id: str, model: str | None) -> Embedder:
     """The embedder to query an index with: the one named, else the one the index was built with."""
-    from rag.embedding import SentenceTransformerEmbedder
-    from rag.models import DEFAULT_MODEL
+    from rag.encode.embedding import SentenceTransformerEmbedder
+    from rag.encode.models import DEFAULT_MODEL
 
     if model is None:
         model = DEFAULT_MODEL if manifest_model_id.startswith(DEFAULT_MODEL) else manifest_model_id
@@ -129,7 +129,7 @@ class Pipeline:
         llm_timeout: float = 30,
     ) -> Pipeline:
         """Open an index; the model is loaded lazily, on the first question."""
-        from rag.index_store import read_manifest
+        from rag.indexing.store import read_manifest
 
         if embedder is None:
             embedder = embedder_for(read_manifest(Path(index_dir))["model_id"], model)
@@ -330,7 +330,7 @@ class Pipeline:
         lang = detect_lang(question)
         standalone, notes = question, []
         if self.chat_model is not None and history:
-            from rag.llm import condense_question
+            from rag.answer.llm import condense_question
 
             # condense_question returns the question itself on any failure, never "" or an over-long text.
             standalone = condense_question(self.chat_model, list(history), question, lang, self.llm_timeout)
@@ -361,7 +361,7 @@ class Pipeline:
         return self.retriever.search(query, k, mode), notes
 
     def _translate(self, question: str) -> str:
-        from rag.llm import translate_for_retrieval
+        from rag.answer.llm import translate_for_retrieval
 
         if question in self._translations:
             return self._translations[question]

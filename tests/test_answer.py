@@ -6,16 +6,17 @@ from pathlib import Path
 
 import pytest
 
-import rag.answer
-from rag.answer import AnswerSettings, compose_answer, templates, verify_quote
-from rag.answer_type import asks_rate, states_rate
-from rag.chunking import chunk_document
-from rag.evaluation import answer_framing
-from rag.glossary import Glossary, Term
-from rag.headings import parse_heading
+import rag.answer.compose
+from rag.answer.candidates import candidate_sentences
+from rag.answer.compose import AnswerSettings, compose_answer, templates, verify_quote
+from rag.answer.scoring import score_sentences
+from rag.evaluate.runner import answer_framing
+from rag.ingest.chunking import chunk_document
+from rag.ingest.headings import parse_heading
+from rag.ingest.loading import load_folder
 from rag.lang import detect_lang
-from rag.loading import load_folder
-from rag.sentence_scoring import candidate_sentences, score_sentences
+from rag.query.answer_type import asks_rate, states_rate
+from rag.terms.glossary import Glossary, Term
 from rag.types import Chunk, Document, Hit
 from tests.conftest import DOCS
 
@@ -88,7 +89,7 @@ def test_a_quote_failing_verification_is_never_shown(corpus, monkeypatch):
     hits = _hits(corpus, "zh-thrombosis")
     good = compose_answer("低分子肝素治疗", "zh", hits, corpus, settings=SETTINGS)
     rejected = good.quotes[0]
-    monkeypatch.setattr(rag.answer, "verify_quote", lambda q, docs: q.start != rejected.start)
+    monkeypatch.setattr(rag.answer.compose, "verify_quote", lambda q, docs: q.start != rejected.start)
     a = compose_answer("低分子肝素治疗", "zh", hits, corpus, settings=SETTINGS)
     assert rejected.text not in a.answer and all(q.start != rejected.start for q in a.quotes)
     assert any("dropped a quote" in n for n in a.notes)
@@ -153,7 +154,7 @@ def test_chinese_question_counts_the_same_fact_once():
     for text in (zh_text, en_text):
         s = scored[text]
         assert (
-            s.relevance >= SETTINGS.min_score and s.score >= rag.answer.FOLLOW_RATIO * top and s.lexical > 0
+            s.relevance >= SETTINGS.min_score and s.score >= rag.answer.compose.FOLLOW_RATIO * top and s.lexical > 0
         )
     # ...but they state one fact, so a Chinese question gets it once.
     quoted = [q.text for q in compose_answer(question, "zh", hits, docs, settings=SETTINGS).quotes]
@@ -266,7 +267,7 @@ def test_real_paper_english_question_chinese_quote_gloss_and_abstract_sentence()
 
 
 def test_duplicate_checks():
-    from rag.sentence_scoring import near_duplicate, same_fact
+    from rag.answer.facts import near_duplicate, same_fact
 
     assert near_duplicate(
         "特鲁索综合征首选抗凝治疗,目前低分子肝素已成为一线治疗药物。",
@@ -288,7 +289,7 @@ def test_duplicate_checks():
 
 
 def test_headings_captions_table_rows_and_fragments_are_not_quotable_but_numeric_sentences_are():
-    from rag.sentence_scoring import quotable
+    from rag.answer.candidates import quotable
 
     assert quotable("目前低分子肝素已成为 Trousseau 综合征的一线治疗药物。")
     # Many numbers inside a full sentence: still a sentence.
@@ -306,8 +307,8 @@ def test_headings_captions_table_rows_and_fragments_are_not_quotable_but_numeric
 
 
 def test_quotes_that_follow_each_other_become_one_passage():
-    from rag.answer import _merge_adjacent
-    from rag.sentence_scoring import Sentence
+    from rag.answer.candidates import Sentence
+    from rag.answer.compose import _merge_adjacent
 
     text = "甲句说明了背景。 乙句给出了答案。\n丙句在下一段。"
     doc = Document("d", "T", "d.txt", text, "", "zh")
@@ -442,8 +443,8 @@ def test_a_part_already_quoted_is_not_sought_again(fake_embedder, monkeypatch):
     both = "组织因子是启动肿瘤相关静脉血栓的关键促凝分子,缺氧和炎症因素会让它上调。"
     documents, hits = _one_chunk_per_line([both, *TWO_PART_LINES[1:6]])
     calls = []
-    real = rag.answer.score_sentences
-    monkeypatch.setattr(rag.answer, "score_sentences", lambda q, *a: calls.append(q) or real(q, *a))
+    real = rag.answer.compose.score_sentences
+    monkeypatch.setattr(rag.answer.compose, "score_sentences", lambda q, *a: calls.append(q) or real(q, *a))
     a = compose_answer(TWO_PART_QUESTION, "zh", hits, documents, settings=SETTINGS, embedder=fake_embedder)
     assert both in [q.text for q in a.quotes]
     assert calls == [TWO_PART_QUESTION]  # no part was scored on its own

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 
-import rag.answer
+import rag.answer.compose
+import rag.answer.scoring
+import rag.answer.signals
 import rag.pipeline
-import rag.sentence_scoring
-import rag.sentence_signals
 from eval import answer_ablation
 
 from .conftest import FakeEmbedder
@@ -33,10 +33,10 @@ def test_every_variant_is_measured_and_switched_back(fake_index, tmp_path, monke
     gold = tmp_path / "gold.jsonl"
     gold.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in GOLD), encoding="utf-8")
     before = (
-        rag.sentence_scoring.QUANTITY_BONUS_Z,
-        rag.sentence_signals.CONTEXT_SHARE,
-        rag.answer.with_continuation,
-        rag.answer.lift_neighbours,
+        rag.answer.scoring.QUANTITY_BONUS_Z,
+        rag.answer.signals.CONTEXT_SHARE,
+        rag.answer.compose.with_continuation,
+        rag.answer.compose.lift_neighbours,
     )
     out = tmp_path / "answer_ablation.md"
     assert answer_ablation.main(["--gold", str(gold), "--index", str(fake_index), "--out", str(out)]) == 0
@@ -58,8 +58,8 @@ def test_every_variant_is_measured_and_switched_back(fake_index, tmp_path, monke
     ):
         assert float(by_name[backed_up][4]) == 1.0, backed_up
     assert (
-        rag.sentence_scoring.QUANTITY_BONUS_Z,
-        rag.sentence_signals.CONTEXT_SHARE,
-        rag.answer.with_continuation,
-        rag.answer.lift_neighbours,
+        rag.answer.scoring.QUANTITY_BONUS_Z,
+        rag.answer.signals.CONTEXT_SHARE,
+        rag.answer.compose.with_continuation,
+        rag.answer.compose.lift_neighbours,
     ) == before

@@ -24,8 +24,8 @@ from bench.scale import ScaleConfig, run_scale
 from bench.scale_vectors import VectorRow, estimate_build_s, scale_vectors
 from bench.scale_verdict import n_at, threshold
 from bench.synthetic import clustered_unit_vectors, zipf_documents, zipf_vocab
-from rag.gold import GoldItem
-from rag.index import build_index
+from rag.evaluate.gold import GoldItem
+from rag.indexing.index import build_index
 from rag.pipeline import Pipeline
 
 from .conftest import REPO, FakeEmbedder

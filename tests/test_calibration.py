@@ -7,10 +7,9 @@ import random
 
 import pytest
 
-import rag.calibration
+import rag.abstain.calibration
 import rag.pipeline
-from rag.answer import AnswerSettings
-from rag.calibration import (
+from rag.abstain.calibration import (
     SettingsError,
     choose_threshold,
     evidence_scores,
@@ -18,9 +17,10 @@ from rag.calibration import (
     settings_dict,
     write_settings,
 )
+from rag.answer.compose import AnswerSettings
 from rag.cli import main
-from rag.gold import GoldItem, load_gold
-from rag.metrics import abstention_prf
+from rag.evaluate.gold import GoldItem, load_gold
+from rag.evaluate.metrics import abstention_prf
 from rag.pipeline import Pipeline
 
 from .conftest import FakeEmbedder
@@ -132,7 +132,7 @@ def test_a_bad_settings_file_says_what_to_fix(tmp_path, text, match):
 
 
 def test_without_any_settings_the_built_in_default_is_used_with_a_note(tmp_path, monkeypatch):
-    monkeypatch.setattr(rag.calibration, "packaged_settings", lambda: tmp_path / "missing.json")
+    monkeypatch.setattr(rag.abstain.calibration, "packaged_settings", lambda: tmp_path / "missing.json")
     loaded = read_settings(tmp_path, "m")
     assert loaded.answer == AnswerSettings() and loaded.source == "built-in"
     assert "rag calibrate" in loaded.notes[0]
@@ -169,7 +169,7 @@ def test_rag_calibrate_writes_settings_and_the_pipeline_uses_them(
     fake_index, fake_model, gold_file, tmp_path, monkeypatch, capsys
 ):
     default = tmp_path / "packaged" / "settings.json"
-    monkeypatch.setattr(rag.calibration, "default_settings_path", lambda: default)
+    monkeypatch.setattr(rag.abstain.calibration, "default_settings_path", lambda: default)
     code = main(["calibrate", "--gold", str(gold_file), "--index", str(fake_index), "--save-default"])
     assert code == 0
     out = capsys.readouterr().out

@@ -4,9 +4,9 @@ import re
 
 import pytest
 
-from rag.chunking import ChunkerSettings, chunk_document, find_sections
-from rag.headings import parse_heading
-from rag.loading import load_folder
+from rag.ingest.chunking import ChunkerSettings, chunk_document, find_sections
+from rag.ingest.headings import parse_heading
+from rag.ingest.loading import load_folder
 from rag.types import Document
 
 from .conftest import DOCS, ZH_DOC

@@ -140,7 +140,7 @@ def fake_llm(monkeypatch):
     """--llm-model builds LangChain's fake chat model, which answers with a quote found in no paper."""
     from langchain_core.language_models.fake_chat_models import FakeListChatModel
 
-    import rag.llm
+    import rag.answer.llm
 
     made = []
 
@@ -148,7 +148,7 @@ def fake_llm(monkeypatch):
         made.append(model)
         return FakeListChatModel(responses=["「低分子肝素可以治愈所有癌症。」[1]"])
 
-    monkeypatch.setattr(rag.llm, "make_chat_model", make_chat_model)
+    monkeypatch.setattr(rag.answer.llm, "make_chat_model", make_chat_model)
     return made
 
 

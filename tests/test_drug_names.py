@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from rag.drug_names import DrugNames, sounds_alike
-from rag.unknown_names import UnknownNames
+from rag.query.unknown_names import UnknownNames
+from rag.terms.drug_names import DrugNames, sounds_alike
 
 PAPERS = (
     "患者口服利伐沙班或依维莫司治疗,也有采用阿帕替尼的报道。低分子肝素是一线药物。"
@@ -78,7 +78,7 @@ def test_a_chinese_drug_name_the_papers_never_write_is_found(drugs):
 
 
 def test_two_characters_are_compared_when_names_share_the_one_before_the_ending():
-    from rag.unknown_names import common_word
+    from rag.query.unknown_names import common_word
 
     drugs = DrugNames("患者接受贝伐珠单抗治疗。予来那度胺联合地塞米松。")
     # 帕博利珠单抗 ends like 贝伐珠单抗 (珠单抗) but is another drug.
@@ -102,8 +102,8 @@ def test_a_drug_ending_after_an_ordinary_word_is_a_class_not_a_name(drugs):
 
 
 def test_an_ending_that_is_a_drug_itself_after_a_function_word_is_that_drug(drugs):
-    from rag.drug_names import zh_drug_endings
-    from rag.unknown_names import common_word
+    from rag.query.unknown_names import common_word
+    from rag.terms.drug_names import zh_drug_endings
 
     # 患者在肝素抗凝: 在 then 肝素 (heparin), not a name "在肝素" that the papers never write.
     assert drugs.find_zh("特鲁索综合征患者在肝素抗凝时要注意什么？", common_word) == []

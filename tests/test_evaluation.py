@@ -8,9 +8,9 @@ from dataclasses import replace
 
 import pytest
 
-from rag.eval_report import TEXT_FAILURES, render_markdown, render_table, report_json, write_outputs
-from rag.evaluation import EvalError, answer_framing, load_eval_gold, run_eval
-from rag.gold import GoldItem
+from rag.evaluate.gold import GoldItem
+from rag.evaluate.report import TEXT_FAILURES, render_markdown, render_table, report_json, write_outputs
+from rag.evaluate.runner import EvalError, answer_framing, load_eval_gold, run_eval
 from rag.types import Answer, Chunk, Document, Hit, Quote
 
 # ---- a tiny bilingual corpus: one Chinese and one English paper, four chunks each ----------------
@@ -298,7 +298,7 @@ def test_citation_support_skips_abstentions_and_needs_a_relevant_span():
 
 
 def test_a_quote_supports_when_one_of_its_sentences_lies_in_a_relevant_chunk():
-    from rag.evaluation import _quote_supports
+    from rag.evaluate.runner import _quote_supports
 
     text = "组织因子启动凝血。其次抗凝系统改变。另一项研究纳入患者。"
     relevant = [Chunk("c1", "d", "d", "S", 0, text.index("其次"), "组织因子启动凝血。", "zh")]

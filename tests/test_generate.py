@@ -11,8 +11,8 @@ import pytest
 from langchain_core.language_models.fake_chat_models import FakeListChatModel, GenericFakeChatModel
 from langchain_core.messages import AIMessage
 
-from rag.generate import ExtractiveGenerator, answer_messages, load_prompt, verify_answer
-from rag.llm import (
+from rag.answer.generate import ExtractiveGenerator, answer_messages, load_prompt, verify_answer
+from rag.answer.llm import (
     LLMConfigError,
     LLMGenerator,
     add_llm_arguments,
@@ -394,6 +394,6 @@ def test_generator_from_args(monkeypatch):
 
 
 def test_langchain_is_imported_only_when_a_chat_model_is_made():
-    code = "import sys, rag.generate, rag.llm; print(sorted(m for m in sys.modules if m.startswith('langchain')))"
+    code = "import sys, rag.answer.generate, rag.answer.llm; print(sorted(m for m in sys.modules if m.startswith('langchain')))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
     assert out.stdout.strip() == "[]"

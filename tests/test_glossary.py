@@ -4,8 +4,8 @@ import re
 
 import pytest
 
-from rag.glossary import Glossary, Term, TermStats, choose_zh_term, is_abbreviation, long_form_matches
-from rag.loading import load_folder
+from rag.ingest.loading import load_folder
+from rag.terms.glossary import Glossary, Term, TermStats, choose_zh_term, is_abbreviation, long_form_matches
 from rag.types import Document
 from tests.conftest import DOCS
 

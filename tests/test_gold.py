@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from rag.gold import GoldFormatError, GoldItem, contains_any, load_gold, match_key
+from rag.evaluate.gold import GoldFormatError, GoldItem, contains_any, load_gold, match_key
 
 GOOD = {
     "id": "zh-1",

@@ -6,8 +6,8 @@ from collections import Counter
 
 import pytest
 
-from rag.gold import load_gold, match_key
-from rag.loading import load_folder
+from rag.evaluate.gold import load_gold, match_key
+from rag.ingest.loading import load_folder
 
 from .conftest import DOCS, REPO
 

@@ -7,8 +7,7 @@ import numpy as np
 import pytest
 
 import rag
-from rag.chunking import ChunkerSettings, chunk_document
-from rag.index import (
+from rag.indexing.index import (
     Index,
     IndexCorruptError,
     IndexFileMissingError,
@@ -18,7 +17,8 @@ from rag.index import (
     build_index,
     passage_text,
 )
-from rag.loading import load_folder
+from rag.ingest.chunking import ChunkerSettings, chunk_document
+from rag.ingest.loading import load_folder
 
 from .helpers_index import RecordingEmbedder, index_files, write_corpus
 
@@ -266,7 +266,7 @@ def test_failure_while_writing_leaves_old_index_and_no_temp_dir(built, docs, tmp
     def disk_full(*args, **kwargs):
         raise OSError("No space left on device")
 
-    monkeypatch.setattr("rag.index_build.BM25Index.build", disk_full)
+    monkeypatch.setattr("rag.indexing.build.BM25Index.build", disk_full)
     with pytest.raises(OSError, match="No space left"):
         build(docs, built)
     assert index_files(built) == before
@@ -378,7 +378,7 @@ def test_corrupt_previous_index_is_rebuilt(built, docs):
 def test_builds_wait_for_each_other(docs, tmp_path):
     import threading
 
-    from rag.index_store import build_lock
+    from rag.indexing.store import build_lock
 
     order = []
     with build_lock(tmp_path / "index"):

@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rag.index import Index, build_index
-from rag.index_extras import EMBED_BATCH, embed_batches, length_order
-from rag.use import USEEmbedder
+from rag.encode.use import USEEmbedder
+from rag.indexing.extras import EMBED_BATCH, embed_batches, length_order
+from rag.indexing.index import Index, build_index
 
 from .conftest import FakeEmbedder
 from .helpers_index import RecordingEmbedder, write_corpus

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rag.index import Index, ModelMismatchError, build_index
-from rag.index_extras import MIN_SENTENCE_CHARS, sentence_units
-from rag.lexicon import Lexicon
+from rag.indexing.extras import MIN_SENTENCE_CHARS, sentence_units
+from rag.indexing.index import Index, ModelMismatchError, build_index
+from rag.terms.lexicon import Lexicon
 
 from .conftest import FakeEmbedder
 from .helpers_index import RecordingEmbedder, write_corpus
@@ -136,7 +136,7 @@ def test_rebuild_keeps_the_index_settings(docs, tmp_path):
 
 
 def test_context_text_reads_a_sentence_in_place():
-    from rag.sentences import context_text
+    from rag.ingest.sentences import context_text
 
     text = "1.1 一般资料\n收治5例患者。年龄37~85岁,中位年龄61岁。\n另起一段的句子。"
     second = text.index("年龄")
@@ -150,7 +150,7 @@ def test_context_text_reads_a_sentence_in_place():
 
 
 def test_sentences_are_stored_in_place_too(docs, tmp_path):
-    from rag.sentences import context_text
+    from rag.ingest.sentences import context_text
 
     build_index(docs, tmp_path / "ix", FakeEmbedder(), progress=False)
     index = Index.load(tmp_path / "ix")

@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rag import index_store
-from rag.embedding_cache import CachedPassageEmbedder
-from rag.index import Index, IndexCorruptError, build_index
-from rag.vectors import VectorIndex
+from rag.encode.cache import CachedPassageEmbedder
+from rag.indexing import store as index_store
+from rag.indexing.index import Index, IndexCorruptError, build_index
+from rag.indexing.vectors import VectorIndex
 
 from .conftest import FakeEmbedder
 from .helpers_index import RecordingEmbedder, write_corpus

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from rag.lexical import TOKENIZER_VERSION, BM25Index, tokenize
+from rag.terms.lexical import TOKENIZER_VERSION, BM25Index, tokenize
 
 PASSAGES = [
     "非小细胞肺癌患者中，EGFR 突变与静脉血栓栓塞症（VTE）的关系尚存争议。",

@@ -14,8 +14,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from rag.generate import ExtractiveGenerator
-from rag.llm import LLMGenerator, condense_question, make_chat_model, translate_for_retrieval
+from rag.answer.generate import ExtractiveGenerator
+from rag.answer.llm import LLMGenerator, condense_question, make_chat_model, translate_for_retrieval
 from rag.types import Answer, Chunk, Document, Hit, Quote
 
 TEXT = "摘要\n特鲁索综合征是一种与癌症相关的血栓形成综合征。\n2. 治疗\n抗凝治疗首选低分子肝素。华法林也可用于口服抗凝治疗。\n"

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from rag.loading import decode_text, load_folder
+from rag.ingest.loading import decode_text, load_folder
 
 from .conftest import DOCS
 

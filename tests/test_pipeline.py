@@ -9,14 +9,14 @@ import numpy as np
 import pytest
 from langchain_core.language_models.fake_chat_models import FakeListChatModel
 
-import rag.calibration
-import rag.llm
-from rag.embedding_cache import CachedPassageEmbedder
-from rag.generate import ExtractiveGenerator
-from rag.glossary import Glossary
-from rag.index import Index
-from rag.llm import LLMGenerator
+import rag.abstain.calibration
+import rag.answer.llm
+from rag.answer.generate import ExtractiveGenerator
+from rag.answer.llm import LLMGenerator
+from rag.encode.cache import CachedPassageEmbedder
+from rag.indexing.index import Index
 from rag.pipeline import Pipeline
+from rag.terms.glossary import Glossary
 from rag.types import Answer
 from webui.chat import respond_stream
 
@@ -46,7 +46,7 @@ def write_settings(path: Path, min_score: float, model_id: str = "fake-hash-64")
 def packaged(tmp_path, monkeypatch):
     """Point the packaged default at a temp file, so tests do not depend on rag/data/settings.json."""
     path = tmp_path / "packaged-settings.json"
-    monkeypatch.setattr(rag.calibration, "packaged_settings", lambda: path)
+    monkeypatch.setattr(rag.abstain.calibration, "packaged_settings", lambda: path)
     return path
 
 
@@ -106,7 +106,7 @@ def test_a_note_when_the_packaged_default_was_calibrated_for_another_model(fake_
 
 
 def test_explicit_answer_settings_win(fake_index, packaged):
-    from rag.answer import AnswerSettings
+    from rag.answer.compose import AnswerSettings
 
     write_settings(fake_index / "settings.json", 0.1)
     pipeline = Pipeline.load(
@@ -269,7 +269,7 @@ def test_a_follow_up_is_condensed_with_the_history(fake_index, packaged, monkeyp
         calls.append((history, question, lang))
         return TROUSSEAU_ZH
 
-    monkeypatch.setattr(rag.llm, "condense_question", condense)
+    monkeypatch.setattr(rag.answer.llm, "condense_question", condense)
     history = [("特鲁索综合征是什么？", "一种与癌症相关的血栓形成综合征。")]
     pipeline = Pipeline.load(
         fake_index, embedder=FakeEmbedder(), chat_model=FakeListChatModel(responses=["x"])
@@ -293,7 +293,7 @@ def test_condensing_with_a_fake_chat_model_end_to_end(fake_index, packaged):
 
 
 def test_no_chat_model_means_no_condensing(pipeline, monkeypatch):
-    monkeypatch.setattr(rag.llm, "condense_question", lambda *a, **k: pytest.fail("condense called"))
+    monkeypatch.setattr(rag.answer.llm, "condense_question", lambda *a, **k: pytest.fail("condense called"))
     assert (
         pipeline.ask("它首选什么药？", history=[("特鲁索综合征是什么？", "…")]).question == "它首选什么药？"
     )
@@ -307,7 +307,7 @@ def test_english_questions_are_translated_for_retrieval_once(fake_index, package
         calls.append(question)
         return TROUSSEAU_ZH
 
-    monkeypatch.setattr(rag.llm, "translate_for_retrieval", translate)
+    monkeypatch.setattr(rag.answer.llm, "translate_for_retrieval", translate)
     model = FakeListChatModel(responses=["x"])
     pipeline = Pipeline.load(fake_index, embedder=FakeEmbedder(), chat_model=model, translate_queries=True)
     assert pipeline.status()["translate_queries"] is True
@@ -351,8 +351,8 @@ def test_bundled_index_abstains_off_topic_and_answers_trousseau(bundled_index, r
 @pytest.mark.slow
 def test_a_sentence_that_leans_on_the_one_before_is_found_in_place(bundled_index, real_embedder):
     """ "DTC 进入 G0 期并降低代谢活性" names neither bone marrow nor dormancy; the sentence before it does."""
-    from rag.sentence_scoring import Sentence
-    from rag.sentences import context_text
+    from rag.answer.candidates import Sentence
+    from rag.ingest.sentences import context_text
 
     pipeline = Pipeline.load(bundled_index, embedder=real_embedder)
     question = "骨髓中休眠的肿瘤细胞停在细胞周期的哪个时期？"

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from rag.answer import AnswerSettings, compose_answer
-from rag.chunking import chunk_document
-from rag.drug_names import DrugNames
-from rag.glossary import Glossary
-from rag.loading import load_folder
-from rag.question_names import paper_acronyms, question_names, unquoted
+from rag.answer.compose import AnswerSettings, compose_answer
+from rag.ingest.chunking import chunk_document
+from rag.ingest.loading import load_folder
+from rag.query.names import paper_acronyms, question_names, unquoted
+from rag.terms.drug_names import DrugNames
+from rag.terms.glossary import Glossary
 from rag.types import Document, Hit, Quote
 
 # A case report that lists bortezomib among the options and reports another drug's effect; its
@@ -136,7 +136,7 @@ def test_the_answerer_refuses_quotes_that_leave_out_a_named_drug_and_says_which(
 def test_the_pipeline_refuses_quotes_that_leave_out_an_acronym_the_papers_write(tmp_path, fake_embedder):
     import json
 
-    from rag.index import build_index
+    from rag.indexing.index import build_index
     from rag.pipeline import Pipeline
 
     from .helpers_index import write_corpus

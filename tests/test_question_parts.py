@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from rag.question_parts import question_parts, uncovered_parts
+from rag.query.parts import question_parts, uncovered_parts
 
 
 def test_two_chinese_questions_are_two_parts():

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from rag.pipeline import Pipeline, QuestionError
-from rag.retrieval import rrf_fuse
+from rag.retrieve.retriever import rrf_fuse
 
 from .conftest import FakeEmbedder
 
@@ -55,7 +55,7 @@ def test_empty_or_huge_question_gets_a_clear_error(fake_index, fake_embedder, qu
 
 
 def test_status_and_reload_see_new_documents(fake_index, fake_embedder, tiny_corpus):
-    from rag.index import build_index
+    from rag.indexing.index import build_index
 
     p = Pipeline.load(fake_index, embedder=fake_embedder)
     assert p.status()["documents"] == 3
@@ -85,7 +85,7 @@ def test_real_model_finds_low_molecular_weight_heparin(bundled_index, real_embed
 def test_standardise_within_groups_matches_numpy():
     import numpy as np
 
-    from rag.retrieval import standardise
+    from rag.retrieve.retriever import standardise
 
     scores = np.array([0.9, 0.8, 0.7, 0.3, 0.2])
     groups = np.array(["en", "en", "zh", "zh", "zh"])
@@ -99,8 +99,8 @@ def test_standardise_within_groups_matches_numpy():
 def test_best_sentence_signal_is_the_max_over_each_chunks_sentences(tiny_corpus, fake_embedder, tmp_path):
     import numpy as np
 
-    from rag.index import Index, build_index
-    from rag.retrieval import Retriever
+    from rag.indexing.index import Index, build_index
+    from rag.retrieve.retriever import Retriever
 
     build_index(tiny_corpus, tmp_path / "ix", fake_embedder, progress=False)
     index = Index.load(tmp_path / "ix")
@@ -115,7 +115,7 @@ def test_best_sentence_signal_is_the_max_over_each_chunks_sentences(tiny_corpus,
 
 @pytest.fixture
 def xl_index(tiny_corpus, tmp_path):
-    from rag.index import build_index
+    from rag.indexing.index import build_index
 
     xl = FakeEmbedder(dim=32, model_id="fake-xl-32")
     build_index(tiny_corpus, tmp_path / "xl", FakeEmbedder(), progress=False, crosslingual=xl)
@@ -124,8 +124,8 @@ def xl_index(tiny_corpus, tmp_path):
 
 @pytest.mark.parametrize("fusion", ["zscore", "rrf"])
 def test_hybrid_with_crosslingual_vectors(xl_index, fusion):
-    from rag.index import Index
-    from rag.retrieval import RetrievalSettings, Retriever
+    from rag.indexing.index import Index
+    from rag.retrieve.retriever import RetrievalSettings, Retriever
 
     index = Index.load(xl_index, crosslingual=FakeEmbedder(dim=32, model_id="fake-xl-32"))
     retriever = Retriever(index, FakeEmbedder(), RetrievalSettings(fusion=fusion))
@@ -135,8 +135,8 @@ def test_hybrid_with_crosslingual_vectors(xl_index, fusion):
 
 
 def test_english_bm25_query_gets_glossary_and_lexicon_terms(xl_index):
-    from rag.index import Index
-    from rag.retrieval import RetrievalSettings, Retriever
+    from rag.indexing.index import Index
+    from rag.retrieve.retriever import RetrievalSettings, Retriever
 
     index = Index.load(xl_index, crosslingual=FakeEmbedder(dim=32, model_id="fake-xl-32"))
     retriever = Retriever(index, FakeEmbedder(), RetrievalSettings(glossary=True))
@@ -151,15 +151,15 @@ def test_english_bm25_query_gets_glossary_and_lexicon_terms(xl_index):
 
 
 def test_bad_fusion_setting():
-    from rag.retrieval import RetrievalSettings
+    from rag.retrieve.retriever import RetrievalSettings
 
     with pytest.raises(ValueError, match="fusion must be 'zscore' or 'rrf'"):
         RetrievalSettings(fusion="max")
 
 
 def test_the_e5_query_takes_only_the_closest_induced_words(xl_index):
-    from rag.index import Index
-    from rag.retrieval import RetrievalSettings, Retriever
+    from rag.indexing.index import Index
+    from rag.retrieve.retriever import RetrievalSettings, Retriever
 
     index = Index.load(xl_index, crosslingual=FakeEmbedder(dim=32, model_id="fake-xl-32"))
     capped = Retriever(index, FakeEmbedder(), RetrievalSettings(lexicon_dense_max=2))
@@ -169,7 +169,7 @@ def test_the_e5_query_takes_only_the_closest_induced_words(xl_index):
 
 
 def test_english_evidence_is_the_best_sentence_above_the_questions_mean_similarity(xl_pipeline, monkeypatch):
-    import rag.retrieval
+    import rag.retrieve.retriever
 
     pipeline, _ = xl_pipeline
     r, ex = pipeline.retriever, pipeline.index.extras
@@ -187,14 +187,14 @@ def test_english_evidence_is_the_best_sentence_above_the_questions_mean_similari
     best = (ex.sentence_vectors[zh_rows] @ r.query_vector("抗凝治疗首选什么药物？")).max()
     assert r.evidence("抗凝治疗首选什么药物？", "zh", zh_hits) == pytest.approx(float(best), abs=1e-6)
     # A large index is represented by a spread-out sample of its sentences.
-    monkeypatch.setattr(rag.retrieval, "BACKGROUND_SENTENCES", 2)
-    sampled = rag.retrieval.Retriever(pipeline.index, pipeline.answer_embedder)._background()
+    monkeypatch.setattr(rag.retrieve.retriever, "BACKGROUND_SENTENCES", 2)
+    sampled = rag.retrieve.retriever.Retriever(pipeline.index, pipeline.answer_embedder)._background()
     np.testing.assert_array_equal(sampled, ex.xl_sentence_vectors[[0, len(sims) - 1]])
 
 
 def test_an_english_drug_name_is_carried_into_chinese_by_its_sound(tmp_path):
-    from rag.index import Index, build_index
-    from rag.retrieval import RetrievalSettings, Retriever
+    from rag.indexing.index import Index, build_index
+    from rag.retrieve.retriever import RetrievalSettings, Retriever
 
     docs = tmp_path / "docs"
     docs.mkdir()

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from rag.sentence_scoring import Sentence, score_sentences
-from rag.sentence_signals import SentenceSignals, SignalColumns
+from rag.answer.candidates import Sentence
+from rag.answer.scoring import score_sentences
+from rag.answer.signals import SentenceSignals, SignalColumns
 
 
 def _sentence(text: str, lang: str, pos: int = 0, start: int = 0) -> Sentence:
@@ -86,7 +87,7 @@ def test_answers_quote_with_retrievers_signals(xl_pipeline):
 
 
 def test_a_quantity_question_prefers_the_sentence_that_states_a_number():
-    from rag.sentence_scoring import asks_quantity, has_quantity
+    from rag.answer.scoring import asks_quantity, has_quantity
 
     assert asks_quantity("肿瘤患者中静脉血栓栓塞的发生率大约是多少？")
     assert asks_quantity("How many patients responded?") and asks_quantity("What was the median age?")
@@ -102,7 +103,7 @@ def test_a_quantity_question_prefers_the_sentence_that_states_a_number():
 
 
 def test_a_sentence_pointing_back_is_quoted_with_the_one_it_continues():
-    from rag.sentence_scoring import MAX_QUOTE_CHARS, with_continuation
+    from rag.answer.candidates import MAX_QUOTE_CHARS, with_continuation
     from rag.types import Document
 
     text = "SII 是反映炎症状态的指标。其计算方法是血小板乘以中性粒细胞。另一项研究纳入了 50 例患者。"
@@ -119,7 +120,8 @@ def test_a_sentence_pointing_back_is_quoted_with_the_one_it_continues():
 
 
 def test_a_sentence_next_to_a_strong_match_is_lifted_towards_it():
-    from rag.sentence_scoring import NEIGHBOUR_SHARE, ScoredSentence, lift_neighbours
+    from rag.answer.candidates import ScoredSentence
+    from rag.answer.scoring import NEIGHBOUR_SHARE, lift_neighbours
     from rag.types import Document
 
     text = "肿瘤细胞到达骨髓后进入休眠状态。 DTC 进入 G0 期并降低代谢活性。\n另一段落讲述了骨转移的分类。"
@@ -154,8 +156,8 @@ def _sentences_of(pipeline, doc_id: str, parts: list[str]) -> list[Sentence]:
 
 
 def test_a_sentence_is_also_scored_as_it_reads_in_place(xl_pipeline, monkeypatch):
-    import rag.sentence_signals as signals_module
-    from rag.sentences import context_text
+    import rag.answer.signals as signals_module
+    from rag.ingest.sentences import context_text
 
     pipeline, _ = xl_pipeline
     question = "首选低分子肝素"

@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from rag.calibration import choose_threshold
+from rag.abstain.calibration import choose_threshold
 from rag.pipeline import Pipeline
-from rag.unknown_names import UnknownNames
+from rag.query.unknown_names import UnknownNames
 
 from .conftest import FakeEmbedder
 
@@ -81,7 +81,7 @@ def test_the_pipeline_refuses_a_question_naming_an_unknown_drug_and_says_why(fak
     # The papers are read for drug names once: the retriever's reading serves the name check too.
     assert pipeline._unknown_names._drugs is pipeline.retriever.drug_names()
     # The check can be turned off in settings.json. A name no paper writes is in no quote either, so
-    # the answerer's check on the quotes (rag.question_names) still refuses, until it is off too.
+    # the answerer's check on the quotes (rag.query.names) still refuses, until it is off too.
     settings["answer"]["refuse_unknown_names"] = False
     (fake_index / "settings.json").write_text(json.dumps(settings), encoding="utf-8")
     pipeline.reload()

@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rag.vectors import (
+from rag.indexing.vectors import (
     APPROX_THRESHOLD,
     VectorIndex,
     brute_force_search,

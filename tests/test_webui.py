@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from rag.answer import AnswerSettings
-from rag.index import build_index
+from rag.answer.compose import AnswerSettings
+from rag.indexing.index import build_index
 from rag.pipeline import Pipeline, QuestionError, check_question
 from rag.types import Answer, Document, Quote
 from webui import uploads
@@ -410,7 +410,7 @@ def test_parse_auth():
 
 def test_core_does_not_import_gradio():
     code = (
-        "import sys, rag.pipeline, rag.cli, rag.index, rag.retrieval, rag.loading\n"
+        "import sys, rag.pipeline, rag.cli, rag.indexing.index, rag.retrieve.retriever, rag.ingest.loading\n"
         "assert 'gradio' not in sys.modules, 'rag/ imports gradio'"
     )
     subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True)

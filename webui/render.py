@@ -12,7 +12,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict
 
-from rag.chunking import find_sections
+from rag.ingest.chunking import find_sections
 from rag.types import Answer, Document, Hit, Quote
 
 CONTEXT_CHARS = 300  # context shown on each side of a quote in the sources panel

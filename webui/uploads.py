@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from rag.chunking import ChunkerSettings
-from rag.index import build_index
-from rag.loading import LoadFailure, decode_text, load_file
+from rag.indexing.index import build_index
+from rag.ingest.chunking import ChunkerSettings
+from rag.ingest.loading import LoadFailure, decode_text, load_file
 
 if TYPE_CHECKING:
     from rag.pipeline import Pipeline

@@ -1,0 +1,117 @@
+"""The candidate sentences of an answer: the quotable sentences of the best chunks, with their offsets."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+
+from rag.ingest.headings import parse_heading
+from rag.ingest.sentences import sentence_spans
+from rag.lang import HAN_RE, detect_lang
+from rag.types import Document, Hit
+
+# Openings that refer back to the sentence before; and the longest quote such a join may make.
+_ANAPHOR_RE = re.compile(r"(?:其|该|此|这|上述|前者|后者|它|(?:It|Its|This|These|They|Their|Such)\b)")
+
+
+MAX_QUOTE_CHARS = 400
+
+
+# Captions: "表1 ...", "Table 1. ...", and the caption text before a "表 1." that ends a sentence.
+_CAPTION_RE = re.compile(r"^(?:表|图|Table|Fig(?:ure)?\.?)\s*\d|(?:表|图)\s*\d+\s*\.?$", re.I)
+
+
+_SKIP_SECTION_RE = re.compile(r"关键词|关键字|Key\s?words|参考文献|References", re.I)
+_MIN_CJK, _MIN_WORDS = 8, 6  # shorter sentences are fragments, not answers
+_PROSE_CJK, _PROSE_WORDS = 20, 12  # this much text makes a sentence prose however many numbers it has
+
+
+@dataclass(frozen=True)
+class Sentence:
+    doc_id: str
+    title: str
+    section: str
+    start: int
+    end: int
+    text: str  # == documents[doc_id].text[start:end]
+    lang: str
+    chunk_pos: int  # position of its chunk among the hits, 0 = best
+
+
+@dataclass(frozen=True)
+class ScoredSentence:
+    sentence: Sentence
+    dense: float
+    lexical: float
+    relevance: float  # how well the sentence matches the question, in [0, 1]
+    score: float  # the order in which quotes are taken: relevance + rank bonus, or standardised signals
+    standardised: bool = False  # score is a sum of z-scores (retrieval's signals were used)
+
+
+def quotable(text: str, section: str = "") -> bool:
+    """Whether a sentence can stand as a quote: not a heading, caption, table row, keyword list or
+    reference, and not a short fragment."""
+    if parse_heading(text) or _CAPTION_RE.search(text) or _SKIP_SECTION_RE.search(section):
+        return False
+    n_cjk, n_words = len(HAN_RE.findall(text)), len(re.findall(r"[A-Za-z]+", text))
+    chars = [c for c in text if not c.isspace()]
+    # Mostly digits is a table row, unless there is a real sentence's worth of words around them
+    # ("…收治5例…年龄37~85岁,中位年龄61岁。").
+    prose = n_cjk >= _PROSE_CJK or n_words >= _PROSE_WORDS
+    if not prose and sum(c.isdigit() for c in chars) > 0.3 * len(chars):
+        return False
+    return n_cjk >= _MIN_CJK or n_words >= _MIN_WORDS
+
+
+def candidate_sentences(
+    hits: Sequence[Hit], documents: Mapping[str, Document], n_chunks: int
+) -> tuple[list[Sentence], list[str]]:
+    """Quotable sentences of the top `n_chunks` hits (each once), and notes on chunks that were skipped."""
+    out: dict[tuple[str, int, int], Sentence] = {}
+    notes = []
+    for pos, hit in enumerate(sorted(hits, key=lambda h: h.rank)[:n_chunks]):
+        c = hit.chunk
+        doc = documents.get(c.doc_id)
+        if doc is None or doc.text[c.start : c.end] != c.text:
+            # The index is older than the document: its offsets would point at other text.
+            notes.append(f"chunk {c.id} does not match the stored document; rebuild the index")
+            continue
+        for s, e in _whole_sentences(doc.text, c.start, c.end):
+            text = doc.text[s:e]
+            if (c.doc_id, s, e) not in out and quotable(text, c.section):
+                out[(c.doc_id, s, e)] = Sentence(
+                    c.doc_id, c.title, c.section, s, e, text, detect_lang(text), pos
+                )
+    return list(out.values()), notes
+
+
+def _whole_sentences(text: str, start: int, end: int) -> list[tuple[int, int]]:
+    """Sentences overlapping text[start:end], whole: the chunker cuts a sentence longer than a chunk,
+    and a quote should not start or end mid-word. Sentences never cross a line break, so splitting
+    from the start of the chunk's first line gives true sentence boundaries."""
+    line_start = text.rfind("\n", 0, start) + 1
+    line_end = text.find("\n", end)
+    spans = sentence_spans(text, line_start, len(text) if line_end < 0 else line_end)
+    return [(s, e) for s, e in spans if s < end and e > start]
+
+
+def next_start(text: str, end: int) -> int:
+    """Where a sentence ending at `end` is followed on the same line: past spaces and tabs only, so a
+    line break (a heading, a new paragraph) keeps two sentences apart."""
+    while end < len(text) and text[end] in " \t":
+        end += 1
+    return end
+
+
+def with_continuation(sentence: Sentence, doc: Document) -> Sentence:
+    """The sentence extended over the next one when that one opens by pointing back to it ("其计算方法
+    是…", "It is…"): such a sentence often holds the answer but cannot stand alone as a quote."""
+    line_end = doc.text.find("\n", sentence.end)
+    spans = sentence_spans(doc.text, sentence.end, len(doc.text) if line_end < 0 else line_end)
+    if not spans:
+        return sentence
+    start, end = spans[0]
+    if not _ANAPHOR_RE.match(doc.text[start:end]) or end - sentence.start > MAX_QUOTE_CHARS:
+        return sentence
+    return replace(sentence, end=end, text=doc.text[sentence.start : end])

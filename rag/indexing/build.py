@@ -1,0 +1,343 @@
+"""Build the index folder from a folder of papers: incremental (unchanged papers are not re-embedded)
+and atomic (written beside the old index and swapped in only when complete). See rag/index.py.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+import rag
+from rag.indexing import store
+from rag.indexing.extras import (
+    Extras,
+    PhaseTimer,
+    build_extras,
+    embed_batches,
+    previous_caches,
+    write_extras,
+)
+from rag.indexing.store import IndexLoadError
+from rag.indexing.vectors import VectorIndex, resolve_kind
+from rag.ingest.chunking import ChunkerSettings, chunk_document
+from rag.ingest.loading import LoadError, load_folder
+from rag.terms.lexical import TOKENIZER_VERSION, BM25Index
+from rag.types import Chunk, Document
+
+if TYPE_CHECKING:
+    from rag.encode.embedding import Embedder
+
+EMBED_CONTEXT = "title+section"
+
+
+def passage_text(chunk: Chunk) -> str:
+    """What is embedded (and BM25-indexed) for a chunk: its place in the paper, then its text."""
+    return f"{chunk.title} | {chunk.section}\n{chunk.text}"
+
+
+@dataclass
+class BuildReport:
+    added: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    kept: list[str] = field(default_factory=list)  # failed to load now; previous chunks kept
+    errors: list[LoadError] = field(default_factory=list)
+    n_documents: int = 0
+    n_chunks: int = 0
+    n_embedded: int = 0  # chunks embedded by this build (the rest were reused)
+    n_embedded_sentences: int = 0  # sentence and cross-lingual texts embedded (the rest were reused)
+    full_rebuild: str | None = None  # why nothing could be reused, if an index existed
+    seconds: float = 0.0
+    phases: dict[str, float] = field(default_factory=dict)  # seconds per step, in build order
+
+    def summary(self) -> str:
+        parts = [
+            f"{self.n_documents} documents, {self.n_chunks} chunks ({self.n_embedded} embedded, "
+            f"{self.n_embedded_sentences} sentence/cross-lingual texts embedded) in {self.seconds:.1f}s",
+            f"added {len(self.added)}, updated {len(self.updated)}, removed {len(self.removed)}, unchanged {len(self.unchanged)}",
+        ]
+        if self.full_rebuild:
+            parts.append(f"full rebuild: {self.full_rebuild}")
+        parts += [f"kept previous version of {d} (it failed to load now)" for d in self.kept]
+        parts += [f"skipped {e.path}: {e.message}" for e in self.errors]
+        return "\n".join(parts)
+
+
+@dataclass
+class _Previous:
+    documents: dict[str, Document]
+    chunks: dict[str, list[Chunk]]
+    vectors: dict[str, np.ndarray]
+    manifest: dict = field(default_factory=dict)
+    all_chunks: list[Chunk] = field(default_factory=list)  # in index order, rows of its vector files
+
+
+def _check_folders(docs_dir: Path, index_dir: Path) -> None:
+    docs, index = docs_dir.resolve(), index_dir.resolve()
+    if docs == index or docs.is_relative_to(index) or index.is_relative_to(docs):
+        raise ValueError(
+            f"The index folder {index_dir} and the documents folder {docs_dir} must be separate folders "
+            "(neither inside the other); choose another --index."
+        )
+    if index_dir.exists() and (
+        not index_dir.is_dir() or (any(index_dir.iterdir()) and not (index_dir / store.MANIFEST).exists())
+    ):
+        # Building replaces the folder, so never let a typo replace someone's files.
+        raise ValueError(
+            f"{index_dir} exists and is not an index folder (no {store.MANIFEST}); choose an empty or new --index folder."
+        )
+
+
+def _load_previous(
+    index_dir: Path, embedder: Embedder, settings: ChunkerSettings
+) -> tuple[_Previous | None, str | None]:
+    """What a new build may reuse, or None and the reason."""
+    if not (index_dir / store.MANIFEST).exists():
+        return None, None
+    try:
+        manifest = store.read_manifest(index_dir)
+        documents = store.read_documents(index_dir)
+        chunks = store.read_chunks(index_dir)
+        vectors = store.read_embeddings(index_dir, int(manifest["dim"]))
+        store.check_chunks(index_dir, documents, chunks, None)
+        if len(chunks) != len(vectors):
+            raise store.corrupt(index_dir, f"{len(chunks)} chunks but {len(vectors)} embeddings")
+    except IndexLoadError as exc:
+        return None, f"the existing index could not be read ({exc})"
+    wanted = {
+        "model_id": embedder.model_id,
+        "dim": embedder.dim,
+        "chunker": settings.to_dict(),
+        "embed_context": EMBED_CONTEXT,
+    }
+    changed = [key for key, value in wanted.items() if manifest.get(key) != value]
+    if changed:
+        return None, f"{', '.join(changed)} changed"
+    by_doc: dict[str, list[int]] = {}
+    for pos, chunk in enumerate(chunks):
+        by_doc.setdefault(chunk.doc_id, []).append(pos)
+    return _Previous(
+        documents,
+        {d: [chunks[i] for i in rows] for d, rows in by_doc.items()},
+        {d: vectors[rows] for d, rows in by_doc.items()},  # copies: the old files are replaced later
+        manifest,
+        chunks,
+    ), None
+
+
+def _error_doc_id(error: LoadError, docs_dir: Path) -> str | None:
+    try:
+        return Path(error.path).relative_to(docs_dir).with_suffix("").as_posix()
+    except ValueError:
+        return None
+
+
+def build_index(
+    docs_dir: str | Path,
+    index_dir: str | Path,
+    embedder: Embedder,
+    settings: ChunkerSettings | None = None,
+    faiss_kind: str = "auto",
+    progress: bool = True,
+    crosslingual: Embedder | None = None,
+) -> BuildReport:
+    """Index every paper in docs_dir into index_dir, reusing the chunks and vectors of unchanged papers.
+
+    `crosslingual` is a second embedder (rag.encode.use.USEEmbedder in the CLI and app) whose chunk and
+    sentence vectors let English questions find Chinese passages; without it those signals are off.
+
+    A file that fails to load is reported and skipped; if it was indexed before, its previous
+    version is kept. The new index is written beside index_dir and swapped in only when complete.
+    """
+    started = time.perf_counter()
+    timer = PhaseTimer()
+    docs_dir, index_dir = Path(docs_dir), Path(index_dir)
+    settings = settings or ChunkerSettings()
+    resolve_kind(faiss_kind, 0)  # reject a bad kind now, not after minutes of embedding
+    _check_folders(docs_dir, index_dir)
+    with store.build_lock(index_dir):
+        store.recover_interrupted_swap(index_dir)
+        store.remove_stale_build_dirs(index_dir)
+        with timer("load documents"):
+            loaded = load_folder(docs_dir)
+        with timer("read previous index"):
+            previous, reason = _load_previous(index_dir, embedder, settings)
+        report = BuildReport(errors=list(loaded.errors), full_rebuild=reason, phases=timer.seconds)
+        prev = previous or _Previous({}, {}, {})
+
+        documents: dict[str, Document] = {}
+        chunks: dict[str, list[Chunk]] = {}
+        vectors: dict[str, np.ndarray] = {}
+        for doc in loaded.documents:
+            old = prev.documents.get(doc.doc_id)
+            documents[doc.doc_id] = doc
+            # Title is compared too: catalog.json can rename a paper without touching its bytes.
+            if old is not None and (old.sha256, old.text, old.title) == (doc.sha256, doc.text, doc.title):
+                chunks[doc.doc_id] = prev.chunks.get(doc.doc_id, [])
+                vectors[doc.doc_id] = prev.vectors.get(doc.doc_id, np.empty((0, embedder.dim), np.float32))
+                report.unchanged.append(doc.doc_id)
+            else:
+                with timer("chunk"):
+                    chunks[doc.doc_id] = chunk_document(doc, settings)
+                (report.added if old is None else report.updated).append(doc.doc_id)
+        failed = {_error_doc_id(e, docs_dir) for e in loaded.errors} | {e.path for e in loaded.errors}
+        for doc_id, old in prev.documents.items():
+            if doc_id in documents:
+                continue
+            if doc_id in failed or old.path in failed:
+                documents[doc_id], chunks[doc_id] = old, prev.chunks.get(doc_id, [])
+                vectors[doc_id] = prev.vectors.get(doc_id, np.empty((0, embedder.dim), np.float32))
+                report.kept.append(doc_id)
+            else:
+                report.removed.append(doc_id)
+        if not documents:
+            raise ValueError(
+                f"No documents could be loaded from {docs_dir} (supported: .txt .md .pdf .docx .html); "
+                "nothing was indexed and any existing index is unchanged."
+            )
+        if previous is not None and _nothing_changed(index_dir, report, crosslingual, faiss_kind):
+            report.n_documents = len(documents)
+            report.n_chunks = sum(len(c) for c in chunks.values())
+            report.seconds = time.perf_counter() - started
+            return report  # the index on disk is already this one: writing it again would only cost time
+        with timer("embed chunks"):
+            _embed_new(chunks, vectors, prev, embedder, progress, report)
+
+        order = sorted(documents)
+        all_chunks = [c for d in order for c in chunks[d]]
+        all_vectors = np.concatenate([vectors[d] for d in order])
+        report.n_documents, report.n_chunks = len(order), len(all_chunks)
+        passages = [passage_text(c) for c in all_chunks]
+        with timer("read previous index"):
+            caches = _reusable_caches(index_dir, previous, crosslingual)
+        extras, n_extra = build_extras(
+            all_chunks, passages, documents, embedder, crosslingual, caches, progress, timer
+        )
+        report.n_embedded_sentences = n_extra
+        build_dir = store.new_build_dir(index_dir)
+        try:
+            manifest = _manifest(docs_dir, embedder, settings, faiss_kind, order, documents, chunks, report)
+            manifest["crosslingual_model_id"] = extras.crosslingual_id
+            manifest["sentence_context"] = extras.context_vectors is not None
+            manifest["counts"]["sentences"] = len(extras.sentence_texts)
+            with timer("write files"):
+                _write(
+                    build_dir,
+                    manifest,
+                    [documents[d] for d in order],
+                    all_chunks,
+                    all_vectors,
+                    faiss_kind,
+                    extras,
+                )
+            if (
+                index_dir / store.SETTINGS
+            ).is_file():  # calibrated settings belong to the index, not the build
+                shutil.copy2(index_dir / store.SETTINGS, build_dir / store.SETTINGS)
+            with timer("swap in"):
+                store.swap_in(build_dir, index_dir)
+        except BaseException:
+            shutil.rmtree(build_dir, ignore_errors=True)
+            raise
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _embed_new(
+    chunks, vectors, prev: _Previous, embedder: Embedder, progress: bool, report: BuildReport
+) -> None:
+    """Embed the chunks of added/updated papers; a passage embedded before (same text) is reused."""
+    cache = {
+        passage_text(c): v for d, cs in prev.chunks.items() for c, v in zip(cs, prev.vectors[d], strict=True)
+    }
+    todo = [d for d in chunks if d not in vectors]
+    texts = list(dict.fromkeys(t for d in todo for t in map(passage_text, chunks[d]) if t not in cache))
+    if texts:
+        cache.update(zip(texts, embed_batches(texts, embedder, progress, "Embedding chunks"), strict=True))
+    report.n_embedded = len(texts)
+    for d in todo:
+        rows = [cache[passage_text(c)] for c in chunks[d]]
+        vectors[d] = np.stack(rows).astype(np.float32) if rows else np.empty((0, embedder.dim), np.float32)
+
+
+def _manifest(docs_dir, embedder, settings, faiss_kind, order, documents, chunks, report) -> dict:
+    return {
+        "format": store.FORMAT,
+        "format_version": store.FORMAT_VERSION,
+        "package_version": rag.__version__,
+        "built_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "docs_dir": str(docs_dir),
+        "model_id": embedder.model_id,
+        "dim": embedder.dim,
+        "normalised": True,
+        "metric": "inner_product",
+        "embed_context": EMBED_CONTEXT,
+        "embed": {"template": "{title} | {section}\\n{text}"},
+        "bm25": {"context": EMBED_CONTEXT, "tokenizer_version": TOKENIZER_VERSION, "library": "bm25s"},
+        "chunker": settings.to_dict(),
+        "faiss_kind": resolve_kind(faiss_kind, report.n_chunks),
+        "faiss_kind_requested": faiss_kind,
+        "counts": {
+            "documents": report.n_documents,
+            "chunks": report.n_chunks,
+            "load_errors": len(report.errors),
+        },
+        "documents": [
+            {
+                "doc_id": d,
+                "title": documents[d].title,
+                "path": documents[d].path,
+                "sha256": documents[d].sha256,
+                "chars": len(documents[d].text),
+                "chunks": len(chunks[d]),
+            }
+            for d in order
+        ],
+        "load_errors": [{"path": e.path, "message": e.message} for e in report.errors],
+    }
+
+
+def _nothing_changed(
+    index_dir: Path, report: BuildReport, crosslingual: Embedder | None, faiss_kind: str
+) -> bool:
+    if report.added or report.updated or report.removed or report.kept:
+        return False
+    manifest = store.read_manifest(index_dir)
+    wanted_xl = crosslingual.model_id if crosslingual is not None else None
+    return (
+        manifest.get("crosslingual_model_id") == wanted_xl
+        and bool(manifest.get("sentence_context"))  # an older index gains its in-place sentence vectors
+        and manifest.get("faiss_kind_requested") == faiss_kind
+    )
+
+
+def _reusable_caches(index_dir: Path, previous: _Previous | None, crosslingual: Embedder | None) -> dict:
+    """Sentence and cross-lingual vectors of the existing index, when they were made by the same models."""
+    if previous is None:
+        return {}
+    manifest = previous.manifest  # read once by _load_previous, with the documents and chunks
+    passages = [passage_text(c) for c in previous.all_chunks]
+    caches = previous_caches(index_dir, manifest, previous.documents, previous.all_chunks, passages)
+    if crosslingual is None or manifest.get("crosslingual_model_id") != crosslingual.model_id:
+        caches["xl"], caches["xl_sentences"], caches["lexicon"] = {}, {}, {}
+    return caches
+
+
+def _write(
+    build_dir: Path, manifest: dict, documents, chunks, vectors: np.ndarray, faiss_kind: str, extras: Extras
+) -> None:
+    store.write_jsonl(build_dir / store.DOCUMENTS, map(store.document_row, documents))
+    store.write_jsonl(build_dir / store.CHUNKS, map(store.chunk_row, chunks))
+    store.write_npy(build_dir / store.EMBEDDINGS, vectors)
+    VectorIndex.build(vectors, faiss_kind).save(build_dir / store.FAISS)
+    BM25Index.build([passage_text(c) for c in chunks]).save(build_dir / store.BM25_DIR)
+    write_extras(build_dir, extras, faiss_kind)
+    # The manifest goes last: a folder without one is never mistaken for a finished index.
+    store.write_json(build_dir / store.MANIFEST, manifest)

@@ -1,0 +1,106 @@
+"""Heading patterns of Chinese and English papers, shared by the normaliser and the chunker.
+
+`parse_heading` is stateless: it says whether one normalised line looks like a heading. The chunker
+then accepts numbered headings only in sequence, which rejects table rows such as `159 KRAS`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from rag.lang import HAN
+
+_CN_NUM = "一二三四五六七八九十"
+# Title of a numbered heading: starts with a letter or CJK, short, and no sentence punctuation.
+_TITLE = rf"(?P<title>[A-Za-z{HAN}][^，。,;；:：!?！？]{{0,38}})"
+_NUMBERED = re.compile(rf"^(?P<num>\d{{1,2}}(?:\.\d{{1,2}}){{0,3}})(?:\.\s*|\s+){_TITLE}$")
+_CN_TOP = re.compile(rf"^(?P<num>[{_CN_NUM}]{{1,3}})[、.]\s*{_TITLE}$")
+_CN_SUB = re.compile(rf"^[(（](?P<num>[{_CN_NUM}]{{1,3}})[)）]\s*{_TITLE}$")
+_MARKDOWN = re.compile(r"^(?P<hashes>#{1,6})\s+(?P<title>\S.{0,78})$")
+_ABSTRACT = re.compile(r"^[\[【]?(?P<title>摘要|Abstract|ABSTRACT|Summary|SUMMARY)[\]】]?\s*[:：]?$")
+_KEYWORDS = re.compile(r"^[\[【]?(?P<title>关键词|关键字|Key\s?words|KEYWORDS|Key Words)[\]】]?\s*[:：]?$")
+_NAMED = re.compile(
+    r"^(?P<title>引言|前言|背景|材料与方法|资料与方法|对象与方法|方法|结果|讨论|结论|结语|参考文献|致谢|"
+    r"Introduction|Background|Methods|Materials and Methods|Results|Discussion|Conclusions?|"
+    r"References|Acknowledge?ments)$",
+    re.I,
+)
+
+# Run-in headings in the raw PDF text: "１．１　一般资料　２０１３年…" and "［摘要］　目的：…".
+_RUN_IN_NUMBERED = re.compile(
+    r"^(?P<head>[\s\u3000]*[0-9０-９]{1,2}(?:[.．][0-9０-９]{1,2})+\u3000+[^\u3000]{2,30}?)\u3000+(?P<rest>\S.*)$"
+)
+_RUN_IN_LABEL = re.compile(
+    r"^[\s\u3000]*(?P<head>[［【\[](?:摘\s*要|关键词|关键字)[］】\]]|(?:摘\s*要|关键词|Abstract|Key\s?words)\s*[:：])"
+    r"[\s\u3000]*(?P<rest>\S.*)$",
+    re.I,
+)
+
+
+@dataclass(frozen=True)
+class Heading:
+    kind: str  # "numbered", "cn", "abstract", "keywords", "named", "markdown"
+    level: int
+    number: tuple[int, ...]  # empty unless kind == "numbered" or "cn"
+    label: str  # canonical section label, e.g. "2.3 ALK 基因突变与 VTE 的研究"
+
+
+def split_run_in_heading(raw_line: str) -> list[str]:
+    """Split a raw line whose heading runs into body text into [heading, body]."""
+    m = _RUN_IN_NUMBERED.match(raw_line)
+    if m:
+        return [m["head"], m["rest"]]
+    m = _RUN_IN_LABEL.match(raw_line)
+    if m:
+        # keep the heading without its colon so it stands alone as a heading line
+        return [m["head"].rstrip(":：").strip(), m["rest"]]
+    return [raw_line]
+
+
+def _cn_value(num: str) -> int:
+    """一..九十九 to int (enough for section numbers)."""
+    digits = {c: i + 1 for i, c in enumerate(_CN_NUM)}
+    if num == "十":
+        return 10
+    if num.startswith("十"):
+        return 10 + digits[num[1]]
+    if "十" in num:
+        tens, _, ones = num.partition("十")
+        return digits[tens] * 10 + (digits[ones] if ones else 0)
+    return digits[num]
+
+
+def _plausible_title(title: str) -> bool:
+    """Reject table rows that look like numbered headings ("3 PR >7 >7 5 10 1级口腔溃疡")."""
+    if re.search(r"[<>=%±~]", title):
+        return False
+    chars = [c for c in title if not c.isspace()]
+    return sum(c.isdigit() for c in chars) <= 0.3 * len(chars)
+
+
+def parse_heading(line: str) -> Heading | None:
+    """Return the heading a normalised line states, or None."""
+    line = line.strip()
+    if not line or len(line) > 60:
+        return None
+    if (m := _NUMBERED.match(line)) and _plausible_title(m["title"]):
+        number = tuple(int(p) for p in m["num"].split("."))
+        return Heading("numbered", len(number), number, f"{m['num']} {m['title'].strip()}")
+    if m := _ABSTRACT.match(line):
+        return Heading("abstract", 1, (), m["title"])
+    if m := _KEYWORDS.match(line):
+        return Heading("keywords", 2, (), m["title"])
+    if m := _CN_TOP.match(line):
+        return Heading("cn", 1, (_cn_value(m["num"]),), f"{m['num']}、{m['title'].strip()}")
+    if m := _CN_SUB.match(line):
+        return Heading("cn", 2, (_cn_value(m["num"]),), f"（{m['num']}）{m['title'].strip()}")
+    if m := _MARKDOWN.match(line):
+        return Heading("markdown", len(m["hashes"]), (), m["title"].strip())
+    if m := _NAMED.match(line):
+        return Heading("named", 1, (), m["title"])
+    return None
+
+
+def is_heading_line(line: str) -> bool:
+    return parse_heading(line) is not None

@@ -1,0 +1,156 @@
+"""Load a folder of papers (.txt .md .pdf .docx .html) into normalised `Document`s.
+
+A file that cannot be read is reported by name and skipped; it never stops the others.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rag.ingest.normalise import normalise
+from rag.lang import detect_lang
+from rag.types import Document
+
+SUPPORTED = (".txt", ".md", ".pdf", ".docx", ".html", ".htm")
+CATALOG = "catalog.json"
+# Bump when normalisation changes, so incremental re-indexing re-reads every document.
+NORMALISER_VERSION = "1"
+MAX_FILE_BYTES = 50 * 1024 * 1024
+
+log = logging.getLogger(__name__)
+
+
+class LoadFailure(Exception):
+    """A single file could not be turned into text."""
+
+
+@dataclass(frozen=True)
+class LoadError:
+    path: str
+    message: str
+
+
+@dataclass
+class LoadResult:
+    documents: list[Document] = field(default_factory=list)
+    errors: list[LoadError] = field(default_factory=list)
+
+
+def decode_text(data: bytes) -> str:
+    """Decode UTF-8 (with or without BOM), then GB18030 (a superset of GBK/GB2312), then a best guess."""
+    for encoding in ("utf-8-sig", "gb18030"):
+        try:
+            return data.decode(encoding)
+        except UnicodeDecodeError:
+            continue
+    from charset_normalizer import from_bytes
+
+    best = from_bytes(data).best()
+    if best is None:
+        raise LoadFailure("cannot decode the text: save it as UTF-8 and index again")
+    return str(best)
+
+
+def _pdf_text(path: Path) -> str:
+    from pypdf import PdfReader
+    from pypdf.errors import PdfReadError
+
+    try:
+        reader = PdfReader(str(path))
+        pages = [page.extract_text() or "" for page in reader.pages]
+    except (PdfReadError, ValueError, KeyError, OSError) as exc:
+        raise LoadFailure(f"cannot read the PDF ({exc}); is it damaged or encrypted?") from exc
+    return "\n".join(pages)
+
+
+def _docx_text(path: Path) -> str:
+    try:
+        import docx
+    except ImportError as exc:
+        raise LoadFailure("reading .docx needs python-docx: pip install python-docx") from exc
+    try:
+        return "\n".join(p.text for p in docx.Document(str(path)).paragraphs)
+    except Exception as exc:  # python-docx raises several unrelated types for a bad file
+        raise LoadFailure(f"cannot read the .docx file ({exc})") from exc
+
+
+def _html_text(data: bytes) -> str:
+    from bs4 import BeautifulSoup
+
+    soup = BeautifulSoup(decode_text(data), "html.parser")
+    for tag in soup(["script", "style", "nav", "header", "footer"]):
+        tag.decompose()
+    return soup.get_text("\n")
+
+
+def read_raw_text(path: Path) -> tuple[str, bytes]:
+    """Return the raw text of one file and its bytes; raise LoadFailure with a readable reason."""
+    suffix = path.suffix.lower()
+    if suffix not in SUPPORTED:
+        raise LoadFailure(f"unsupported file type {suffix or '(none)'}; supported: {', '.join(SUPPORTED)}")
+    try:
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            raise LoadFailure(f"file is {size / 2**20:.0f} MiB, over the {MAX_FILE_BYTES // 2**20} MiB limit")
+        data = path.read_bytes()
+    except OSError as exc:
+        raise LoadFailure(f"cannot read the file ({exc.strerror or exc})") from exc
+    if suffix == ".pdf":
+        return _pdf_text(path), data
+    if suffix == ".docx":
+        return _docx_text(path), data
+    if suffix in (".html", ".htm"):
+        return _html_text(data), data
+    return decode_text(data), data
+
+
+def read_catalog(folder: Path) -> dict[str, dict]:
+    """Catalog entries by file name; a missing catalog is fine, a broken one is reported and ignored."""
+    path = folder / CATALOG
+    if not path.exists():
+        return {}
+    try:
+        entries = json.loads(path.read_text(encoding="utf-8"))
+        return {e["file"]: e for e in entries}
+    except (ValueError, KeyError, TypeError) as exc:
+        log.warning("ignoring %s: %s (expected a JSON list of objects with a 'file' key)", path, exc)
+        return {}
+
+
+def title_of(entry: dict, stem: str) -> str:
+    return entry.get("title") or entry.get("title_zh") or entry.get("topic_en") or stem
+
+
+def load_file(path: Path, doc_id: str, entry: dict | None = None) -> Document:
+    """Load and normalise one file; raise LoadFailure if it has no usable text."""
+    raw, data = read_raw_text(path)
+    text = normalise(raw)
+    if not text.strip():
+        raise LoadFailure("no text found (a scanned PDF needs OCR first)")
+    entry = entry or {}
+    digest = hashlib.sha256(data + NORMALISER_VERSION.encode()).hexdigest()
+    meta = {k: v for k, v in entry.items() if k != "file"}
+    return Document(doc_id, title_of(entry, path.stem), str(path), text, digest, detect_lang(text), meta)
+
+
+def load_folder(folder: str | Path) -> LoadResult:
+    """Load every supported file below `folder` (recursively); doc ids are paths without suffix."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"No documents folder at {folder}. Pass --docs DIR with your papers.")
+    catalog = read_catalog(folder)
+    result = LoadResult()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        rel = path.relative_to(folder)
+        if path.name == CATALOG or any(part.startswith(".") for part in rel.parts):
+            continue
+        try:
+            doc_id = rel.with_suffix("").as_posix()
+            result.documents.append(load_file(path, doc_id, catalog.get(rel.as_posix())))
+        except LoadFailure as exc:
+            result.errors.append(LoadError(str(path), str(exc)))
+    return result

@@ -1,0 +1,69 @@
+"""Sentence spans in mixed Chinese/English text, as character offsets (no whitespace tokenising)."""
+
+from __future__ import annotations
+
+import bisect
+import functools
+import re
+
+from rag.lang import HAN
+
+# A sentence ends at Chinese or full stops/marks, or at ". " before a capital, CJK or a line end;
+# "2.3", "e.g. x" and "et al. (" do not end one. NFKC has already turned "；？！" into ";?!".
+_END = re.compile(rf"[。！？!?;；]+[”’\"」)）]*|\.(?=\s*$|\s+[A-Z{HAN}(\[]|[{HAN}])|\n")
+_NO_BREAK_BEFORE_DOT = re.compile(r"(?:\b(?:e\.g|i\.e|et al|vs|Fig|Ref|No|Dr)|\b[A-Z])$")
+
+
+def sentence_spans(text: str, start: int = 0, end: int | None = None) -> list[tuple[int, int]]:
+    """Return (start, end) spans of the sentences of text[start:end], whitespace trimmed."""
+    end = len(text) if end is None else end
+    spans: list[tuple[int, int]] = []
+    pos = start
+    for m in _END.finditer(text, start, end):
+        if m.group().startswith(".") and _NO_BREAK_BEFORE_DOT.search(
+            text, max(start, m.start() - 8), m.start()
+        ):
+            continue
+        _add(text, spans, pos, m.end())
+        pos = m.end()
+    _add(text, spans, pos, end)
+    return spans
+
+
+def _add(text: str, spans: list[tuple[int, int]], s: int, e: int) -> None:
+    while s < e and text[s].isspace():
+        s += 1
+    while e > s and text[e - 1].isspace():
+        e -= 1
+    if e > s:
+        spans.append((s, e))
+
+
+def context_text(text: str, section: str, start: int, end: int) -> str:
+    """A sentence as it reads in place, for embedding: its section's name, then the sentence before it
+    on the same line and the sentence itself, verbatim ("1.1 一般资料: …收治5例患者。年龄37~85岁…").
+
+    A sentence that answers a question often leans on the one before ("DTC 进入 G0 期" after
+    "…进入单细胞休眠状态"), and its section says what it is about; alone, neither is in its text.
+    """
+    leaf = section.rsplit(" > ", 1)[-1].strip()
+    passage = text[_previous_start(text, start) : end]
+    return f"{leaf}: {passage}" if leaf else passage
+
+
+def _previous_start(text: str, start: int) -> int:
+    """Where the last sentence ending before `start` on the same line begins (`start` when none)."""
+    line_start = text.rfind("\n", 0, start) + 1
+    line_end = text.find("\n", start)
+    starts, ends = _line_spans(text, line_start, len(text) if line_end < 0 else line_end)
+    i = bisect.bisect_right(ends, start)
+    return starts[i - 1] if i else start
+
+
+@functools.lru_cache(maxsize=256)  # building walks line by line; a question reads a few lines
+def _line_spans(text: str, line_start: int, line_end: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """The sentences of one line, kept: building an index asks for every sentence of a long line, and
+    splitting the line again each time would cost the square of its length. (A document's text hashes
+    once and is compared by identity, so the cache key is cheap.)"""
+    spans = sentence_spans(text, line_start, line_end)
+    return tuple(s for s, _ in spans), tuple(e for _, e in spans)

@@ -1,0 +1,180 @@
+"""Lexical retrieval: a bilingual tokenizer (jieba for Chinese, words for English) and a BM25 index."""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import re
+import unicodedata
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from rag.lang import HAN
+
+# Bump when tokenize() changes output: a BM25 index built with another version must be rebuilt.
+TOKENIZER_VERSION = 1
+
+# Han runs go to jieba; decimals stay whole ("2.3", "0.05"); other letters/digits form words, so
+# "her2", "t790m" and Greek letters ("tnf", "α") survive; hyphens and underscores split words.
+_TOKEN_RE = re.compile(rf"(?P<han>[{HAN}]+)|(?P<num>\d+(?:\.\d+)+)|(?P<word>[^\W_{HAN}]+)")
+
+ZH_STOPWORDS = frozenset(
+    "的 了 和 与 及 以及 或 或者 在 是 为 对 于 之 其 而 被 将 也 这 那 这些 那些 这个 那个 有 就 都 "
+    "吗 呢 吧 啊 么 什么 哪些 哪个 哪 怎么 怎样 如何 多少 为什么 是否 是不是 一个 该 此 并 由 从 "
+    "把 给 让 我 你 他 她 它 我们 你们 他们 请 问 中 等 个 即 则 又 还 但 但是 因为 所以 如果".split()
+)
+EN_STOPWORDS = frozenset(
+    "a an the of and or in on at to for with by from as into than then is are was were be been "
+    "being it its this that these those what which who whom whose when where why how do does did "
+    "has have had can could should would will may might must there their they them we our you your "
+    "he she his her i me my about between vs via also such any all some".split()
+)
+STOPWORDS = ZH_STOPWORDS | EN_STOPWORDS
+
+
+@functools.cache
+def _jieba():
+    """The jieba tokenizer, built on first use (about 0.5 s with its dictionary cache)."""
+    import jieba
+
+    # jieba logs "Building prefix dict..." to stderr on first use; the CLI output should stay clean.
+    jieba.setLogLevel(logging.WARNING)
+    tokenizer = jieba.Tokenizer()
+    tokenizer.initialize()
+    return tokenizer
+
+
+def _fold_plural(word: str) -> str:
+    """Fold simple English plurals ("mutations" -> "mutation") so queries match either form."""
+    if len(word) > 3 and word.endswith("s") and not word.endswith(("ss", "us", "is")) and word.isalpha():
+        return word[:-1]
+    return word
+
+
+def tokenize(text: str) -> list[str]:
+    """Split bilingual text into BM25 terms: jieba search-mode words for Chinese, lower-cased
+    words and numbers for everything else; punctuation, whitespace and stopwords are dropped.
+
+    >>> tokenize("EGFR突变与VTE")
+    ['egfr', '突变', 'vte']
+    """
+    # NFKC so full-width query text ("ＥＧＦＲ") matches the normalised documents.
+    text = unicodedata.normalize("NFKC", text).lower()
+    tokens: list[str] = []
+    for match in _TOKEN_RE.finditer(text):
+        if match.lastgroup == "han":
+            # Search mode also yields the parts of long words ("基因突变" -> 基因, 突变, 基因突变),
+            # so a query for "突变" still matches.
+            tokens.extend(t for t in _jieba().cut_for_search(match.group()) if t not in STOPWORDS)
+        elif match.lastgroup == "num":
+            tokens.append(match.group())
+        else:
+            word = match.group()
+            if word not in STOPWORDS:
+                tokens.append(_fold_plural(word))
+    return tokens
+
+
+class BM25Index:
+    """BM25 (bm25s, Lucene variant) over pre-tokenised passages; ids are passage positions."""
+
+    _META = "meta.json"
+
+    def __init__(self, retriever, n_docs: int) -> None:
+        # retriever is a bm25s.BM25, or None when no passage has a single token (bm25s cannot
+        # build a vocabulary from nothing); such an index simply finds nothing.
+        self._retriever = retriever
+        self.n_docs = n_docs
+
+    def __len__(self) -> int:
+        return self.n_docs
+
+    @classmethod
+    def build(cls, texts: Sequence[str]) -> BM25Index:
+        """Tokenise `texts` with `tokenize` and index them."""
+        return cls.from_tokens([tokenize(t) for t in texts])
+
+    @classmethod
+    def from_tokens(cls, corpus_tokens: Sequence[Sequence[str]]) -> BM25Index:
+        """Index token lists as given (no further tokenising, so Chinese terms are kept)."""
+        import bm25s
+
+        corpus = [list(tokens) for tokens in corpus_tokens]
+        if not any(corpus):
+            return cls(None, len(corpus))
+        retriever = bm25s.BM25()
+        retriever.index(corpus, show_progress=False)
+        return cls(retriever, len(corpus))
+
+    def search(self, query: str, k: int = 10) -> list[tuple[int, float]]:
+        """Top-k (position, score) pairs, highest first; only positive scores."""
+        return self.search_tokens(tokenize(query), k)
+
+    def search_tokens(self, tokens: Sequence[str], k: int = 10) -> list[tuple[int, float]]:
+        """Like `search`, for an already tokenised query."""
+        if k <= 0 or self._retriever is None:
+            return []
+        ids = self._retriever.get_tokens_ids(list(tokens))
+        if not ids:
+            return []
+        scores = np.asarray(self._retriever.get_scores_from_ids(ids), dtype=np.float64)
+        positive = np.flatnonzero(scores > 0)
+        # Highest score first; ties by position, so results are deterministic.
+        order = np.lexsort((positive, -scores[positive]))[:k]
+        return [(int(positive[i]), float(scores[positive[i]])) for i in order]
+
+    def save(self, directory: str | Path) -> None:
+        """Write the index as JSON + .npy files (no pickle) into `directory`."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        if self._retriever is not None:
+            self._retriever.save(directory, allow_pickle=False, show_progress=False)
+        meta = {
+            "tokenizer_version": TOKENIZER_VERSION,
+            "n_docs": self.n_docs,
+            "empty": self._retriever is None,
+        }
+        (directory / self._META).write_text(json.dumps(meta, ensure_ascii=False, indent=2), encoding="utf-8")
+
+    @classmethod
+    def load(cls, directory: str | Path) -> BM25Index:
+        """Read an index written by `save`; raises FileNotFoundError or ValueError with the fix."""
+        import bm25s
+
+        directory = Path(directory)
+        meta_path = directory / cls._META
+        if not meta_path.is_file():
+            raise FileNotFoundError(f"No BM25 index at {directory} (missing {cls._META}); rebuild the index.")
+        try:
+            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+            n_docs = int(meta["n_docs"])
+            version = meta["tokenizer_version"]
+            empty = bool(meta["empty"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ValueError(
+                f"BM25 index at {directory} is corrupt ({meta_path.name}: {exc}); rebuild the index."
+            ) from exc
+        if version != TOKENIZER_VERSION:
+            raise ValueError(
+                f"BM25 index at {directory} was built with tokenizer version {version}, "
+                f"this code uses {TOKENIZER_VERSION}; rebuild the index."
+            )
+        if empty:
+            return cls(None, n_docs)
+        try:
+            retriever = bm25s.BM25.load(directory, allow_pickle=False, show_progress=False)
+        except FileNotFoundError as exc:
+            raise FileNotFoundError(
+                f"BM25 index at {directory} is incomplete ({exc}); rebuild the index."
+            ) from exc
+        except (ValueError, KeyError, TypeError, EOFError) as exc:
+            raise ValueError(f"BM25 index at {directory} is corrupt ({exc}); rebuild the index.") from exc
+        if retriever.scores.get("num_docs") != n_docs:
+            raise ValueError(
+                f"BM25 index at {directory} is corrupt: {retriever.scores.get('num_docs')} passages in the "
+                f"scores but {n_docs} in {cls._META}; rebuild the index."
+            )
+        return cls(retriever, n_docs)
