@@ -4,37 +4,15 @@ from __future__ import annotations
 
 import re
 
+from rag.knowledge import language
+
 # The Han characters, as a character-class body: CJK Unified Ideographs, Extension A and the
 # compatibility ideographs. The one definition every module uses (`f"[{HAN}]"`).
 HAN = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
 HAN_RE = re.compile(f"[{HAN}]")
 _WORD = re.compile(r"[A-Za-z]+")
-# Function words show an English sentence even when it names Chinese terms ("What is 特鲁索综合征?").
-_EN_FUNCTION = {
-    "what",
-    "which",
-    "how",
-    "why",
-    "when",
-    "where",
-    "who",
-    "is",
-    "are",
-    "does",
-    "do",
-    "the",
-    "of",
-    "in",
-    "for",
-    "with",
-    "and",
-    "a",
-    "an",
-    "can",
-    "was",
-    "were",
-    "to",
-}
+# Function words (rag/data/lang/en.json) show an English sentence even when it names Chinese terms ("What is 特鲁索综合征?").
+_EN_FUNCTION = frozenset(language("en")["function_words"])
 
 
 def detect_lang(text: str) -> str:

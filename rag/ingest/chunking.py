@@ -5,16 +5,18 @@ from __future__ import annotations
 import re
 from dataclasses import asdict, dataclass
 
-from rag.ingest.headings import Heading, parse_heading
+from rag.ingest.headings import ABSTRACT_LABELS, Heading, parse_heading
 from rag.ingest.sentences import sentence_spans
+from rag.knowledge import domain_blocks
 from rag.lang import detect_lang
 from rag.types import Chunk, Document, Section
 
-_UNTITLED = {"zh": "(引言)", "en": "(Introduction)"}
-_WHOLE = {"zh": "(正文)", "en": "(Text)"}
+# Names of the sections a paper leaves untitled (text before its first heading) and of a paper with no
+# headings, by language (rag/data/domain/papers.json).
+_UNTITLED = {lang: sections["untitled"] for lang, sections in domain_blocks("sections")}
+_WHOLE = {lang: sections["whole"] for lang, sections in domain_blocks("sections")}
 # Text before the first heading that is this short and has no sentence is a title block, not a section.
 _FRONT_MATTER_MAX = 200
-ABSTRACT_LABELS = ("摘要", "Abstract", "ABSTRACT", "Summary", "SUMMARY")
 
 
 @dataclass(frozen=True)

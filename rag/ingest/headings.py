@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from rag.knowledge import domain_blocks
 from rag.lang import HAN
 
 _CN_NUM = "一二三四五六七八九十"
@@ -18,21 +19,26 @@ _NUMBERED = re.compile(rf"^(?P<num>\d{{1,2}}(?:\.\d{{1,2}}){{0,3}})(?:\.\s*|\s+)
 _CN_TOP = re.compile(rf"^(?P<num>[{_CN_NUM}]{{1,3}})[、.]\s*{_TITLE}$")
 _CN_SUB = re.compile(rf"^[(（](?P<num>[{_CN_NUM}]{{1,3}})[)）]\s*{_TITLE}$")
 _MARKDOWN = re.compile(r"^(?P<hashes>#{1,6})\s+(?P<title>\S.{0,78})$")
-_ABSTRACT = re.compile(r"^[\[【]?(?P<title>摘要|Abstract|ABSTRACT|Summary|SUMMARY)[\]】]?\s*[:：]?$")
-_KEYWORDS = re.compile(r"^[\[【]?(?P<title>关键词|关键字|Key\s?words|KEYWORDS|Key Words)[\]】]?\s*[:：]?$")
-_NAMED = re.compile(
-    r"^(?P<title>引言|前言|背景|材料与方法|资料与方法|对象与方法|方法|结果|讨论|结论|结语|参考文献|致谢|"
-    r"Introduction|Background|Methods|Materials and Methods|Results|Discussion|Conclusions?|"
-    r"References|Acknowledge?ments)$",
-    re.I,
-)
+
+
+def _labels(kind: str) -> str:
+    """The section labels of `kind` in every language (rag/data/domain/papers.json), as one alternation."""
+    return "|".join(label for _, sections in domain_blocks("sections") for label in sections[kind])
+
+
+# Labels are regex pieces ("Key\s?words", "Conclusions?"), except abstract labels: headings say them
+# as written, so `ABSTRACT_LABELS` holds what `parse_heading` returns for an abstract.
+ABSTRACT_LABELS = tuple(label for _, sections in domain_blocks("sections") for label in sections["abstract"])
+_ABSTRACT = re.compile(rf"^[\[【]?(?P<title>{'|'.join(map(re.escape, ABSTRACT_LABELS))})[\]】]?\s*[:：]?$")
+_KEYWORDS = re.compile(rf"^[\[【]?(?P<title>{_labels('keywords')})[\]】]?\s*[:：]?$")
+_NAMED = re.compile(rf"^(?P<title>{_labels('named')})$", re.I)
 
 # Run-in headings in the raw PDF text: "１．１　一般资料　２０１３年…" and "［摘要］　目的：…".
 _RUN_IN_NUMBERED = re.compile(
     r"^(?P<head>[\s\u3000]*[0-9０-９]{1,2}(?:[.．][0-9０-９]{1,2})+\u3000+[^\u3000]{2,30}?)\u3000+(?P<rest>\S.*)$"
 )
 _RUN_IN_LABEL = re.compile(
-    r"^[\s\u3000]*(?P<head>[［【\[](?:摘\s*要|关键词|关键字)[］】\]]|(?:摘\s*要|关键词|Abstract|Key\s?words)\s*[:：])"
+    rf"^[\s\u3000]*(?P<head>[［【\[](?:{_labels('run_in_bracketed')})[］】\]]|(?:{_labels('run_in_colon')})\s*[:：])"
     r"[\s\u3000]*(?P<rest>\S.*)$",
     re.I,
 )

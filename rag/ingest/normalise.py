@@ -11,23 +11,27 @@ import re
 import unicodedata
 
 from rag.ingest.headings import is_heading_line, split_run_in_heading
+from rag.knowledge import domain_blocks
 
-# Lines that are page furniture in journal PDFs, never content.
-_FURNITURE = [
-    re.compile(r"^(https?://|www\.)\S*$", re.I),
-    re.compile(r"^DOI\s*[:：]?\s*10\.\S+.*$", re.I),
-    re.compile(r"^Open Access$", re.I),
-    re.compile(r"^Copyright\s*©.*$", re.I),
-    re.compile(r"^This work is licensed under.*$", re.I),
-    re.compile(r"^.*creativecommons\.org\S*$", re.I),
-    re.compile(r"^Published Online\b.*$", re.I),
-    re.compile(r"^(文章引用|引用本文|Cite this article)\s*[:：].*$", re.I),
-    re.compile(r"^(收稿日期|Received)\s*[:：].*$", re.I),
-    # journal running head: "Advances in Clinical Medicine 临床医学进展, 2025, 15(12), 2623-2631"
-    re.compile(r"^.{0,80}\b(19|20)\d\d\s*,\s*\d+\s*\(\d+\)\s*,\s*\d+\s*-\s*\d+$"),
-    re.compile(r"^\d{1,4}$"),  # bare page number
-]
 
+def _furniture() -> list[re.Pattern[str]]:
+    """Lines that are page furniture in journal PDFs, never content. Any journal's URLs, DOIs, running
+    heads and page numbers are here; what a journal prints in words ("Open Access", "收稿日期:") is in
+    rag/data/domain/papers.json: whole lines, and labels that open a line with a colon."""
+    blocks = [furniture for _, furniture in domain_blocks("furniture")]
+    labels = "|".join(label for f in blocks for label in f["labels"])
+    return [
+        re.compile(r"^(https?://|www\.)\S*$", re.I),
+        re.compile(r"^DOI\s*[:：]?\s*10\.\S+.*$", re.I),
+        *(re.compile(f"^(?:{line})$", re.I) for f in blocks for line in f["lines"]),
+        *([re.compile(rf"^({labels})\s*[:：].*$", re.I)] if labels else []),
+        # journal running head: "Advances in Clinical Medicine 临床医学进展, 2025, 15(12), 2623-2631"
+        re.compile(r"^.{0,80}\b(19|20)\d\d\s*,\s*\d+\s*\(\d+\)\s*,\s*\d+\s*-\s*\d+$"),
+        re.compile(r"^\d{1,4}$"),  # bare page number
+    ]
+
+
+_FURNITURE = _furniture()
 _CJK = r"\u2e80-\u2fff\u3001-\u303f\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff00-\uffef"
 _SPACE_BETWEEN_CJK = re.compile(rf"(?<=[{_CJK}])[ \t]+(?=[{_CJK}])")
 _CJK_CHAR = re.compile(rf"[{_CJK}]")

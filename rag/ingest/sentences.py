@@ -6,12 +6,15 @@ import bisect
 import functools
 import re
 
+from rag.knowledge import language
 from rag.lang import HAN
 
 # A sentence ends at Chinese or full stops/marks, or at ". " before a capital, CJK or a line end;
 # "2.3", "e.g. x" and "et al. (" do not end one. NFKC has already turned "；？！" into ";?!".
 _END = re.compile(rf"[。！？!?;；]+[”’\"」)）]*|\.(?=\s*$|\s+[A-Z{HAN}(\[]|[{HAN}])|\n")
-_NO_BREAK_BEFORE_DOT = re.compile(r"(?:\b(?:e\.g|i\.e|et al|vs|Fig|Ref|No|Dr)|\b[A-Z])$")
+# A full stop after an abbreviation (rag/data/lang/en.json) or an initial ("J. Smith") ends nothing.
+_ABBREVIATIONS = "|".join(map(re.escape, language("en")["dot_abbreviations"]))
+_NO_BREAK_BEFORE_DOT = re.compile(rf"(?:\b(?:{_ABBREVIATIONS})|\b[A-Z])$")
 
 
 def sentence_spans(text: str, start: int = 0, end: int | None = None) -> list[tuple[int, int]]:

@@ -11,16 +11,30 @@ from __future__ import annotations
 
 import re
 
-# "率" covers 生存率, 缓解率, 发生率; "N-year survival" is a rate by convention.
-_ASKS_RATE = re.compile(
-    r"率|比例|占比|百分之|百分比|"
-    r"\b(?:rates?|proportion|percentage|percent|fraction)\b|\b\d+-year (?:[a-z-]+ )?survival\b",
-    re.IGNORECASE,
-)
-_STATES_RATE = re.compile(
-    r"[%％‰]|百分之|\bper ?cent\b|\d\s*/\s*\d|\d\s*倍|\b\d+(?:\.\d+)?-?fold\b|\b\d+(?:\.\d+)? times\b",
-    re.IGNORECASE,
-)
+from rag.knowledge import domain_blocks, language
+
+
+def _rate_patterns() -> tuple[str, str]:
+    """The patterns of a question asking for a rate and of a text stating one, from the rate words of
+    every language (rag/data/domain/medical.json). "率" covers 生存率, 缓解率, 发生率; "N-year
+    survival" is a rate by convention. Words of a language that spaces them are matched whole."""
+    asks, percents, multiples = [], [], []
+    for lang, rates in domain_blocks("rates"):
+        if language(lang).get("word_boundaries"):
+            asks.append(rf"\b(?:{'|'.join(rates['asks'])})\b")
+            asks += [rf"\b{phrase}\b" for phrase in rates["asks_phrases"]]
+            percents += [rf"\b{word}\b" for word in rates["percent_words"]]
+            multiples += [rf"\b\d+(?:\.\d+)?{word}\b" for word in rates["multiples"]]
+        else:
+            asks += [*rates["asks"], *rates["asks_phrases"]]
+            percents += rates["percent_words"]
+            multiples += [rf"\d{word}" for word in rates["multiples"]]
+    # A percentage, a fraction such as 5/6, or a multiple ("提升 1.463 倍", "2.5-fold").
+    states = ["[%％‰]", *percents, r"\d\s*/\s*\d", *multiples]
+    return "|".join(asks), "|".join(states)
+
+
+_ASKS_RATE, _STATES_RATE = (re.compile(pattern, re.IGNORECASE) for pattern in _rate_patterns())
 
 
 def asks_rate(question: str) -> bool:

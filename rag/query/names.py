@@ -30,6 +30,7 @@ from collections.abc import Callable, Container, Iterable, Mapping
 from dataclasses import dataclass
 
 from rag.ingest.chunking import ABSTRACT_LABELS, find_sections
+from rag.knowledge import domain_blocks
 from rag.query.unknown_names import HAN_RUN, common_word, disease_name, writes_disease
 from rag.terms.drug_names import DrugNames, zh_drug_endings
 from rag.terms.glossary import Glossary, abbreviation_capitals
@@ -40,8 +41,10 @@ _SPACES = re.compile(r"\s+")
 
 
 # A gene, marker or acronym: two capitals (KRAS, NSE, mTOR) or a capital and a digit (G12C, ROS-1),
-# with a number after a space when a hyphen follows it (CYFRA 21-1).
-_ACRONYM = re.compile(r"(?<![A-Za-z0-9])[A-Za-z][A-Za-z0-9]*(?:(?: ?\d+)?-\d+[A-Za-z]?)?(?![A-Za-z0-9])")
+# with the numbers a marker name may carry (rag/data/domain/medical.json): a number after a space when
+# a hyphen follows it (CYFRA 21-1).
+_NUMBER_SUFFIX = "|".join(s for _, a in domain_blocks("acronyms") for s in a["number_suffixes"])
+_ACRONYM = re.compile(rf"(?<![A-Za-z0-9])[A-Za-z][A-Za-z0-9]*(?:{_NUMBER_SUFFIX})?(?![A-Za-z0-9])")
 
 
 @dataclass(frozen=True)

@@ -17,19 +17,34 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
+from rag.knowledge import language
 from rag.lang import HAN_RE
 from rag.terms.concepts import question_concepts, sentence_keys
 from rag.terms.glossary import Glossary
 
-_ASKS_ZH = re.compile(r"哪|什么|多少|如何|是否|怎样|怎么|为何|为什么|吗|几")
-_ASKS_EN = re.compile(
-    r"\b(?:what|which|how|why|when|where|who|whom|whose|is|are|does|do|did|can|was|were)\b", re.I
-)
-_CLAUSE_ZH = re.compile(r"[^？?；;，,]+")
-_BOTH_ZH = re.compile(r"既(.+?)又(.+)")
+_ZH, _EN = language("zh"), language("en")  # rag/data/lang/*.json
+
+
+def _words(words: Iterable[str]) -> str:
+    """Literal words (or marks) as one alternation."""
+    return "|".join(map(re.escape, words))
+
+
+def _char_class(chars: str) -> str:
+    """Characters escaped for the inside of a [...] class."""
+    return re.sub(r"([\\\]^-])", r"\\\1", chars)
+
+
+_ASKS_ZH = re.compile(_words(_ZH["question_words"]))
+_ASKS_EN = re.compile(rf"\b(?:{_words(_EN['question_words'])})\b", re.I)
+_CLAUSE_ZH = re.compile(f"[^{_char_class(_ZH['part_marks'])}]+")
+_BOTH, _AND = map(re.escape, _ZH["both_and"])  # 既 … 又 …
+_BOTH_ZH = re.compile(f"{_BOTH}(.+?){_AND}(.+)")
 # Where an English question divides: ?, ;, and "and" before a word that opens a question or a predicate.
 _SPLIT_EN = re.compile(
-    r"\?|;|,?\s+and\s+(?=(?:what|which|how|why|when|where|who|is|are|does|do|did|can|was|were)\b)", re.I
+    rf"{_words(_EN['part_marks'])}|,?\s+{re.escape(_EN['part_conjunction'])}\s+"
+    rf"(?=(?:{_words(_EN['part_openers'])})\b)",
+    re.I,
 )
 
 

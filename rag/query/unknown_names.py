@@ -30,6 +30,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
+from rag.knowledge import domain_blocks
 from rag.lang import HAN, HAN_RE
 from rag.terms.drug_names import DrugNames
 from rag.terms.lexical import _jieba
@@ -41,15 +42,16 @@ _WORD = re.compile(r"[a-z]+")
 # a sound in a transliterated name (哌 37, 奥 2062, 诺 1442).
 _EVERYDAY_CHAR = 10_000
 _COMMON_WORD = 100  # jieba frequency above which a word is ordinary Chinese (普通, 轻松), not a name
-_DISEASE_ENDINGS = "癌瘤炎症病"
-# Words with a disease ending that name a kind of illness, not one: a question may use them for what
-# a paper words otherwise ("依维莫司有哪些并发症" of a paper that writes 不良反应). Two-character words
-# (疾病, 发病, 肿瘤, 炎症) are left alone for the same reason.
-_DISEASE_CLASSES = frozenset(
-    "并发症 后遗症 适应症 禁忌症 综合症 重症 传染病 慢性病 常见病 多发病 职业病 老年病 罕见病 疑难病 遗传病 "
-    "流行病 精神病 急性病 恶性肿瘤 良性肿瘤".split()
-)
-_KIND_ENDINGS = ("疾病", "肿瘤")  # 常见疾病, 血栓性疾病 (jieba: 性疾病), 实体肿瘤: kinds, however qualified
+# How disease names end (癌瘤炎症病), and the words with such an ending that name a kind of illness,
+# not one: a question may use them for what a paper words otherwise ("依维莫司有哪些并发症" of a paper
+# that writes 不良反应). Kinds however qualified end in a kind ending (常见疾病, 血栓性疾病, jieba:
+# 性疾病, 实体肿瘤), and a treatment against one starts with a treatment prefix (抗肿瘤). Two-character
+# words (疾病, 发病, 肿瘤, 炎症) are left alone for the same reason. From rag/data/domain/medical.json.
+_DISEASES = [names for _, names in domain_blocks("disease_names")]
+_DISEASE_ENDINGS = frozenset(c for d in _DISEASES for c in d["endings"])
+_DISEASE_CLASSES = frozenset(w for d in _DISEASES for w in d["classes"])
+_KIND_ENDINGS = tuple(w for d in _DISEASES for w in d["kind_endings"])
+_TREATMENT_PREFIXES = tuple(w for d in _DISEASES for w in d["treatment_prefixes"])
 _VARIANT_GAP = 2  # 血栓症 is a variant of 血栓栓塞症: the same stem, the ending at most this far after it
 
 
@@ -108,7 +110,7 @@ def disease_name(word: str) -> bool:
         and word[-1] in _DISEASE_ENDINGS
         and word not in _DISEASE_CLASSES
         and not word.endswith(_KIND_ENDINGS)
-        and not word.startswith("抗")
+        and not word.startswith(_TREATMENT_PREFIXES)
     )
 
 

@@ -20,16 +20,15 @@ Both tests only ever report a name; one they miss leaves the question to the evi
 
 from __future__ import annotations
 
-import json
 import re
 from collections import Counter, defaultdict
 from collections.abc import Callable, Container, Iterable, Iterator
 from dataclasses import dataclass
 from functools import cache
-from importlib import resources
 
 from pypinyin import Style, lazy_pinyin
 
+from rag.knowledge import drug_stems, language
 from rag.lang import HAN
 from rag.terms.lexical import ZH_STOPWORDS, _jieba
 
@@ -48,24 +47,17 @@ class Stem:
 
 @cache
 def stems() -> tuple[Stem, ...]:
-    data = json.loads(resources.files("rag").joinpath("data/drug_stems.json").read_text("utf-8"))
-    return tuple(Stem(tuple(s["en"]), tuple(s["zh"]), tuple(s.get("zh_other", ()))) for s in data["stems"])
+    return tuple(Stem(s["en"], s["zh"], s.get("zh_other", ())) for s in drug_stems()["stems"])
 
 
-# Sound classes: two onsets match when their classes meet. Transliteration swaps within a class
-# (v -> 伐 fa, r -> 利 li, x -> 沙 sha) but seldom across.
-_CLASSES = {
-    "b": "P", "p": "P", "f": "P", "v": "P", "w": "P", "ph": "P",
-    "m": "M", "n": "N", "l": "L", "r": "L",
-    "d": "T", "t": "T", "th": "TS",
-    "s": "S", "z": "S", "x": "S", "j": "S", "q": "S", "zh": "S", "sh": "S", "c": "S",
-    "ch": "SK", "tr": "TS", "dr": "TS",
-    "k": "K", "g": "K", "h": "K", "kh": "K",
-}  # fmt: skip
+# Sound classes (rag/data/lang/en.json for English spellings, zh.json for pinyin initials): two onsets
+# match when their classes meet. Transliteration swaps within a class (v -> 伐 fa, r -> 利 li, x -> 沙 sha)
+# but seldom across.
+_EN_CLASSES = language("en")["sound_classes"]
+_EN_DIGRAPHS = tuple(spelling for spelling in _EN_CLASSES if len(spelling) > 1)  # th, ch, ph, ...
+_PINYIN_CLASSES = language("zh")["pinyin_classes"]
 # Which English first vowels a vowel-initial Chinese syllable can stand for (奥 ao = o, 依 yi = e/i).
-_ZH_VOWELS = {"a": "a", "ai": "aei", "an": "a", "ang": "a", "ao": "o", "o": "o", "ou": "ou",
-              "e": "e", "en": "e", "er": "e", "i": "ei", "in": "ei", "ing": "ei", "u": "u",
-              "ong": "o", "ue": "u", "un": "u"}  # fmt: skip
+_ZH_VOWELS = language("zh")["pinyin_vowels"]
 _HAN_TAIL = re.compile(f"[{HAN}]+$")
 
 
@@ -77,7 +69,10 @@ def _ENDINGS() -> re.Pattern[str]:  # noqa: N802 - a compiled constant, built on
 
 
 _EN_SYLLABLE = re.compile(r"([^aeiouy]*)([aeiouy]+)")
-_PINYIN = re.compile(r"^(zh|ch|sh|[bpmfdtnlgkhjqxrzcsw])?(.*)$")
+# A pinyin syllable's initial (every one has a sound class; zh, ch, sh tried before z, c, s) and final.
+_INITIALS = "|".join(i for i in _PINYIN_CLASSES if len(i) > 1)
+_LETTERS = "".join(i for i in _PINYIN_CLASSES if len(i) == 1)
+_PINYIN = re.compile(f"^({_INITIALS}|[{_LETTERS}])?(.*)$")
 
 
 @dataclass(frozen=True)
@@ -93,17 +88,17 @@ def _en_onsets(word: str) -> list[_Onset]:
             onsets.append(_Onset("", vowel[0].replace("y", "i")))
             continue
         classes = set()
-        for digraph in ("th", "ch", "ph", "sh", "kh", "tr", "dr"):
+        for digraph in _EN_DIGRAPHS:
             if digraph in cluster:
-                classes.update(_CLASSES[digraph])
+                classes.update(_EN_CLASSES[digraph])
         for j, c in enumerate(cluster):
             if c in "cg":  # soft before e/i/y (cetuximab 西, gefitinib 吉), hard otherwise
                 soft = j == len(cluster) - 1 and vowel[0] in "eiy"
                 classes.update("KS" if soft and c == "g" else "S" if soft else "K")
             elif c == "x" and i > 0:  # "dexa": ks
                 classes.update("KS")
-            elif c in _CLASSES:
-                classes.update(_CLASSES[c])
+            elif c in _EN_CLASSES:
+                classes.update(_EN_CLASSES[c])
         onsets.append(_Onset("".join(sorted(classes)), ""))
     return onsets
 
@@ -120,9 +115,9 @@ def _zh_onsets(name: str) -> tuple[_Onset, ...]:
         if not initial:
             onsets.append(_Onset("", _ZH_VOWELS.get(final, final[:1])))
         elif syllable == "wu":  # 乌 stands for u- as often as for v-
-            onsets.append(_Onset(_CLASSES["w"], "u"))
+            onsets.append(_Onset(_PINYIN_CLASSES["w"], "u"))
         else:
-            onsets.append(_Onset(_CLASSES[initial], ""))
+            onsets.append(_Onset(_PINYIN_CLASSES[initial], ""))
     return tuple(onsets)
 
 

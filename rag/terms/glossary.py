@@ -14,21 +14,21 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from rag.knowledge import language
 from rag.lang import HAN, HAN_RE
 from rag.terms.lexical import EN_STOPWORDS, _jieba
 from rag.types import Document
 
 GLOSSARY_VERSION = 1
 # Grammatical words and verbs that introduce a term ("包含深静脉血栓", "采取多学科综合治疗"); the
-# Chinese term starts after the last one. Matched as jieba words, so 对照组 is not cut at 对.
-_STOP_WORDS = frozenset(
-    "的 地 得 之 即 是 和 与 及 或 为 在 于 对 把 被 将 如 从 由 以 等 了 其 该 这 那 此 并 而 但 也 都 又 给 "
-    "向 及其 以及 或者 例如 比如 包括 包含 称 称为 简称 又称 即为 作为 成为 分为 属于 对于 由于 关于 通过 "
-    "采用 采取 使用 应用 影响 统计 记录 导致 引起 发生 出现 联合 患者 病人 可 可以 能 已 认为 因为 视为".split()
-)
-# jieba often glues a preposition to the word before it ("作用于", "存在", "参与", "组在"): such a word
-# also ends the text before a term.
-_STOP_ENDINGS = tuple("于在与是即")
+# Chinese term starts after the last one. Matched as jieba words, so 对照组 is not cut at 对. jieba often
+# glues a preposition to the word before it ("作用于", "存在", "参与", "组在"): a word with such an
+# ending also ends the text before a term. Modifiers (的, 地, 之): see `choose_zh_term`. All from
+# rag/data/lang/zh.json.
+_BOUNDARIES = language("zh")["term_boundaries"]
+_STOP_WORDS = frozenset(_BOUNDARIES["words"])
+_STOP_ENDINGS = tuple(_BOUNDARIES["endings"])
+_MODIFIERS = frozenset(_BOUNDARIES["modifiers"])
 _STOP_CHARS = frozenset(w for w in _STOP_WORDS if len(w) == 1)
 # Length limits of a Chinese term taken on the strength of its left boundary alone: after a stop word
 # ("作用于哺乳动物雷帕霉素靶蛋白"), or after punctuation, where a longer run often includes the subject of
@@ -205,7 +205,7 @@ def choose_zh_term(run: str, stats: TermStats) -> str | None:
     for i, w in enumerate(words[:-1]):
         if w in _STOP_WORDS or w.endswith(_STOP_ENDINGS):
             cut, cut_word = starts[i + 1], w
-    if cut_word in ("的", "地", "之"):
+    if cut_word in _MODIFIERS:
         return None
     rest = run[cut:]
     limit = _MAX_ZH_AFTER_STOP if cut_word else _MAX_ZH

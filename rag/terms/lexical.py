@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from rag.knowledge import language
 from rag.lang import HAN
 
 # Bump when tokenize() changes output: a BM25 index built with another version must be rebuilt.
@@ -21,17 +22,9 @@ TOKENIZER_VERSION = 1
 # "her2", "t790m" and Greek letters ("tnf", "α") survive; hyphens and underscores split words.
 _TOKEN_RE = re.compile(rf"(?P<han>[{HAN}]+)|(?P<num>\d+(?:\.\d+)+)|(?P<word>[^\W_{HAN}]+)")
 
-ZH_STOPWORDS = frozenset(
-    "的 了 和 与 及 以及 或 或者 在 是 为 对 于 之 其 而 被 将 也 这 那 这些 那些 这个 那个 有 就 都 "
-    "吗 呢 吧 啊 么 什么 哪些 哪个 哪 怎么 怎样 如何 多少 为什么 是否 是不是 一个 该 此 并 由 从 "
-    "把 给 让 我 你 他 她 它 我们 你们 他们 请 问 中 等 个 即 则 又 还 但 但是 因为 所以 如果".split()
-)
-EN_STOPWORDS = frozenset(
-    "a an the of and or in on at to for with by from as into than then is are was were be been "
-    "being it its this that these those what which who whom whose when where why how do does did "
-    "has have had can could should would will may might must there their they them we our you your "
-    "he she his her i me my about between vs via also such any all some".split()
-)
+# Words too common to count as terms (rag/data/lang/*.json).
+ZH_STOPWORDS = frozenset(language("zh")["stopwords"])
+EN_STOPWORDS = frozenset(language("en")["stopwords"])
 STOPWORDS = ZH_STOPWORDS | EN_STOPWORDS
 
 
