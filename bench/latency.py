@@ -9,11 +9,11 @@ from __future__ import annotations
 import inspect
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 
 from bench.common import Section, Table, at_most, fmt, share, stats, timed
-from rag.lang import detect_lang
 from rag.pipeline import MODES, Pipeline
-from rag.retrieve.retriever import rrf_fuse
+from rag.retrieve.fusion import rrf_fuse
 
 P95_TARGET_MS = 60.0
 EMBED, EMBED_XL, VECTOR = "embed question (e5)", "embed question (cross-lingual)", "vector search"
@@ -54,10 +54,12 @@ def time_pieces(pipeline: Pipeline, question: str, k: int, t_hybrid: float) -> d
         (_, ids), ms = timed(xl_index.search, qx[0].reshape(1, -1), depth)
         out[VECTOR] += ms
         lists.append([index.chunks[i].id for i in ids[0] if i >= 0])
-    expand = getattr(r, "bm25_query", None)  # glossary / induced-Chinese query expansion, if any
-    query, t_expand = timed(expand, question, detect_lang(question)) if expand else (question, 0.0)
+    # The glossary / induced-Chinese query expansion: the phrases' cross-lingual encoding and the lexicon.
+    analysis = pipeline.analyse(question, encode=False)
+    (_, induced), t_induce = timed(pipeline.analyser.crosslingual, question, analysis.lang)
+    query, t_expand = timed(r.bm25_query, replace(analysis, induced=tuple(induced)))
     lexical, ms = timed(index.search_bm25, query, depth)
-    out[BM25] = t_expand + ms
+    out[BM25] = t_induce + t_expand + ms
     lists.append([h.chunk.id for h in lexical])
     if getattr(s, "fusion", "rrf") == "rrf":
         out[FUSION] = timed(rrf_fuse, lists, [1.0] * len(lists), s.rrf_k)[1]

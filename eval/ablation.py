@@ -10,12 +10,15 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from rag.evaluate.gold import contains_any, load_gold
 from rag.evaluate.metrics import mrr_at_k, recall_at_k
 from rag.pipeline import Pipeline
-from rag.retrieve.retriever import RetrievalSettings, Retriever
+from rag.query.analysis import QueryAnalyser
+from rag.retrieve.retriever import Retriever
+from rag.settings import RetrievalSettings
 
 BASE = RetrievalSettings()
 VARIANTS: list[tuple[str, str, RetrievalSettings | None]] = [
@@ -58,10 +61,14 @@ class CachedQueries:
 
 
 def evaluate(pipeline: Pipeline, items, mode: str, settings: RetrievalSettings | None) -> dict[str, tuple]:
-    retriever = Retriever(pipeline.index, pipeline.embedder, settings or pipeline.retriever.settings)
+    settings = settings or pipeline.retriever.settings
+    retriever = Retriever(pipeline.index, pipeline.embedder, settings)
+    # The retrieval settings also decide how an English question is encoded (induced words, drug names).
+    tree = replace(pipeline.settings, retrieval=settings)
+    analyser = QueryAnalyser(pipeline.index, pipeline.embedder, tree, lambda: pipeline.glossary)
     rows: dict[str, list[tuple[float, float, float]]] = {"zh": [], "en": []}
     for item in items:
-        hits = retriever.search(item.question, 10, mode)
+        hits = retriever.search(analyser.analyse(item.question, encode=mode == "hybrid"), 10, mode)
         rels = [contains_any(h.chunk.text, item.evidence) for h in hits]
         rows[item.lang].append((recall_at_k(rels, 1), recall_at_k(rels, 5), mrr_at_k(rels, 10)))
     rows["all"] = rows["zh"] + rows["en"]

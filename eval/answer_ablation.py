@@ -10,102 +10,41 @@ thresholds tuned without it).
 
 from __future__ import annotations
 
-import contextlib
 import statistics
 import sys
-from collections.abc import Callable, Iterator
-from dataclasses import replace
 
-import rag.answer.compose
-import rag.answer.scoring
-import rag.answer.signals
 from eval.ablation import parse_args, write_table
 from rag.evaluate.metrics import abstention_prf
 from rag.evaluate.runner import _answer_hit, _cited, _CorpusRelevance, load_eval_gold
 from rag.pipeline import Pipeline
 
-
-@contextlib.contextmanager
-def _patched(obj, name: str, value) -> Iterator[None]:
-    old = getattr(obj, name)
-    setattr(obj, name, value)
-    try:
-        yield
-    finally:
-        setattr(obj, name, old)
-
-
-def _no_signals(p: Pipeline):
-    return _patched(p, "sentence_signals", None)
-
-
-def _no_in_place(p: Pipeline):
-    return _patched(rag.answer.signals, "CONTEXT_SHARE", 0.0)
-
-
-def _no_quantity(p: Pipeline):
-    return _patched(rag.answer.scoring, "QUANTITY_BONUS_Z", 0.0)
-
-
-def _no_continuation(p: Pipeline):
-    return _patched(rag.answer.compose, "with_continuation", lambda s, doc: s)
-
-
-def _no_neighbours(p: Pipeline):
-    return _patched(rag.answer.compose, "lift_neighbours", lambda scored, documents: list(scored))
-
-
-def _no_unknown_names(p: Pipeline):
-    return _patched(p, "answer_settings", replace(p.answer_settings, refuse_unknown_names=False))
-
-
-def _no_drug_names(p: Pipeline):
-    class _NoDrugs:
-        def find_zh(self, question: str, common_word=None) -> list[str]:
-            return []
-
-        def find_en(self, question: str, english_words=None) -> list[str]:
-            return []
-
-    p.unknown_names("", "zh")  # build the checker, so that its drug test can be switched off
-    return _patched(p._unknown_names, "_drugs", _NoDrugs())
-
-
-def _no_unquoted_names(p: Pipeline):
-    return _patched(p, "answer_settings", replace(p.answer_settings, refuse_unquoted_names=False))
-
-
-def _no_name_checks(p: Pipeline):
-    settings = replace(p.answer_settings, refuse_unknown_names=False, refuse_unquoted_names=False)
-    return _patched(p, "answer_settings", settings)
-
-
-def _no_parts(p: Pipeline):
-    return _patched(p, "answer_settings", replace(p.answer_settings, part_chunks=0))
-
-
-def _no_rate_check(p: Pipeline):
-    return _patched(p, "answer_settings", replace(p.answer_settings, refuse_missing_rate=False))
-
-
-def _no_abstention(p: Pipeline):
-    return _patched(p, "abstain", {})
-
-
-VARIANTS: list[tuple[str, Callable[[Pipeline], contextlib.AbstractContextManager] | None]] = [
-    ("answerer (default)", None),
-    ("- retrieval's signals for sentences (e5 on the question only + words)", _no_signals),
-    ("- sentences read in place (section name and sentence before)", _no_in_place),
-    ("- number bonus for quantity questions", _no_quantity),
-    ("- joining a sentence that points back", _no_continuation),
-    ("- lifting a strong match's neighbours", _no_neighbours),
-    ("- a quote for each part of a question asking two things", _no_parts),
-    ("- refusing drug names the papers never write (by ending and sound)", _no_drug_names),
-    ("- refusing unknown names (drug names included)", _no_unknown_names),
-    ("- refusing quotes that leave out a drug, disease or acronym the question names", _no_unquoted_names),
-    ("- both name checks (unknown names, names left out of the quotes)", _no_name_checks),
-    ("- refusing a rate question no quote answers", _no_rate_check),
-    ("- calibrated thresholds (name and rate checks only)", _no_abstention),
+# Each variant switches components off through the settings tree (`rag config` lists the knobs).
+VARIANTS: list[tuple[str, dict[str, object]]] = [
+    ("answerer (default)", {}),
+    (
+        "- retrieval's signals for sentences (e5 on the question only + words)",
+        {"scoring.use_retrieval_signals": False},
+    ),
+    ("- sentences read in place (section name and sentence before)", {"scoring.context_share": 0.0}),
+    ("- number bonus for quantity questions", {"scoring.quantity_bonus_z": 0.0}),
+    ("- joining a sentence that points back", {"scoring.join_continuations": False}),
+    ("- lifting a strong match's neighbours", {"scoring.lift_neighbours": False}),
+    ("- a quote for each part of a question asking two things", {"answer.part_chunks": 0}),
+    (
+        "- refusing drug names the papers never write (by ending and sound)",
+        {"refusal.unknown_drug_names": False},
+    ),
+    ("- refusing unknown names (drug names included)", {"refusal.unknown_names": False}),
+    (
+        "- refusing quotes that leave out a drug, disease or acronym the question names",
+        {"refusal.unquoted_names": False},
+    ),
+    (
+        "- both name checks (unknown names, names left out of the quotes)",
+        {"refusal.unknown_names": False, "refusal.unquoted_names": False},
+    ),
+    ("- refusing a rate question no quote answers", {"refusal.missing_rate": False}),
+    ("- calibrated thresholds (name and rate checks only)", {"refusal.evidence": False}),
 ]
 
 
@@ -138,7 +77,7 @@ def evaluate(pipeline: Pipeline, items) -> dict[str, float]:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(__doc__, argv)
     items = load_eval_gold(args.gold)
-    pipeline = Pipeline.load(args.index)
+    base = Pipeline.load(args.index)
     cols = ["hit zh", "hit en", "hit all", "citation", "abstention F1", "refused answerable", "quotes/answer"]
     lines = [
         f"Answer ablation on {args.gold} ({len(items)} questions; full ask, extractive)",
@@ -147,9 +86,10 @@ def main(argv: list[str] | None = None) -> int:
         "|---|" + "---|" * len(cols),
     ]
     print("\n".join(lines), flush=True)
-    for name, switch in VARIANTS:
-        with switch(pipeline) if switch else contextlib.nullcontext():
-            m = evaluate(pipeline, items)
+    for name, overrides in VARIANTS:
+        # One model for every variant: only the settings differ.
+        pipeline = Pipeline.load(args.index, embedder=base.embedder, overrides=overrides)
+        m = evaluate(pipeline, items)
         cells = [f"{m[c]:.3f}" if isinstance(m[c], float) else str(m[c]) for c in cols]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
         print(lines[-1], flush=True)

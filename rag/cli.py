@@ -8,6 +8,7 @@ import os
 import sys
 import time
 from dataclasses import asdict
+from pathlib import Path
 
 from rag import __version__
 from rag.answer.llm import add_llm_arguments
@@ -30,6 +31,16 @@ def _add_translate_argument(p: argparse.ArgumentParser) -> None:
         "--translate-queries",
         action="store_true",
         help="with --llm-model: also search English questions with their Chinese translation",
+    )
+
+
+def _add_set_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="SECTION.KNOB=VALUE",
+        help="override one setting for this run, e.g. --set answer.max_quotes=2 (repeatable; `rag config` lists them)",
     )
 
 
@@ -75,6 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--model", default=None, help="query model (default: the one the index was built with)")
     p.add_argument("--json", action="store_true", help='print one JSON object (with the notes under "notes")')
+    _add_set_argument(p)
     add_llm_arguments(p)
     _add_translate_argument(p)
 
@@ -93,6 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default=None, help="query model (default: the one the index was built with)")
     p.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
     p.add_argument("--out", default=None, help="folder for report.md, metrics.json and recall.png")
+    _add_set_argument(p)
     add_llm_arguments(p)
     _add_translate_argument(p)
 
@@ -120,6 +133,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="also write rag/data/settings.json, the default for indexes without their own settings",
     )
     p.add_argument("--json", action="store_true", help="print the settings and statistics as one JSON object")
+    _add_set_argument(p)
+
+    p = sub.add_parser(
+        "config", help="print the effective settings (every knob, its value, and where the value came from)"
+    )
+    p.add_argument(
+        "--index",
+        default=None,
+        help="index folder whose settings.json and manifest apply (default: none, the packaged settings)",
+    )
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    _add_set_argument(p)
 
     p = sub.add_parser(
         "model", help="prepare the embedding model (converts the bundled one once) and print its path"
@@ -132,9 +157,10 @@ def cmd_index(args: argparse.Namespace) -> int:
     from rag.encode.embedding import SentenceTransformerEmbedder
     from rag.encode.use import USEEmbedder
     from rag.indexing.index import build_index
-    from rag.ingest.chunking import ChunkerSettings
+    from rag.settings import ChunkerSettings, load_settings
 
-    defaults = ChunkerSettings()
+    # The packaged tree's chunking, unless the flags say otherwise.
+    defaults = load_settings().settings.chunking
     settings = ChunkerSettings(
         max_chars=args.max_chars or defaults.max_chars,
         overlap_chars=defaults.overlap_chars if args.overlap is None else args.overlap,
@@ -178,7 +204,20 @@ def ask_json(answer) -> dict:
             for h in answer.hits
         ],
         "notes": list(answer.notes),
+        "refusal": None if answer.refusal is None else _refusal_json(answer.refusal, answer.lang),
     }
+
+
+def _refusal_json(refusal, lang: str) -> dict:
+    from rag.answer.framing import refusal_message
+
+    return {"code": refusal.code, "note": refusal.note, "message": refusal_message(refusal, lang)}
+
+
+def _overrides(args: argparse.Namespace) -> dict:
+    from rag.settings import parse_overrides
+
+    return parse_overrides(getattr(args, "set", []) or [])
 
 
 def llm_options(args: argparse.Namespace) -> dict:
@@ -205,7 +244,7 @@ def llm_options(args: argparse.Namespace) -> dict:
 def cmd_ask(args: argparse.Namespace) -> int:
     from rag.pipeline import Pipeline
 
-    pipeline = Pipeline.load(args.index, model=args.model, **llm_options(args))
+    pipeline = Pipeline.load(args.index, model=args.model, overrides=_overrides(args), **llm_options(args))
     answer = pipeline.ask(args.question, k=args.k, mode=args.mode)
     for note in answer.notes:
         print(f"note: {note}", file=sys.stderr)
@@ -265,7 +304,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     items = load_eval_gold(args.gold)
     started = time.perf_counter()
-    pipeline = Pipeline.load(args.index, model=args.model, **llm_options(args))
+    pipeline = Pipeline.load(args.index, model=args.model, overrides=_overrides(args), **llm_options(args))
     load_ms = (time.perf_counter() - started) * 1000
     modes = tuple(m.strip() for m in args.modes.split(",") if m.strip())
     report = run_eval(pipeline, items, modes=modes, progress=True, index_load_ms=load_ms)
@@ -291,6 +330,8 @@ def eval_setup(pipeline) -> dict:
         "translate_queries": status["translate_queries"],
         "min_score": status["min_score"],
         "abstain": status["abstain"],
+        "calibration": status["calibration"],
+        "refusal_rules": status["refusal_rules"],
         "settings_notes": list(pipeline.settings_notes),
     }
 
@@ -305,12 +346,13 @@ def eval_note(setup: dict) -> str:
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
-    from rag.abstain.calibration import SETTINGS_FILE, calibrate, default_settings_path, write_settings
+    from rag.abstain.calibration import calibrate, write_settings
     from rag.evaluate.runner import load_eval_gold
     from rag.pipeline import Pipeline
+    from rag.settings import SETTINGS_FILE, default_settings_path
 
     items = load_eval_gold(args.gold)
-    pipeline = Pipeline.load(args.index, model=args.model)
+    pipeline = Pipeline.load(args.index, model=args.model, overrides=_overrides(args))
 
     def progress(i: int, n: int, item) -> None:
         print(f"calibrate {i}/{n} {item.id}", file=sys.stderr, flush=True)
@@ -321,7 +363,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     targets = [pipeline.index.index_dir / SETTINGS_FILE]
     if args.save_default:
         targets.append(default_settings_path())
-    written = [write_settings(path, settings) for path in targets]
+    # Knobs a file already sets are kept: calibration only writes the floor, thresholds and its record.
+    written = [write_settings(path, _merged(path, settings)) for path in targets]
     if args.json:
         out = {k: v for k, v in stats.items() if k != "scores"}
         print(
@@ -335,6 +378,55 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     print(calibration_summary(settings, stats))
     for path in written:
         print(f"wrote {path}")
+    return 0
+
+
+def _merged(path, settings: dict) -> dict:
+    """The settings file at `path` (if any) with the calibration's sections written over it."""
+    from pathlib import Path
+
+    path = Path(path)
+    data = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    for section, values in settings.items():
+        if section in ("calibration", "abstain"):
+            data[section] = values
+        else:
+            data[section] = {**data.get(section, {}), **values}
+    return data
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    from rag.indexing.store import read_manifest
+    from rag.settings import describe, load_settings
+
+    model_id = chunking = None
+    if args.index is not None:
+        manifest = read_manifest(Path(args.index))
+        model_id, chunking = manifest.get("model_id"), manifest.get("chunker")
+    loaded = load_settings(args.index, model_id, _overrides(args), chunking)
+    rows = describe(loaded)
+    if args.json:
+        tree: dict = {}
+        for row in rows:
+            section, name = row["knob"].split(".")
+            tree.setdefault(section, {})[name] = {k: row[k] for k in ("value", "source", "doc")}
+        out = {
+            "settings": tree,
+            "calibration": loaded.calibration,
+            "calibration_source": loaded.calibration_source,
+        }
+        print(json.dumps({**out, "notes": list(loaded.notes)}, ensure_ascii=False, indent=1))
+        return 0
+    width = max(len(r["knob"]) for r in rows)
+    section = None
+    for r in rows:
+        if r["knob"].split(".")[0] != section:
+            section = r["knob"].split(".")[0]
+            print(f"[{section}]")
+        print(f"  {r['knob']:<{width}}  {json.dumps(r['value']):<10} {r['source']:<12} {r['doc']}")
+    print(f"calibration: {loaded.calibration_source}")
+    for note in loaded.notes:
+        print(f"note: {note}")
     return 0
 
 
@@ -386,6 +478,7 @@ COMMANDS = {
     "inspect": cmd_inspect,
     "eval": cmd_eval,
     "calibrate": cmd_calibrate,
+    "config": cmd_config,
     "model": cmd_model,
 }
 

@@ -60,6 +60,7 @@ DOMAIN_BLOCK = {
         {"endings": CHARS, "classes": WORDS, "kind_endings": WORDS, "treatment_prefixes": WORDS}
     ),
     "rates": Omittable({"asks": WORDS, "asks_phrases": WORDS, "percent_words": WORDS, "multiples": WORDS}),
+    "quantities": Omittable({"asks": WORDS}),
     "acronyms": Omittable({"number_suffixes": WORDS}),
 }
 DRUG_STEMS = {"stems": [{"en": WORDS, "zh": WORDS, "zh_other": Omittable(WORDS)}]}

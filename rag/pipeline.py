@@ -6,24 +6,24 @@ follow-up) -> retrieve k hits -> generator (extractive by default; an LLM genera
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rag.abstain.calibration import read_settings
-from rag.answer.compose import AnswerSettings, abstain_answer, compose_answer
+from rag.abstain.rules import QUESTION, QUOTES, first_refusal, refusal_rules
+from rag.answer.compose import Scorer, compose_answer
+from rag.answer.framing import abstain_answer
 from rag.answer.generate import Compose, ExtractiveGenerator, Generator
 from rag.answer.signals import SentenceSignals
 from rag.encode.cache import CachedPassageEmbedder
 from rag.indexing.index import Index
 from rag.lang import detect_lang
-from rag.query.names import paper_acronyms, question_names
-from rag.query.parts import question_parts
-from rag.query.unknown_names import UnknownNames
-from rag.retrieve.retriever import MODES, RetrievalSettings, Retriever
+from rag.query.analysis import QueryAnalyser, QueryAnalysis
+from rag.retrieve.retriever import MODES, Retriever
+from rag.settings import AnswerSettings, LoadedSettings, RetrievalSettings, Settings, load_settings
 from rag.terms.glossary import Glossary
-from rag.types import Answer, Chunk, Document, Hit
+from rag.types import Answer, Chunk, Document, Hit, Refusal
 
 if TYPE_CHECKING:
     from rag.encode.embedding import Embedder
@@ -75,9 +75,7 @@ def embedder_for(manifest_model_id: str, model: str | None) -> Embedder:
 class _Prepared:
     """A question made ready for the generator."""
 
-    question: str  # as the user asked it
-    standalone: str  # after condensing a follow-up (== question otherwise)
-    lang: str
+    query: QueryAnalysis  # the question as asked, condensed when a follow-up, analysed once
     hits: list[Hit]  # k of them; more for a question asking two things (AnswerSettings.part_chunks)
     notes: tuple[str, ...]
     k: int  # the hits asked for
@@ -93,21 +91,24 @@ class Pipeline:
         generator: Generator | GeneratorFactory | None = None,
         chat_model: Any = None,
         *,
+        settings: Settings | None = None,
+        overrides: Mapping[str, Any] | None = None,
         translate_queries: bool = False,
         llm_timeout: float = 30,
     ) -> None:
-        """`answer_settings` None: the index's settings.json, else the packaged default.
-        `chat_model` (any object with LangChain's `.invoke`) condenses follow-ups and, with
+        """Settings: `settings`, a whole tree, else the index's (`rag.settings.load_settings`: packaged,
+        then index/settings.json, then `overrides`, e.g. {"answer.max_quotes": 2}). `retrieval` and
+        `answer_settings` replace those sections; a fixed `answer_settings` also means no calibrated
+        thresholds. `chat_model` (any object with LangChain's `.invoke`) condenses follow-ups and, with
         `translate_queries`, adds a Chinese translation to English questions before searching."""
         self.index = index
         self.embedder = embedder
-        self._fixed_settings = answer_settings
+        self._fixed = (settings, overrides, retrieval, answer_settings)
         self.chat_model = chat_model
         self.translate_queries = translate_queries
         self.llm_timeout = llm_timeout
         self._translations: dict[str, str] = {}
         self._load_derived()
-        self._connect_retriever(retrieval)
         if generator is None:
             generator = ExtractiveGenerator(self.compose)
         elif not hasattr(generator, "generate"):
@@ -125,6 +126,8 @@ class Pipeline:
         *,
         retrieval: RetrievalSettings | None = None,
         answer_settings: AnswerSettings | None = None,
+        settings: Settings | None = None,
+        overrides: Mapping[str, Any] | None = None,
         translate_queries: bool = False,
         llm_timeout: float = 30,
     ) -> Pipeline:
@@ -140,37 +143,56 @@ class Pipeline:
             answer_settings,
             generator,
             chat_model,
+            settings=settings,
+            overrides=overrides,
             translate_queries=translate_queries,
             llm_timeout=llm_timeout,
         )
 
     def _load_derived(self) -> None:
-        """State that follows the index folder: answer settings, glossary and sentence-vector cache."""
-        self.abstain: dict[str, float] = {}  # per question language: evidence threshold (settings.json)
-        if self._fixed_settings is not None:
-            self.answer_settings, self.settings_notes = self._fixed_settings, ()
+        """State that follows the index folder: the settings, glossary, caches, retriever and rules."""
+        settings, overrides, retrieval, answer = self._fixed
+        if settings is not None:
+            self.loaded = LoadedSettings(settings, {}, {}, "given", ())
         else:
-            loaded = read_settings(self.index.index_dir, self.index.model_id)
-            self.answer_settings, self.settings_notes = loaded.answer, loaded.notes
-            self.abstain = loaded.abstain
+            self.loaded = load_settings(
+                self.index.index_dir, self.index.model_id, overrides, self.index.manifest.get("chunker")
+            )
+        tree = self.loaded.settings
+        if retrieval is not None:
+            tree = replace(tree, retrieval=retrieval)
+        if answer is not None:
+            tree = replace(tree, answer=answer, abstain=type(tree.abstain)())
+            self.loaded = replace(self.loaded, calibration={}, calibration_source="none", notes=())
+        self.settings = tree
+        self.settings_notes = self.loaded.notes
         if self.index.context_vectors is None:
             self.settings_notes = (*self.settings_notes, OLD_INDEX_NOTE)
         self._glossary: Glossary | None = None
         self._answer_embedder: Any = None
-        self._unknown_names: UnknownNames | None = None
-        self._paper_acronyms: frozenset[str] | None = None
+        # Retrieval shares the answerer's embedder, and so its query cache.
+        self.retriever = Retriever(self.index, self.answer_embedder, tree.retrieval)
+        self.analyser = QueryAnalyser(self.index, self.answer_embedder, tree, lambda: self.glossary)
+        self.sentence_signals: SentenceSignals | None = (
+            SentenceSignals(self.index, self.answer_embedder, tree.scoring.context_share)
+            if tree.scoring.use_retrieval_signals
+            else None
+        )
+        self.rules = refusal_rules(tree, self.index.documents, self.retriever.evidence)
 
     def reload(self) -> None:
         """Re-open the index folder after it was rebuilt (e.g. after an upload)."""
         self.index = Index.load(self.index.index_dir, self.embedder)
         self._load_derived()
-        self._connect_retriever(self.retriever.settings)
 
-    def _connect_retriever(self, settings: RetrievalSettings | None) -> None:
-        # Retrieval shares the answerer's embedder, and so its query cache; the answerer scores
-        # sentences with the retriever's encoders and its last question's encoding.
-        self.retriever = Retriever(self.index, self.answer_embedder, settings)
-        self.sentence_signals = SentenceSignals(self.retriever)
+    @property
+    def answer_settings(self) -> AnswerSettings:
+        return self.settings.answer
+
+    @property
+    def abstain(self) -> dict[str, float]:
+        """Per question language: the evidence threshold in force."""
+        return self.settings.abstain.thresholds()
 
     @property
     def documents(self) -> dict[str, Document]:
@@ -219,6 +241,8 @@ class Pipeline:
             "translate_queries": self._translating(),
             "min_score": self.answer_settings.min_score,
             "abstain": dict(self.abstain),  # per question language: evidence threshold
+            "calibration": self.loaded.calibration_source,
+            "refusal_rules": [r.code for r in self.rules],
         }
 
     def generator_name(self) -> str:
@@ -231,27 +255,22 @@ class Pipeline:
             f"{type(self.generator).__name__}({name})" if model is not None else type(self.generator).__name__
         )
 
-    def compose(self, question: str, lang: str, hits: list[Hit], documents: dict[str, Document]) -> Answer:
-        """The extractive answer (the default generator, and the fallback of an LLM one)."""
-        return compose_answer(
-            question,
-            lang,
-            hits,
-            documents,
-            settings=self.answer_settings,
-            glossary=self.glossary,
-            embedder=self.answer_embedder,
-            signals=self.sentence_signals,
-            names=question_names(
-                question, self.retriever.drug_names(), acronyms=self._acronyms(), glossary=self.glossary
-            )
-            if self.answer_settings.refuse_unquoted_names
-            else (),
-        )
+    # --- asking ------------------------------------------------------------------------------------
+
+    def analyse(self, question: str, *, encode: bool = True) -> QueryAnalysis:
+        """The question checked (QuestionError when empty or too long) and analysed."""
+        return self.analyser.analyse(check_question(question), encode=encode)
 
     def retrieve(self, question: str, k: int = 10, mode: str = "hybrid") -> list[Hit]:
-        question = check_question(question)
-        return self._search(question, k, mode, detect_lang(question))[0]
+        return self.search(self.analyse(question, encode=mode == "hybrid"), k, mode)
+
+    def search(self, query: QueryAnalysis, k: int = 10, mode: str = "hybrid") -> list[Hit]:
+        """The k best chunks for an analysed question."""
+        return self._search(query, k, mode)[0]
+
+    def evidence(self, query: QueryAnalysis, hits: Sequence[Hit]) -> float:
+        """The evidence score the evidence rule compares with its threshold (`Retriever.evidence`)."""
+        return self.retriever.evidence(query, hits)
 
     def ask(
         self,
@@ -262,45 +281,11 @@ class Pipeline:
     ) -> Answer:
         """Answer a question; `history` holds (question, answer) pairs of earlier turns, for follow-ups."""
         p = self._prepare(question, k, mode, history)
-        refusal = self._refusal(p)
+        refusal = self.question_refusal(p.query, p.hits, p.k)
         if refusal is not None:
-            return self._finish(refusal, p)
-        return self._finish(self.generator.generate(p.standalone, p.lang, p.hits, self.documents), p)
-
-    def unknown_names(self, question: str, lang: str) -> list[str]:
-        """Names in the question that no indexed paper mentions (empty when the check is off)."""
-        if not self.answer_settings.refuse_unknown_names:
-            return []
-        if self._unknown_names is None:
-            self._unknown_names = UnknownNames(
-                (d.text for d in self.documents.values()), drugs=self.retriever.drug_names()
-            )
-        return self._unknown_names.find(question, lang)
-
-    def _acronyms(self) -> frozenset[str]:
-        """The gene, marker and acronym names the papers write, read once."""
-        if self._paper_acronyms is None:
-            self._paper_acronyms = paper_acronyms(d.text for d in self.documents.values())
-        return self._paper_acronyms
-
-    def _refusal(self, p: _Prepared) -> Answer | None:
-        """The abstention answer when the question names something the papers never mention, or the
-        evidence is below the calibrated threshold for this language."""
-        names = self.unknown_names(p.standalone, p.lang)
-        if names:
-            note = f"the question names {', '.join(names)}, which no indexed document mentions"
-            return abstain_answer(p.standalone, p.lang, p.hits, self.documents, self.glossary, [note])
-        threshold = self.abstain.get(p.lang)
-        if threshold is None or not p.hits:
-            return None
-        # Judged on the k best hits: a deeper search for a two-part question must not lower the bar.
-        evidence = self.retriever.evidence(p.standalone, p.lang, p.hits[: p.k])
-        if evidence >= threshold:
-            return None
-        note = (
-            f"evidence {evidence:.3f} below the calibrated threshold {threshold:.3f} for {p.lang} questions"
-        )
-        return abstain_answer(p.standalone, p.lang, p.hits, self.documents, self.glossary, [note])
+            return self._finish(self._refuse(p.query, p.hits, refusal), p)
+        q = p.query
+        return self._finish(self.generator.generate(q.text, q.lang, p.hits, self.documents, query=q), p)
 
     def ask_stream(
         self,
@@ -316,47 +301,88 @@ class Pipeline:
         return self._stream(self._prepare(question, k, mode, history))
 
     def _stream(self, p: _Prepared) -> Iterator[str | Answer]:
-        refusal = self._refusal(p)
+        refusal = self.question_refusal(p.query, p.hits, p.k)
         if refusal is not None:
-            yield self._finish(refusal, p)
+            yield self._finish(self._refuse(p.query, p.hits, refusal), p)
             return
-        for piece in self.generator.stream(p.standalone, p.lang, p.hits, self.documents):
+        q = p.query
+        for piece in self.generator.stream(q.text, q.lang, p.hits, self.documents, query=q):
             yield self._finish(piece, p) if isinstance(piece, Answer) else piece
+
+    def question_refusal(
+        self, query: QueryAnalysis, hits: Sequence[Hit], k: int = 5, skip: tuple[str, ...] = ()
+    ) -> Refusal | None:
+        """The refusal of the rules judged before any quote is chosen, or None. The evidence rule is
+        judged on the k best hits: a deeper search for a two-part question must not lower the bar."""
+        return first_refusal(self.rules, QUESTION, query, list(hits)[:k], None, skip)
+
+    def compose(
+        self,
+        question: str,
+        lang: str,
+        hits: list[Hit],
+        documents: dict[str, Document],
+        query: QueryAnalysis | None = None,
+    ) -> Answer:
+        """The extractive answer (the default generator, and the fallback of an LLM one), or its refusal
+        by the rules that judge the chosen quotes."""
+        if query is None:
+            query = self.analyser.analyse(question)
+        scorer = Scorer(self.glossary, self.answer_embedder, self.sentence_signals, self.settings.scoring)
+        return compose_answer(
+            query,
+            hits,
+            documents,
+            settings=self.answer_settings,
+            scorer=scorer,
+            judge=lambda draft: first_refusal(self.rules, QUOTES, query, hits, draft),
+            # Without retrieval's signals a part needs no encoding: its words and e5 on its text do.
+            analyse_part=self.analyser.part if self.sentence_signals is not None else self._plain_part,
+        )
+
+    def _plain_part(self, text: str) -> QueryAnalysis:
+        return self.analyser.analyse(text, encode=False)
+
+    def _refuse(
+        self, query: QueryAnalysis, hits: Sequence[Hit], refusal: Refusal, notes: Sequence[str] = ()
+    ) -> Answer:
+        return abstain_answer(query.text, query.lang, hits, self.documents, self.glossary, notes, refusal)
 
     def _prepare(
         self, question: str, k: int, mode: str, history: Sequence[tuple[str, str]] | None
     ) -> _Prepared:
         question = check_question(question)
-        lang = detect_lang(question)
         standalone, notes = question, []
         if self.chat_model is not None and history:
             from rag.answer.llm import condense_question
 
+            lang = detect_lang(question)
             # condense_question returns the question itself on any failure, never "" or an over-long text.
             standalone = condense_question(self.chat_model, list(history), question, lang, self.llm_timeout)
             if standalone != question:
                 notes.append(f"follow-up read as: {standalone}")
+        query = self.analyser.analyse(standalone, asked=question)
         # A question asking two things searches deeper: a passage answering one part ranks lower.
-        depth = max(k, self.answer_settings.part_chunks) if question_parts(standalone) else k
-        hits, search_notes = self._search(standalone, depth, mode, lang)
+        depth = max(k, self.answer_settings.part_chunks) if query.parts else k
+        hits, search_notes = self._search(query, depth, mode)
         notes = (*notes, *search_notes, *self.settings_notes)
-        return _Prepared(question, standalone, lang, hits, notes, k)
+        return _Prepared(query, hits, notes, k)
 
     def _finish(self, answer: Answer, p: _Prepared) -> Answer:
         # The answer belongs to the question the user typed; the condensed form is in the notes.
-        return replace(answer, question=p.question, notes=(*answer.notes, *p.notes))
+        return replace(answer, question=p.query.asked, notes=(*answer.notes, *p.notes))
 
     def _translating(self) -> bool:
         return self.translate_queries and self.chat_model is not None
 
-    def _search(self, question: str, k: int, mode: str, lang: str) -> tuple[list[Hit], list[str]]:
-        query, notes = question, []
-        if lang == "en" and self._translating():
-            zh = self._translate(question)
-            if zh != question:
+    def _search(self, query: QueryAnalysis, k: int, mode: str) -> tuple[list[Hit], list[str]]:
+        notes = []
+        if query.lang == "en" and self._translating():
+            zh = self._translate(query.text)
+            if zh != query.text:
                 # Both languages in one query: the translation finds the Chinese body text, the
                 # English words still find the English abstracts (and survive a poor translation).
-                query = f"{question}\n{zh}"
+                query = self.analyser.analyse(f"{query.text}\n{zh}", encode=query.encoded)
                 notes.append(f"searched with a Chinese translation: {zh}")
         return self.retriever.search(query, k, mode), notes
 

@@ -69,6 +69,16 @@ class Quote:
 
 
 @dataclass(frozen=True)
+class Refusal:
+    """Why an answer was refused: the rule's code, its detail for the notes, and the values its
+    message (`refusal_<code>` in rag/templates/{zh,en}.json) is filled with, in either language."""
+
+    code: str  # the rule's code, e.g. "unknown_names", "evidence" (rag.abstain.rules)
+    note: str  # the detail, as the notes show it
+    values: tuple[tuple[str, str], ...] = ()  # template fields, e.g. (("names", "KRAS"),)
+
+
+@dataclass(frozen=True)
 class Answer:
     question: str
     lang: str  # language of the question, and of the answer's framing
@@ -77,3 +87,4 @@ class Answer:
     quotes: tuple[Quote, ...] = ()
     hits: tuple[Hit, ...] = ()
     notes: tuple[str, ...] = ()  # e.g. why an LLM answer fell back to the extractive one
+    refusal: Refusal | None = None  # why it abstained (None: answered, or abstained by an LLM)

@@ -8,17 +8,21 @@ import pytest
 
 import rag.answer.compose
 from rag.answer.candidates import candidate_sentences
-from rag.answer.compose import AnswerSettings, compose_answer, templates, verify_quote
+from rag.answer.compose import verify_quote
+from rag.answer.framing import templates
 from rag.answer.scoring import score_sentences
 from rag.evaluate.runner import answer_framing
 from rag.ingest.chunking import chunk_document
 from rag.ingest.headings import parse_heading
 from rag.ingest.loading import load_folder
 from rag.lang import detect_lang
+from rag.query.analysis import analyse_text
 from rag.query.answer_type import asks_rate, states_rate
+from rag.settings import AnswerSettings, RefusalSettings
 from rag.terms.glossary import Glossary, Term
 from rag.types import Chunk, Document, Hit
 from tests.conftest import DOCS
+from tests.helpers_answer import compose
 
 SETTINGS = AnswerSettings(min_score=0.1)
 
@@ -51,7 +55,7 @@ def _framing_lang(answer) -> str:
 def test_quotes_are_verbatim_verified_and_at_most_three(corpus, fake_embedder):
     hits = _hits(corpus, "zh-thrombosis")
     glossary = Glossary.build(corpus.values())
-    a = compose_answer(
+    a = compose(
         "特鲁索综合征的一线治疗药物是什么？",
         "zh",
         hits,
@@ -69,14 +73,12 @@ def test_quotes_are_verbatim_verified_and_at_most_three(corpus, fake_embedder):
     assert any("低分子肝素已成为一线治疗药物" in q.text for q in a.quotes)
     assert a.answer.startswith("根据文献：") and _framing_lang(a) == "zh"
     assert a.hits == tuple(hits)
-    one = compose_answer(
-        "低分子肝素", "zh", hits, corpus, settings=AnswerSettings(max_quotes=1, min_score=0.1)
-    )
+    one = compose("低分子肝素", "zh", hits, corpus, settings=AnswerSettings(max_quotes=1, min_score=0.1))
     assert len(one.quotes) == 1
 
 
 def test_tampered_quote_is_rejected(corpus):
-    a = compose_answer("低分子肝素治疗", "zh", _hits(corpus, "zh-thrombosis"), corpus, settings=SETTINGS)
+    a = compose("低分子肝素治疗", "zh", _hits(corpus, "zh-thrombosis"), corpus, settings=SETTINGS)
     q = a.quotes[0]
     assert verify_quote(q, corpus)
     assert not verify_quote(replace(q, text=q.text[:-1] + "X"), corpus)
@@ -87,10 +89,10 @@ def test_tampered_quote_is_rejected(corpus):
 
 def test_a_quote_failing_verification_is_never_shown(corpus, monkeypatch):
     hits = _hits(corpus, "zh-thrombosis")
-    good = compose_answer("低分子肝素治疗", "zh", hits, corpus, settings=SETTINGS)
+    good = compose("低分子肝素治疗", "zh", hits, corpus, settings=SETTINGS)
     rejected = good.quotes[0]
     monkeypatch.setattr(rag.answer.compose, "verify_quote", lambda q, docs: q.start != rejected.start)
-    a = compose_answer("低分子肝素治疗", "zh", hits, corpus, settings=SETTINGS)
+    a = compose("低分子肝素治疗", "zh", hits, corpus, settings=SETTINGS)
     assert rejected.text not in a.answer and all(q.start != rejected.start for q in a.quotes)
     assert any("dropped a quote" in n for n in a.notes)
 
@@ -99,7 +101,7 @@ def test_english_question_gets_english_framing_and_glossed_chinese_quote(fake_em
     text = "1. 引言\n组织因子(tissue factor, TF)是重要的促凝物质。\n2. 机制\n肿瘤细胞大量表达组织因子,从而促进血栓形成和肿瘤生长。\n"
     docs = {"tf": Document("tf", "组织因子综述 (Tissue factor: a review)", "tf.txt", text, "0")}
     mechanism = [h for h in _hits(docs, "tf") if h.chunk.section == "2 机制"]
-    a = compose_answer(
+    a = compose(
         "How does tissue factor promote thrombosis?",
         "en",
         mechanism,
@@ -115,7 +117,7 @@ def test_english_question_gets_english_framing_and_glossed_chinese_quote(fake_em
 
 
 def test_a_quote_that_defines_its_term_needs_no_gloss(corpus):
-    a = compose_answer(
+    a = compose(
         "What is tissue factor (TF)?",
         "en",
         _hits(corpus, "zh-thrombosis"),
@@ -132,7 +134,7 @@ def test_english_question_adds_the_english_abstract_sentence_of_the_same_fact():
     docs = {"bi": doc}
     zh_hits = [h for h in _hits(docs, "bi") if h.chunk.section == "摘要"]
     # An English question naming the Chinese drug (no embedder or glossary needed to match it).
-    a = compose_answer("Is 低分子肝素 the first-line drug?", "en", zh_hits, docs, settings=SETTINGS)
+    a = compose("Is 低分子肝素 the first-line drug?", "en", zh_hits, docs, settings=SETTINGS)
     texts = [q.text for q in a.quotes]
     assert "低分子肝素已成为一线治疗药物" in texts[0]
     twin = "Anticoagulant therapy is the first choice, and low molecular weight heparin has become the first-line treatment."
@@ -146,18 +148,16 @@ def test_chinese_question_counts_the_same_fact_once():
     hits = [h for h in _hits(docs, "bi") if h.chunk.section in ("摘要", "Abstract")]
     question = "低分子肝素是一线治疗药物吗？low molecular weight heparin first-line treatment"
     sentences, _ = candidate_sentences(hits, docs, 5)
-    scored = {s.sentence.text: s for s in score_sentences(question, sentences, None)}
+    scored = {s.sentence.text: s for s in score_sentences(analyse_text(question), sentences, None)}
     zh_text = "特鲁索综合征首选抗凝治疗,目前低分子肝素已成为一线治疗药物。"
     en_text = "Anticoagulant therapy is the first choice, and low molecular weight heparin has become the first-line treatment."
     top = max(s.score for s in scored.values())
     # Both sentences would qualify as quotes on their scores alone...
     for text in (zh_text, en_text):
         s = scored[text]
-        assert (
-            s.relevance >= SETTINGS.min_score and s.score >= rag.answer.compose.FOLLOW_RATIO * top and s.lexical > 0
-        )
+        assert s.relevance >= SETTINGS.min_score and s.score >= SETTINGS.follow_ratio * top and s.lexical > 0
     # ...but they state one fact, so a Chinese question gets it once.
-    quoted = [q.text for q in compose_answer(question, "zh", hits, docs, settings=SETTINGS).quotes]
+    quoted = [q.text for q in compose(question, "zh", hits, docs, settings=SETTINGS).quotes]
     assert (zh_text in quoted) + (en_text in quoted) == 1
 
 
@@ -173,9 +173,9 @@ def test_abstains_below_the_threshold_in_the_question_language(
 ):
     hits = _hits(corpus, "zh-thrombosis")
     sentences, _ = candidate_sentences(hits, corpus, 5)
-    score = max(s.relevance for s in score_sentences(question, sentences, None, fake_embedder))
+    score = max(s.relevance for s in score_sentences(analyse_text(question), sentences, None, fake_embedder))
     assert 0.0 <= score <= 1.0
-    a = compose_answer(
+    a = compose(
         question,
         lang,
         hits,
@@ -186,7 +186,7 @@ def test_abstains_below_the_threshold_in_the_question_language(
     assert a.abstained and a.quotes == () and a.hits == tuple(hits)
     assert a.answer.startswith(message) and templates(lang)["nearest"] in a.answer
     assert _framing_lang(a) == lang
-    answered = compose_answer(
+    answered = compose(
         question,
         lang,
         hits,
@@ -199,20 +199,24 @@ def test_abstains_below_the_threshold_in_the_question_language(
 
 def test_no_hits_abstains(corpus):
     for lang in ("en", "zh"):
-        a = compose_answer("anything", lang, [], corpus, settings=SETTINGS)
+        a = compose("anything", lang, [], corpus, settings=SETTINGS)
         assert a.abstained and a.quotes == () and a.hits == ()
-        assert a.answer == templates(lang)["abstain"]
+        # The refusal says why, in the question's language, from the templates.
+        assert a.refusal is not None and a.refusal.code == "no_relevant_sentence"
+        t = templates(lang)
+        reason = t["reason"].format(reason=t["refusal_no_relevant_sentence"])
+        assert a.answer == f"{t['abstain']}\n{reason}"
 
 
 def test_stale_chunk_is_skipped_and_noted(corpus):
     doc = corpus["zh-thrombosis"]
     stale = Chunk("zh:0-10", doc.doc_id, doc.title, "摘要", 0, 10, "不是这段文字的内容呀")
-    a = compose_answer("低分子肝素", "zh", [Hit(stale, 1.0)], corpus, settings=SETTINGS)
+    a = compose("低分子肝素", "zh", [Hit(stale, 1.0)], corpus, settings=SETTINGS)
     assert a.abstained and any("rebuild the index" in n for n in a.notes)
 
 
 def test_embedder_is_called_once_for_the_question_and_once_for_the_sentences(corpus, fake_embedder):
-    compose_answer(
+    compose(
         "低分子肝素", "zh", _hits(corpus, "zh-thrombosis"), corpus, settings=SETTINGS, embedder=fake_embedder
     )
     assert len(fake_embedder.calls) == 2
@@ -220,7 +224,7 @@ def test_embedder_is_called_once_for_the_question_and_once_for_the_sentences(cor
 
 def test_relevance_is_in_the_unit_interval(corpus, fake_embedder):
     sentences, _ = candidate_sentences(_hits(corpus, "zh-thrombosis"), corpus, 5)
-    for s in score_sentences("低分子肝素 heparin", sentences, None, fake_embedder):
+    for s in score_sentences(analyse_text("低分子肝素 heparin"), sentences, None, fake_embedder):
         assert 0.0 <= s.relevance <= 1.0 and 0.0 <= s.lexical <= 1.0
 
 
@@ -248,7 +252,7 @@ def test_real_paper_english_question_chinese_quote_gloss_and_abstract_sentence()
     docs = {d.doc_id: d for d in load_folder(DOCS).documents}
     doc = docs["trousseau-syndrome-review"]
     zh_abstract = [h for h in _hits(docs, doc.doc_id) if h.chunk.section == "摘要"]
-    a = compose_answer(
+    a = compose(
         "Does it present with deep venous thrombosis or pulmonary embolism?",
         "en",
         zh_abstract,
@@ -364,13 +368,11 @@ def test_a_rate_question_is_refused_when_no_chosen_sentence_states_one(tmp_path,
     (folder / "study.md").write_text(text, encoding="utf-8")
     docs = {d.doc_id: d for d in load_folder(folder).documents}
     question = "What is the response rate of everolimus?"
-    answer = compose_answer(
-        question, "en", _hits(docs, "study"), docs, settings=SETTINGS, embedder=fake_embedder
-    )
+    answer = compose(question, "en", _hits(docs, "study"), docs, settings=SETTINGS, embedder=fake_embedder)
     assert answer.abstained and answer.quotes == ()
     assert any("asks for a rate" in n for n in answer.notes)
     # The same sentences answer a question that asks for no rate; and the check can be turned off.
-    assert not compose_answer(
+    assert not compose(
         "How many patients had a partial response?",
         "en",
         _hits(docs, "study"),
@@ -378,16 +380,14 @@ def test_a_rate_question_is_refused_when_no_chosen_sentence_states_one(tmp_path,
         settings=SETTINGS,
         embedder=fake_embedder,
     ).abstained
-    off = replace(SETTINGS, refuse_missing_rate=False)
-    assert not compose_answer(
-        question, "en", _hits(docs, "study"), docs, settings=off, embedder=fake_embedder
+    off = RefusalSettings(missing_rate=False)
+    assert not compose(
+        question, "en", _hits(docs, "study"), docs, settings=SETTINGS, embedder=fake_embedder, refusal=off
     ).abstained
     # Once a sentence states the rate, the question is answered with it.
     (folder / "study.md").write_text(text + "The response rate of everolimus was 80%.\n", encoding="utf-8")
     docs = {d.doc_id: d for d in load_folder(folder).documents}
-    answer = compose_answer(
-        question, "en", _hits(docs, "study"), docs, settings=SETTINGS, embedder=fake_embedder
-    )
+    answer = compose(question, "en", _hits(docs, "study"), docs, settings=SETTINGS, embedder=fake_embedder)
     assert not answer.abstained and any("80%" in q.text for q in answer.quotes)
 
 
@@ -418,12 +418,12 @@ def _one_chunk_per_line(lines: list[str]) -> tuple[dict[str, Document], list[Hit
 
 def test_a_question_asking_two_things_gets_a_quote_for_each_part(fake_embedder):
     documents, hits = _one_chunk_per_line(TWO_PART_LINES)
-    on = compose_answer(TWO_PART_QUESTION, "zh", hits, documents, settings=SETTINGS, embedder=fake_embedder)
+    on = compose(TWO_PART_QUESTION, "zh", hits, documents, settings=SETTINGS, embedder=fake_embedder)
     texts = [q.text for q in on.quotes]
     # The second part's answer is in the 7th chunk, past the 5 the whole question's quotes come from.
     assert TWO_PART_LINES[0] in texts and TWO_PART_LINES[6] in texts
     assert all(verify_quote(q, documents) for q in on.quotes)
-    off = compose_answer(
+    off = compose(
         TWO_PART_QUESTION,
         "zh",
         hits,
@@ -435,7 +435,7 @@ def test_a_question_asking_two_things_gets_a_quote_for_each_part(fake_embedder):
     # A question asking one thing is answered as before.
     one = "启动肿瘤相关静脉血栓的关键促凝分子是什么？"
     for settings in (SETTINGS, replace(SETTINGS, part_chunks=0)):
-        a = compose_answer(one, "zh", hits, documents, settings=settings, embedder=fake_embedder)
+        a = compose(one, "zh", hits, documents, settings=settings, embedder=fake_embedder)
         assert TWO_PART_LINES[6] not in [q.text for q in a.quotes]
 
 
@@ -445,6 +445,6 @@ def test_a_part_already_quoted_is_not_sought_again(fake_embedder, monkeypatch):
     calls = []
     real = rag.answer.compose.score_sentences
     monkeypatch.setattr(rag.answer.compose, "score_sentences", lambda q, *a: calls.append(q) or real(q, *a))
-    a = compose_answer(TWO_PART_QUESTION, "zh", hits, documents, settings=SETTINGS, embedder=fake_embedder)
+    a = compose(TWO_PART_QUESTION, "zh", hits, documents, settings=SETTINGS, embedder=fake_embedder)
     assert both in [q.text for q in a.quotes]
-    assert calls == [TWO_PART_QUESTION]  # no part was scored on its own
+    assert [c.text for c in calls] == [TWO_PART_QUESTION]  # no part was scored on its own

@@ -4,9 +4,10 @@ import re
 
 import pytest
 
-from rag.ingest.chunking import ChunkerSettings, chunk_document, find_sections
+from rag.ingest.chunking import chunk_document, find_sections
 from rag.ingest.headings import parse_heading
 from rag.ingest.loading import load_folder
+from rag.settings import ChunkerSettings
 from rag.types import Document
 
 from .conftest import DOCS, ZH_DOC

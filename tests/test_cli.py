@@ -25,8 +25,10 @@ def fake_model(monkeypatch):
 def test_ask_json_schema(fake_index, fake_model, capsys):
     assert main(["ask", "低分子肝素是什么？", "--index", str(fake_index), "--json", "--k", "3"]) == 0
     out = json.loads(capsys.readouterr().out)
-    assert set(out) == ASK_KEYS | {"notes"}  # notes: an extra key, the spec'd ones stay
+    assert set(out) == ASK_KEYS | {"notes", "refusal"}  # extra keys; the spec'd ones stay
     assert isinstance(out["notes"], list)
+    # A refusal says which rule refused, with its note and its message in the question's language.
+    assert out["refusal"] is None or set(out["refusal"]) == {"code", "note", "message"}
     assert out["lang"] == "zh" and len(out["hits"]) <= 3
     assert all(set(h) == HIT_KEYS for h in out["hits"]) and all(set(q) == QUOTE_KEYS for q in out["quotes"])
     assert [h["rank"] for h in out["hits"]] == list(range(1, len(out["hits"]) + 1))

@@ -388,8 +388,13 @@ def test_report_json_keys(report):
         "latency_ms",
         "modes",
         "failures",
+        "refusals_by_rule",
+        "calibration",
     }
     assert (js["n"], js["n_answerable"], js["n_unanswerable"]) == (4, 3, 1)
+    # Every abstention is counted under the rule that refused it (a fake's, with no rule: "other").
+    refused = sum(n["answerable"] + n["unanswerable"] for n in js["refusals_by_rule"].values())
+    assert refused == sum(r.answer.abstained for r in report.results)
     assert set(js["retrieval"]) == RETRIEVAL_KEYS | {"by_lang", "by_direction"}
     assert set(js["retrieval"]["by_lang"]) == {"zh", "en"}
     assert all(set(v) == RETRIEVAL_KEYS for v in js["retrieval"]["by_lang"].values())

@@ -61,7 +61,9 @@ SURGERY = "Surgery is the main treatment for localised disease."
 HEPARIN = "抗凝治疗首选低分子肝素。"
 
 
-def extractive(question: str, lang: str, hits: list[Hit], documents: dict[str, Document]) -> Answer:
+def extractive(
+    question: str, lang: str, hits: list[Hit], documents: dict[str, Document], query=None
+) -> Answer:
     """Stands in for the pipeline's extractive composer: a fixed answer quoting passage 1."""
     c = hits[0].chunk if hits else HITS[0].chunk
     quote = Quote(1, c.doc_id, c.title, c.section, c.start, c.end, c.text)

@@ -17,8 +17,9 @@ from rag.indexing.index import (
     build_index,
     passage_text,
 )
-from rag.ingest.chunking import ChunkerSettings, chunk_document
+from rag.ingest.chunking import chunk_document
 from rag.ingest.loading import load_folder
+from rag.settings import ChunkerSettings
 
 from .helpers_index import RecordingEmbedder, index_files, write_corpus
 

@@ -31,7 +31,9 @@ TIMEOUT_S = 0.5
 MAX_BODY = 1_000_000
 
 
-def extractive(question: str, lang: str, hits: list[Hit], documents: dict[str, Document]) -> Answer:
+def extractive(
+    question: str, lang: str, hits: list[Hit], documents: dict[str, Document], query=None
+) -> Answer:
     quote = Quote(1, CHUNK.doc_id, CHUNK.title, CHUNK.section, CHUNK.start, CHUNK.end, CHUNK.text)
     return Answer(question, lang, False, f"「{CHUNK.text}」[1]", (quote,), tuple(hits))
 

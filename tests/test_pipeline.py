@@ -11,6 +11,7 @@ from langchain_core.language_models.fake_chat_models import FakeListChatModel
 
 import rag.abstain.calibration
 import rag.answer.llm
+import rag.settings
 from rag.answer.generate import ExtractiveGenerator
 from rag.answer.llm import LLMGenerator
 from rag.encode.cache import CachedPassageEmbedder
@@ -46,7 +47,7 @@ def write_settings(path: Path, min_score: float, model_id: str = "fake-hash-64")
 def packaged(tmp_path, monkeypatch):
     """Point the packaged default at a temp file, so tests do not depend on rag/data/settings.json."""
     path = tmp_path / "packaged-settings.json"
-    monkeypatch.setattr(rag.abstain.calibration, "packaged_settings", lambda: path)
+    monkeypatch.setattr(rag.settings, "packaged_settings", lambda: path)
     return path
 
 
@@ -316,7 +317,7 @@ def test_english_questions_are_translated_for_retrieval_once(fake_index, package
     assert calls == [TROUSSEAU_EN]  # cached: eval retrieves each question in several modes
     assert f"searched with a Chinese translation: {TROUSSEAU_ZH}" in answer.notes
     assert [h.chunk.id for h in hits] == [h.chunk.id for h in answer.hits]
-    expected = pipeline.retriever.search(f"{TROUSSEAU_EN}\n{TROUSSEAU_ZH}", 5, "hybrid")
+    expected = pipeline.retriever.search(pipeline.analyse(f"{TROUSSEAU_EN}\n{TROUSSEAU_ZH}"), 5, "hybrid")
     assert [h.chunk.id for h in hits] == [h.chunk.id for h in expected]
     pipeline.ask(TROUSSEAU_ZH)  # Chinese questions are searched as asked
     assert calls == [TROUSSEAU_EN]
@@ -371,12 +372,17 @@ def test_a_sentence_that_leans_on_the_one_before_is_found_in_place(bundled_index
 def test_a_question_asking_two_things_searches_deeper_but_is_judged_on_k_hits(pipeline, monkeypatch):
     n = len(pipeline.chunks)
     assert n > 5, "the tiny corpus needs more than k chunks for this test"
+    from rag.retrieve.retriever import Retriever
+
     judged = []
-    real = pipeline.retriever.evidence
+    real = Retriever.evidence
     monkeypatch.setattr(
-        pipeline.retriever, "evidence", lambda q, lang, hits: judged.append(len(hits)) or real(q, lang, hits)
+        Retriever, "evidence", lambda self, q, hits: judged.append(len(hits)) or real(self, q, hits)
     )
-    pipeline.abstain = {"zh": 0.0, "en": 0.0}
+    # Thresholds from the command line: the index's settings.json has none.
+    thresholds = {"abstain.zh": 0.0, "abstain.en": 0.0}
+    pipeline = Pipeline.load(pipeline.index.index_dir, embedder=FakeEmbedder(), overrides=thresholds)
+    assert pipeline.abstain == {"zh": 0.0, "en": 0.0}
     one = pipeline.ask("特鲁索综合征的一线治疗药物是什么？", k=5)
     two = pipeline.ask("特鲁索综合征的一线治疗药物是什么？组织因子有什么作用？", k=5)
     assert len(one.hits) == 5

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-
-from rag.answer.compose import AnswerSettings, compose_answer
 from rag.ingest.chunking import chunk_document
 from rag.ingest.loading import load_folder
 from rag.query.names import paper_acronyms, question_names, unquoted
+from rag.settings import AnswerSettings, RefusalSettings
 from rag.terms.drug_names import DrugNames
 from rag.terms.glossary import Glossary
 from rag.types import Document, Hit, Quote
+from tests.helpers_answer import compose
 
 # A case report that lists bortezomib among the options and reports another drug's effect; its
 # abstract is about lenalidomide.
@@ -114,18 +113,28 @@ def test_the_answerer_refuses_quotes_that_leave_out_a_named_drug_and_says_which(
     drugs = DrugNames([d.text for d in docs.values()])
     settings = AnswerSettings(min_score=0.0)
 
-    def ask(question: str, section: str, s: AnswerSettings = settings):
+    def ask(question: str, section: str, refusal: RefusalSettings | None = None):
         hits = [Hit(c, 1.0, 0) for c in chunks if section in c.section]
         assert hits, section
         names = question_names(question, drugs)
-        return compose_answer(question, "zh", hits, docs, settings=s, embedder=fake_embedder, names=names)
+        return compose(
+            question,
+            "zh",
+            hits,
+            docs,
+            settings=settings,
+            embedder=fake_embedder,
+            names=names,
+            refusal=refusal,
+        )
 
     question = "POEMS综合征患者使用硼替佐米的疗效如何？"
     # The results section never names bortezomib: its sentences answer another question.
     answer = ask(question, "结果")
     assert answer.abstained and answer.quotes == ()
     assert any("硼替佐米" in n and "no sentence chosen" in n for n in answer.notes)
-    assert not ask(question, "结果", replace(settings, refuse_unquoted_names=False)).abstained
+    assert answer.refusal is not None and answer.refusal.code == "unquoted_names"
+    assert not ask(question, "结果", RefusalSettings(unquoted_names=False)).abstained
     # A passage that names it is quoted.
     answer = ask(question, "讨论")
     assert not answer.abstained and "硼替佐米" in answer.quotes[0].text

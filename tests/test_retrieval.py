@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from rag.pipeline import Pipeline, QuestionError
-from rag.retrieve.retriever import rrf_fuse
+from rag.retrieve.fusion import rrf_fuse
 
 from .conftest import FakeEmbedder
 
@@ -85,7 +85,7 @@ def test_real_model_finds_low_molecular_weight_heparin(bundled_index, real_embed
 def test_standardise_within_groups_matches_numpy():
     import numpy as np
 
-    from rag.retrieve.retriever import standardise
+    from rag.retrieve.fusion import standardise
 
     scores = np.array([0.9, 0.8, 0.7, 0.3, 0.2])
     groups = np.array(["en", "en", "zh", "zh", "zh"])
@@ -122,36 +122,61 @@ def xl_index(tiny_corpus, tmp_path):
     return tmp_path / "xl"
 
 
+def _analyser(index, retrieval=None):
+    """A question analyser over `index` with these retrieval settings (its glossary: the index's)."""
+    from rag.query.analysis import QueryAnalyser
+    from rag.settings import RetrievalSettings, Settings
+
+    settings = Settings(retrieval=retrieval or RetrievalSettings())
+    return QueryAnalyser(index, FakeEmbedder(), settings, lambda: index.extras.glossary)
+
+
 @pytest.mark.parametrize("fusion", ["zscore", "rrf"])
 def test_hybrid_with_crosslingual_vectors(xl_index, fusion):
     from rag.indexing.index import Index
-    from rag.retrieve.retriever import RetrievalSettings, Retriever
+    from rag.retrieve.retriever import Retriever
+    from rag.settings import RetrievalSettings
 
     index = Index.load(xl_index, crosslingual=FakeEmbedder(dim=32, model_id="fake-xl-32"))
-    retriever = Retriever(index, FakeEmbedder(), RetrievalSettings(fusion=fusion))
-    hits = retriever.search("抗凝治疗首选低分子肝素", k=3)
+    settings = RetrievalSettings(fusion=fusion)
+    retriever = Retriever(index, FakeEmbedder(), settings)
+    hits = retriever.search(_analyser(index, settings).analyse("抗凝治疗首选低分子肝素"), k=3)
     assert "低分子肝素" in hits[0].chunk.text
     assert len({h.chunk.id for h in hits}) == len(hits)
 
 
-def test_english_bm25_query_gets_glossary_and_lexicon_terms(xl_index):
+def test_hybrid_retrieval_needs_an_encoded_question(xl_index):
     from rag.indexing.index import Index
-    from rag.retrieve.retriever import RetrievalSettings, Retriever
+    from rag.retrieve.retriever import Retriever
 
     index = Index.load(xl_index, crosslingual=FakeEmbedder(dim=32, model_id="fake-xl-32"))
-    retriever = Retriever(index, FakeEmbedder(), RetrievalSettings(glossary=True))
+    plain = _analyser(index).analyse("抗凝治疗首选低分子肝素", encode=False)
+    with pytest.raises(ValueError, match="encoded question"):
+        Retriever(index, FakeEmbedder()).search(plain, k=3)
+    assert Retriever(index, FakeEmbedder()).search(plain, k=3, mode="bm25")  # bm25 needs no encoding
+
+
+def test_english_bm25_query_gets_glossary_and_lexicon_terms(xl_index):
+    from rag.indexing.index import Index
+    from rag.retrieve.retriever import Retriever
+    from rag.settings import RetrievalSettings
+
+    index = Index.load(xl_index, crosslingual=FakeEmbedder(dim=32, model_id="fake-xl-32"))
+    settings = RetrievalSettings(glossary=True)
+    retriever = Retriever(index, FakeEmbedder(), settings)
     question = "What is venous thromboembolism?"
-    query = retriever.bm25_query(question, "en")
+    analysis = _analyser(index, settings).analyse(question)
+    query = retriever.bm25_query(analysis)
     assert query.startswith(question)
     assert "静脉血栓栓塞" in query  # the tiny corpus defines 静脉血栓栓塞(venous thromboembolism, VTE)
-    induced = retriever.induced_chinese(question, "en")
+    induced = analysis.induced
     assert induced and all(w in index.extras.lexicon.vocab for w in induced)
     assert query.endswith(" ".join(induced))
-    assert retriever.induced_chinese("什么是静脉血栓栓塞？", "zh") == []
+    assert _analyser(index, settings).analyse("什么是静脉血栓栓塞？").induced == ()
 
 
 def test_bad_fusion_setting():
-    from rag.retrieve.retriever import RetrievalSettings
+    from rag.settings import RetrievalSettings
 
     with pytest.raises(ValueError, match="fusion must be 'zscore' or 'rrf'"):
         RetrievalSettings(fusion="max")
@@ -159,42 +184,47 @@ def test_bad_fusion_setting():
 
 def test_the_e5_query_takes_only_the_closest_induced_words(xl_index):
     from rag.indexing.index import Index
-    from rag.retrieve.retriever import RetrievalSettings, Retriever
+    from rag.settings import RetrievalSettings
 
     index = Index.load(xl_index, crosslingual=FakeEmbedder(dim=32, model_id="fake-xl-32"))
-    capped = Retriever(index, FakeEmbedder(), RetrievalSettings(lexicon_dense_max=2))
-    assert capped.dense_query("What is VTE?", ["静脉", "血栓", "栓塞"]) == "What is VTE? 静脉 血栓"
-    off = Retriever(index, FakeEmbedder(), RetrievalSettings(lexicon_dense=False))
-    assert off.dense_query("What is VTE?", ["静脉"]) == "What is VTE?"
+    question = "What is venous thromboembolism?"
+    full = _analyser(index).analyse(question)
+    assert len(full.induced) > 2
+    capped = _analyser(index, RetrievalSettings(lexicon_dense_max=2)).analyse(question)
+    assert capped.dense_query == " ".join([question, *full.induced[:2]])
+    off = _analyser(index, RetrievalSettings(lexicon_dense=False)).analyse(question)
+    assert off.dense_query == question and off.induced == full.induced
 
 
-def test_english_evidence_is_the_best_sentence_above_the_questions_mean_similarity(xl_pipeline, monkeypatch):
-    import rag.retrieve.retriever
+def test_english_evidence_is_the_best_sentence_above_the_questions_mean_similarity(xl_pipeline):
+    from rag.retrieve.retriever import Retriever
+    from rag.settings import RetrievalSettings
 
     pipeline, _ = xl_pipeline
     r, ex = pipeline.retriever, pipeline.index.extras
-    question = "What is venous thromboembolism treated with?"
-    hits = r.search(question, k=3)
-    qx = r.question_encoding(question, "en")[0]
+    query = pipeline.analyse("What is venous thromboembolism treated with?")
+    hits = r.search(query, k=3)
+    qx = query.crosslingual
     rows = np.concatenate([np.arange(*r._ranges[pipeline.index.position(h.chunk.id)]) for h in hits])
     sims = ex.xl_sentence_vectors @ qx
     expected = np.clip(sims[rows].max() - sims.mean(), 0.0, 1.0)
-    assert r.evidence(question, "en", hits) == pytest.approx(expected, abs=1e-6)
+    assert r.evidence(query, hits) == pytest.approx(expected, abs=1e-6)
     assert expected < sims[rows].max()  # the centring changed something
     # A Chinese question keeps e5's plain best-sentence similarity.
-    zh_hits = r.search("抗凝治疗首选什么药物？", k=3)
+    zh = pipeline.analyse("抗凝治疗首选什么药物？")
+    zh_hits = r.search(zh, k=3)
     zh_rows = np.concatenate([np.arange(*r._ranges[pipeline.index.position(h.chunk.id)]) for h in zh_hits])
     best = (ex.sentence_vectors[zh_rows] @ r.query_vector("抗凝治疗首选什么药物？")).max()
-    assert r.evidence("抗凝治疗首选什么药物？", "zh", zh_hits) == pytest.approx(float(best), abs=1e-6)
+    assert r.evidence(zh, zh_hits) == pytest.approx(float(best), abs=1e-6)
     # A large index is represented by a spread-out sample of its sentences.
-    monkeypatch.setattr(rag.retrieve.retriever, "BACKGROUND_SENTENCES", 2)
-    sampled = rag.retrieve.retriever.Retriever(pipeline.index, pipeline.answer_embedder)._background()
-    np.testing.assert_array_equal(sampled, ex.xl_sentence_vectors[[0, len(sims) - 1]])
+    few = Retriever(pipeline.index, pipeline.answer_embedder, RetrievalSettings(background_sentences=2))
+    np.testing.assert_array_equal(few._background(), ex.xl_sentence_vectors[[0, len(sims) - 1]])
 
 
 def test_an_english_drug_name_is_carried_into_chinese_by_its_sound(tmp_path):
     from rag.indexing.index import Index, build_index
-    from rag.retrieve.retriever import RetrievalSettings, Retriever
+    from rag.retrieve.retriever import Retriever
+    from rag.settings import RetrievalSettings
 
     docs = tmp_path / "docs"
     docs.mkdir()
@@ -209,13 +239,11 @@ def test_an_english_drug_name_is_carried_into_chinese_by_its_sound(tmp_path):
     xl.embed_queries = lambda texts: sent.append(list(texts)) or embed_queries(texts)
 
     question = "What was the main adverse event of everolimus?"
-    retriever = Retriever(index, FakeEmbedder())
-    induced = retriever.induced_chinese(question, "en")
-    assert induced[0] == "依维莫司"
-    assert "依维莫司" in retriever.bm25_query(question, "en")
+    analysis = _analyser(index).analyse(question)
+    assert analysis.induced[0] == "依维莫司"
+    assert "依维莫司" in Retriever(index, FakeEmbedder()).bm25_query(analysis)
     # The name is not looked up in the lexicon, which would map it to whatever lies near.
     assert sent[-1][0] == question and not any("everolimus" in p for p in sent[-1][1:])
     # Switched off, the lexicon gets the name like any other word.
-    off = Retriever(index, FakeEmbedder(), RetrievalSettings(drug_names=False))
-    off.induced_chinese(question, "en")
+    _analyser(index, RetrievalSettings(drug_names=False)).analyse(question)
     assert any("everolimus" in p for p in sent[-1][1:])

@@ -7,6 +7,7 @@ import numpy as np
 from rag.answer.candidates import Sentence
 from rag.answer.scoring import score_sentences
 from rag.answer.signals import SentenceSignals, SignalColumns
+from rag.query.analysis import analyse_text
 
 
 def _sentence(text: str, lang: str, pos: int = 0, start: int = 0) -> Sentence:
@@ -20,8 +21,8 @@ class _Columns:
         self.result = SignalColumns(np.array(dense), tuple(words))
         self.calls = []
 
-    def __call__(self, question, lang, texts, sentences=None):
-        self.calls.append((question, lang, list(texts)))
+    def __call__(self, query, texts, sentences=None):
+        self.calls.append((query.text, query.lang, list(texts)))
         return self.result
 
 
@@ -37,7 +38,7 @@ def test_an_english_sentence_does_not_win_an_english_question_by_language_alone(
     ]
     signals = _Columns(dense=[0.88, 0.87, 0.83, 0.80, 0.79])
     scored = score_sentences(
-        "What is the first-line drug for Trousseau syndrome?", sents, None, None, signals
+        analyse_text("What is the first-line drug for Trousseau syndrome?"), sents, None, None, signals
     )
     best = max(scored, key=lambda s: s.score)
     assert "低分子肝素" in best.sentence.text and best.standardised
@@ -50,32 +51,38 @@ def test_induced_words_count_as_question_words():
         _sentence("目前低分子肝素已成为一线治疗药物。", "zh", 0, 0),
         _sentence("肿瘤患者常有血小板增多。", "zh", 0, 50),
     ]
-    without = score_sentences("first-line drug?", sents, None, None, _Columns([0.8, 0.8]))
-    with_words = score_sentences("first-line drug?", sents, None, None, _Columns([0.8, 0.8], words=["肝素"]))
+    query = analyse_text("first-line drug?")
+    without = score_sentences(query, sents, None, None, _Columns([0.8, 0.8]))
+    with_words = score_sentences(query, sents, None, None, _Columns([0.8, 0.8], words=["肝素"]))
     assert [s.lexical for s in without] == [0.0, 0.0]
     assert with_words[0].lexical > 0 and with_words[0].score > with_words[1].score
 
 
-def test_signals_reuse_the_retrievers_encoding_and_the_index_vectors(xl_pipeline):
+def test_signals_reuse_the_questions_encoding_and_the_index_vectors(xl_pipeline):
     pipeline, xl = xl_pipeline
-    question = "What is venous thromboembolism treated with?"
-    pipeline.retrieve(question, k=3)
+    query = pipeline.analyse("What is venous thromboembolism treated with?")
+    pipeline.search(query, k=3)
     n_xl_calls, n_calls = len(xl.calls), len(pipeline.embedder.calls)
     texts = list(pipeline.index.extras.sentence_texts[:3])
-    cols = SentenceSignals(pipeline.retriever)(question, "en", texts)
+    signals = SentenceSignals(pipeline.index, pipeline.answer_embedder)
+    cols = signals(query, texts)
     assert len(xl.calls) == n_xl_calls, "the question was encoded again by the cross-lingual encoder"
-    # Retrieval already embedded the e5 query, and the stored sentences' vectors come from the index.
+    # The analysis holds the e5 query, and the stored sentences' vectors come from the index.
     assert len(pipeline.embedder.calls) == n_calls
-    qx, induced = pipeline.retriever.question_encoding(question, "en")
-    assert cols.extra_words == tuple(induced) and induced
-    dense_q = pipeline.embedder.embed_queries([pipeline.retriever.dense_query(question, induced)])[0]
+    assert cols.extra_words == query.induced and query.induced
+    dense_q = pipeline.embedder.embed_queries([query.dense_query])[0]
     np.testing.assert_allclose(cols.dense, pipeline.embedder.embed_passages(texts) @ dense_q, rtol=1e-5)
     # A sentence the index does not hold is embedded once, then kept.
     unseen = ["A sentence the index never saw."]
     n_calls = len(pipeline.embedder.calls)
     for _ in range(2):
-        assert SentenceSignals(pipeline.retriever)(question, "en", unseen).dense.shape == (1,)
+        assert signals(query, unseen).dense.shape == (1,)
     assert pipeline.embedder.calls[n_calls:] == [1]  # the new sentence, once
+    # A question that was not encoded cannot be scored with retrieval's signals.
+    import pytest
+
+    with pytest.raises(ValueError, match="encoded question"):
+        signals(pipeline.analyse("What is VTE?", encode=False), texts)
 
 
 def test_answers_quote_with_retrievers_signals(xl_pipeline):
@@ -87,7 +94,8 @@ def test_answers_quote_with_retrievers_signals(xl_pipeline):
 
 
 def test_a_quantity_question_prefers_the_sentence_that_states_a_number():
-    from rag.answer.scoring import asks_quantity, has_quantity
+    from rag.answer.scoring import has_quantity
+    from rag.query.answer_type import asks_quantity
 
     assert asks_quantity("肿瘤患者中静脉血栓栓塞的发生率大约是多少？")
     assert asks_quantity("How many patients responded?") and asks_quantity("What was the median age?")
@@ -97,14 +105,19 @@ def test_a_quantity_question_prefers_the_sentence_that_states_a_number():
         _sentence("肿瘤患者常伴有高凝状态[1]。", "zh", 0, 0),
         _sentence("其中有 12 例出现不良反应。", "zh", 0, 40),
     ]
-    best = lambda q: max(score_sentences(q, sents, None, None, _Columns([0.85, 0.85])), key=lambda s: s.score)  # noqa: E731
+    best = lambda q: max(  # noqa: E731
+        score_sentences(analyse_text(q), sents, None, None, _Columns([0.85, 0.85])), key=lambda s: s.score
+    )
     assert "12" in best("发病率是多少？").sentence.text
     assert "12" not in best("为什么？").sentence.text  # equal signals: the better-placed first sentence
 
 
 def test_a_sentence_pointing_back_is_quoted_with_the_one_it_continues():
-    from rag.answer.candidates import MAX_QUOTE_CHARS, with_continuation
+    from rag.answer.candidates import with_continuation
+    from rag.settings import ScoringSettings
     from rag.types import Document
+
+    MAX_QUOTE_CHARS = ScoringSettings().max_quote_chars
 
     text = "SII 是反映炎症状态的指标。其计算方法是血小板乘以中性粒细胞。另一项研究纳入了 50 例患者。"
     doc = Document("d", "T", "d.txt", text, "", "zh")
@@ -116,12 +129,13 @@ def test_a_sentence_pointing_back_is_quoted_with_the_one_it_continues():
     assert with_continuation(second, doc) == second  # the next sentence does not point back
     long_doc = Document("d", "T", "d.txt", "甲" * MAX_QUOTE_CHARS + "。其为例外。", "", "zh")
     very_long = _sentence("甲" * MAX_QUOTE_CHARS + "。", "zh", 0, 0)
-    assert with_continuation(very_long, long_doc) == very_long
+    assert with_continuation(very_long, long_doc, MAX_QUOTE_CHARS) == very_long
+    assert with_continuation(very_long, long_doc, MAX_QUOTE_CHARS + 10).text.endswith("其为例外。")
 
 
 def test_a_sentence_next_to_a_strong_match_is_lifted_towards_it():
     from rag.answer.candidates import ScoredSentence
-    from rag.answer.scoring import NEIGHBOUR_SHARE, lift_neighbours
+    from rag.answer.scoring import lift_neighbours
     from rag.types import Document
 
     text = "肿瘤细胞到达骨髓后进入休眠状态。 DTC 进入 G0 期并降低代谢活性。\n另一段落讲述了骨转移的分类。"
@@ -136,10 +150,11 @@ def test_a_sentence_next_to_a_strong_match_is_lifted_towards_it():
     scored = [
         ScoredSentence(s, 0.8, 0.5, 0.6, z, standardised=True) for s, z in zip(sents, scores, strict=True)
     ]
-    lifted = [x.score for x in lift_neighbours(scored, {"d": doc})]
+    share = 0.6
+    lifted = [x.score for x in lift_neighbours(scored, {"d": doc}, share)]
     # The next sentence (a space between) takes its share of the match; the match keeps its own score,
     # and the sentence after the line break is not a neighbour.
-    assert lifted == [4.0, NEIGHBOUR_SHARE * 4.0, 0.2]
+    assert lifted == [4.0, share * 4.0, 0.2]
     assert lift_neighbours(scored, {"d": doc})[1].sentence == sents[1]
     plain = [ScoredSentence(s, 0.8, 0.5, 0.6, z) for s, z in zip(sents, scores, strict=True)]
     assert [x.score for x in lift_neighbours(plain, {"d": doc})] == scores  # relevance scale: untouched
@@ -155,21 +170,21 @@ def _sentences_of(pipeline, doc_id: str, parts: list[str]) -> list[Sentence]:
     return out
 
 
-def test_a_sentence_is_also_scored_as_it_reads_in_place(xl_pipeline, monkeypatch):
-    import rag.answer.signals as signals_module
+def test_a_sentence_is_also_scored_as_it_reads_in_place(xl_pipeline):
     from rag.ingest.sentences import context_text
 
     pipeline, _ = xl_pipeline
     question = "首选低分子肝素"
-    pipeline.retrieve(question, k=3)
+    query = pipeline.analyse(question)
     match, after = _sentences_of(
         pipeline, "zh-thrombosis", ["抗凝治疗首选低分子肝素。", "华法林也可用于口服抗凝治疗。"]
     )
-    signals = SentenceSignals(pipeline.retriever)
+    share = 0.5
+    signals = SentenceSignals(pipeline.index, pipeline.answer_embedder, share)
     texts = [match.text, after.text]
-    alone = signals(question, "zh", texts).dense
+    alone = signals(query, texts).dense
     n_calls = len(pipeline.embedder.calls)
-    mixed = signals(question, "zh", texts, [match, after]).dense
+    mixed = signals(query, texts, [match, after]).dense
     assert len(pipeline.embedder.calls) == n_calls, (
         "in-place vectors of indexed sentences come from the index"
     )
@@ -181,9 +196,8 @@ def test_a_sentence_is_also_scored_as_it_reads_in_place(xl_pipeline, monkeypatch
         )
         @ q
     )
-    share = signals_module.CONTEXT_SHARE
     np.testing.assert_allclose(mixed, (1 - share) * alone + share * in_place, rtol=1e-5)
     # The sentence after the match reads, in place, with the match before it: it gains on its own score.
     assert mixed[1] > alone[1]
-    monkeypatch.setattr(signals_module, "CONTEXT_SHARE", 0.0)
-    np.testing.assert_allclose(signals(question, "zh", texts, [match, after]).dense, alone)
+    off = SentenceSignals(pipeline.index, pipeline.answer_embedder, 0.0)
+    np.testing.assert_allclose(off(query, texts, [match, after]).dense, alone)

@@ -71,7 +71,7 @@ def test_a_variant_of_a_disease_name_the_papers_use_is_not_unknown():
 
 
 def test_the_pipeline_refuses_a_question_naming_an_unknown_drug_and_says_why(fake_index):
-    settings = {"answer": {"min_score": 0.0}}
+    settings = {"answer": {"min_score": 0.0}}  # no calibration, so no evidence threshold: names decide
     (fake_index / "settings.json").write_text(json.dumps(settings), encoding="utf-8")
     pipeline = Pipeline.load(fake_index, embedder=FakeEmbedder())
     answer = pipeline.ask("阿哌沙班和低分子肝素哪个更好？")
@@ -79,15 +79,15 @@ def test_the_pipeline_refuses_a_question_naming_an_unknown_drug_and_says_why(fak
     assert any("阿哌沙班" in n and "no indexed document mentions" in n for n in answer.notes)
     assert not pipeline.ask("低分子肝素是什么药物？").abstained
     # The papers are read for drug names once: the retriever's reading serves the name check too.
-    assert pipeline._unknown_names._drugs is pipeline.retriever.drug_names()
+    assert pipeline.analyser.unknown_checker()._drugs is pipeline.analyser.drug_names()
     # The check can be turned off in settings.json. A name no paper writes is in no quote either, so
     # the answerer's check on the quotes (rag.query.names) still refuses, until it is off too.
-    settings["answer"]["refuse_unknown_names"] = False
+    settings["refusal"] = {"unknown_names": False}
     (fake_index / "settings.json").write_text(json.dumps(settings), encoding="utf-8")
     pipeline.reload()
     answer = pipeline.ask("阿哌沙班和低分子肝素哪个更好？")
     assert answer.abstained and any("阿哌沙班" in n and "no sentence chosen" in n for n in answer.notes)
-    settings["answer"]["refuse_unquoted_names"] = False
+    settings["refusal"]["unquoted_names"] = False
     (fake_index / "settings.json").write_text(json.dumps(settings), encoding="utf-8")
     pipeline.reload()
     assert not pipeline.ask("阿哌沙班和低分子肝素哪个更好？").abstained

@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rag.indexing.index import build_index
-from rag.ingest.chunking import ChunkerSettings
 from rag.ingest.loading import LoadFailure, decode_text, load_file
+from rag.settings import ChunkerSettings
 
 if TYPE_CHECKING:
     from rag.pipeline import Pipeline

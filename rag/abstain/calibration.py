@@ -1,15 +1,15 @@
-"""Answer settings that live with the index (`settings.json`), and calibrating the abstention threshold.
+"""Calibrating the abstention thresholds on gold questions (`rag calibrate`).
 
-The extractive answerer abstains when the best sentence's evidence score is below `min_score`. That
-score's scale depends on the embedding model, so the threshold is chosen on gold questions
-(`rag calibrate`) and stored next to the vectors it was measured with::
+The evidence score's scale depends on the embedding model and on the question's language, so one
+threshold per language is chosen on gold questions and stored next to the vectors it was measured
+with, in the index's settings.json (`rag.settings` layers it over the packaged tree)::
 
-    {"answer": {"min_score": 0.71, "max_quotes": 3, "candidate_chunks": 5},
+    {"answer": {"min_score": 0.0}, "abstain": {"zh": 0.9, "en": 0.19},
      "calibration": {"gold": "eval/gold.jsonl", "n_answerable": 10, "n_unanswerable": 4, "f1": 0.9,
-                     "model_id": "...", "date": "..."}}
+                     "model_id": "...", "date": "...", "refused_by_rule": {...}}}
 
-An index without `settings.json` uses the packaged default (rag/data/settings.json), with a note when
-that default was calibrated for another model.
+A question that another refusal rule refuses (`rag.abstain.rules`) is refused whatever the threshold:
+it counts in the F1 but does not move the threshold.
 """
 
 from __future__ import annotations
@@ -17,121 +17,24 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
-from importlib import resources
-from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any, Protocol
 
-from rag.answer.compose import AnswerSettings
 from rag.evaluate.gold import GoldItem
 from rag.evaluate.metrics import abstention_prf
-from rag.lang import detect_lang
-from rag.terms.glossary import Glossary
-from rag.types import Answer, Document, Hit
+from rag.types import Answer, Document, Hit, Refusal
 
-__all__ = [
-    "SETTINGS_FILE",
-    "LoadedSettings",
-    "SettingsError",
-    "calibrate",
-    "choose_threshold",
-    "default_settings_path",
-    "evidence_scores",
-    "packaged_settings",
-    "read_settings",
-    "settings_dict",
-    "write_settings",
-]
-
-SETTINGS_FILE = "settings.json"  # == rag.indexing.store.SETTINGS, which rebuilds carry over
-_ANSWER_KEYS = tuple(f.name for f in fields(AnswerSettings))
-
-
-class SettingsError(ValueError):
-    """A settings.json that cannot be used; the message names the file and the fix."""
-
-
-@dataclass(frozen=True)
-class LoadedSettings:
-    answer: AnswerSettings
-    source: str  # the file read, or "built-in" when even the packaged default is missing
-    calibration: dict[str, Any]
-    abstain: dict[str, float] = field(default_factory=dict)  # per question language: evidence threshold
-    notes: tuple[str, ...] = ()  # shown with every answer, e.g. "not calibrated for this model"
-
-
-def packaged_settings() -> Traversable:
-    """The packaged default settings file (it may be missing in a broken install)."""
-    return resources.files("rag").joinpath("data", SETTINGS_FILE)
-
-
-def default_settings_path() -> Path:
-    """Where `rag calibrate --save-default` writes the packaged default (the source tree in a dev install)."""
-    return Path(__file__).resolve().parent.parent / "data" / SETTINGS_FILE
-
-
-def _parse(raw: str, where: str) -> tuple[AnswerSettings, dict[str, Any], dict[str, float]]:
-    fix = f"fix {where} or run `rag calibrate` to write it again"
-    try:
-        data = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise SettingsError(f"{where}: bad JSON ({exc.msg} at line {exc.lineno}); {fix}") from None
-    if not isinstance(data, dict) or not isinstance(data.get("answer"), dict):
-        raise SettingsError(f'{where}: expected {{"answer": {{"min_score": ...}}, ...}}; {fix}')
-    answer = data["answer"]
-    unknown = sorted(set(answer) - set(_ANSWER_KEYS))
-    if unknown:  # a misspelt key would otherwise be ignored without a word
-        raise SettingsError(f"{where}: unknown answer setting(s) {unknown}; known: {list(_ANSWER_KEYS)}")
-    try:
-        settings = AnswerSettings(**answer)
-    except (TypeError, ValueError) as exc:
-        raise SettingsError(f"{where}: {exc} {fix}") from None
-    calibration = data.get("calibration") or {}
-    if not isinstance(calibration, dict):
-        raise SettingsError(f'{where}: "calibration" must be an object; {fix}')
-    abstain = data.get("abstain") or {}
-    if not isinstance(abstain, dict) or not all(
-        lang in ("zh", "en") and isinstance(t, (int, float)) and 0 <= t <= 1 for lang, t in abstain.items()
-    ):
-        raise SettingsError(f'{where}: "abstain" must map "zh"/"en" to thresholds in [0, 1]; {fix}')
-    return settings, calibration, {lang: float(t) for lang, t in abstain.items()}
-
-
-def read_settings(index_dir: str | Path, model_id: str) -> LoadedSettings:
-    """The index's settings.json if present, else the packaged default; notes when the threshold was
-    calibrated for a model other than `model_id` (the index's)."""
-    own = Path(index_dir) / SETTINGS_FILE
-    if own.is_file():
-        where = str(own)
-        settings, calibration, abstain = _parse(own.read_text(encoding="utf-8"), where)
-    else:
-        packaged = packaged_settings()
-        if not packaged.is_file():
-            note = (
-                f"abstention is not calibrated (no {own} and no packaged default); "
-                f"run `rag calibrate --index {index_dir}`"
-            )
-            return LoadedSettings(AnswerSettings(), "built-in", {}, notes=(note,))
-        where = "rag/data/settings.json (packaged default)"
-        settings, calibration, abstain = _parse(packaged.read_text(encoding="utf-8"), where)
-    calibrated_for = calibration.get("model_id")
-    notes = ()
-    if calibrated_for != model_id:
-        # Still used: a threshold for another model beats none, but the user should know.
-        notes = (
-            f"abstention threshold {settings.min_score:g} was calibrated for model {calibrated_for or '?'}, "
-            f"not {model_id}, so it may refuse too often or too rarely; run `rag calibrate --index {index_dir}`",
-        )
-    return LoadedSettings(settings, where, calibration, abstain=abstain, notes=notes)
+__all__ = ["calibrate", "choose_threshold", "evidence_scores", "settings_dict", "write_settings"]
 
 
 def settings_dict(
-    answer: AnswerSettings, calibration: Mapping[str, Any], abstain: Mapping[str, float] | None = None
+    calibration: Mapping[str, Any], abstain: Mapping[str, float] | None = None, min_score: float = 0.0
 ) -> dict[str, Any]:
-    out = {"answer": asdict(answer), "calibration": dict(calibration)}
+    """What `rag calibrate` writes: the relevance floor, the thresholds and the calibration's record."""
+    out: dict[str, Any] = {"answer": {"min_score": min_score}, "calibration": dict(calibration)}
     if abstain:
         out["abstain"] = dict(abstain)
     return out
@@ -225,26 +128,23 @@ def _readable(t: float, lo: float, hi: float) -> float:
 class ScoringPipeline(Protocol):
     """What calibration needs from `rag.pipeline.Pipeline`."""
 
-    answer_settings: AnswerSettings
+    rules: Sequence[Any]
 
     @property
     def documents(self) -> dict[str, Document]: ...
 
-    @property
-    def glossary(self) -> Glossary | None: ...
+    def analyse(self, question: str, *, encode: bool = True) -> Any: ...
 
-    @property
-    def answer_embedder(self) -> Any: ...
+    def search(self, query: Any, k: int = ..., mode: str = ...) -> list[Hit]: ...
 
-    @property
-    def retriever(self) -> Any: ...
+    def evidence(self, query: Any, hits: Sequence[Hit]) -> float: ...
 
-    def retrieve(self, question: str, k: int = ..., mode: str = ...) -> list[Hit]: ...
-
-    def unknown_names(self, question: str, lang: str) -> list[str]: ...
+    def question_refusal(
+        self, query: Any, hits: Sequence[Hit], k: int = ..., skip: tuple[str, ...] = ()
+    ) -> Refusal | None: ...
 
     def compose(
-        self, question: str, lang: str, hits: list[Hit], documents: dict[str, Document]
+        self, question: str, lang: str, hits: list[Hit], documents: dict[str, Document], query: Any = None
     ) -> Answer: ...
 
 
@@ -258,25 +158,31 @@ def evidence_scores(
     """(item, evidence score) for each gold question, on the hits `pipeline.ask` would use (same k, mode).
 
     The score is `Retriever.evidence`: the best sentence's similarity under the encoder that suits the
-    question's language (see rag.retrieve.retriever), which is what the pipeline compares to the threshold.
+    question's language (see rag.retrieve.retriever), which is what the evidence rule compares to the
+    threshold.
     """
-    return [(item, score) for item, score, _ in _scored_hits(pipeline, gold_items, k, mode, progress)]
+    return [(item, score) for item, _, score, _ in _scored(pipeline, gold_items, k, mode, progress)]
 
 
-def _scored_hits(
+def _scored(
     pipeline: ScoringPipeline,
     gold_items: Sequence[GoldItem],
     k: int,
     mode: str,
     progress: Callable[[int, int, GoldItem], None] | None,
-) -> list[tuple[GoldItem, float, list[Hit]]]:
-    """`evidence_scores` with the hits kept, so calibration can ask the answerer without retrieving again."""
+) -> list[tuple[GoldItem, str, float, Refusal | None]]:
+    """Each question's language, evidence score and refusal by any rule but the evidence rule (None: none)."""
     out = []
     for i, item in enumerate(gold_items, 1):
         if progress:
             progress(i, len(gold_items), item)
-        hits = pipeline.retrieve(item.question, k=k, mode=mode)
-        out.append((item, pipeline.retriever.evidence(item.question, detect_lang(item.question), hits), hits))
+        query = pipeline.analyse(item.question)
+        hits = pipeline.search(query, k, mode)
+        refusal = pipeline.question_refusal(query, hits, k, skip=("evidence",))
+        if refusal is None:
+            answer = pipeline.compose(query.text, query.lang, hits, pipeline.documents, query=query)
+            refusal = answer.refusal
+        out.append((item, query.lang, pipeline.evidence(query, hits), refusal))
     return out
 
 
@@ -294,40 +200,21 @@ def calibrate(
     Per language, because the evidence score comes from a different encoder for each (and even one
     encoder's similarities sit at different levels across languages).
     """
-    with_hits = _scored_hits(pipeline, gold_items, k, mode, progress)
-    scored = [(item, score) for item, score, _ in with_hits]
-    # Questions naming something the papers never mention are refused before the threshold applies,
-    # and the answerer refuses some by itself (a rate asked, none stated): neither should move it.
-    named = [bool(pipeline.unknown_names(item.question, detect_lang(item.question))) for item, _ in scored]
-    by_answerer = [
-        not n and _answerer_refuses(pipeline, item.question, hits)
-        for (item, _, hits), n in zip(with_hits, named, strict=True)
-    ]
-    refused_first = [a or b for a, b in zip(named, by_answerer, strict=True)]
+    scored = _scored(pipeline, gold_items, k, mode, progress)
     thresholds: dict[str, float] = {}
     per_lang: dict[str, dict[str, Any]] = {}
     for lang in ("zh", "en"):
-        mine = [
-            (item, s)
-            for (item, s), n in zip(scored, refused_first, strict=True)
-            if detect_lang(item.question) == lang and not n
-        ]
-        forced = [
-            item
-            for (item, _), n in zip(scored, refused_first, strict=True)
-            if detect_lang(item.question) == lang and n
-        ]
+        mine = [(item, s) for item, q_lang, s, r in scored if q_lang == lang and r is None]
+        forced = [item for item, q_lang, _, r in scored if q_lang == lang and r is not None]
         ans = [s for item, s in mine if item.answerable]
         una = [s for item, s in mine if not item.answerable]
         refused_anyway = (sum(i.answerable for i in forced), sum(not i.answerable for i in forced))
         if ans or una or forced:
             thresholds[lang], per_lang[lang] = choose_threshold(ans, una, refused_anyway)
-    gold_unanswerable = [not item.answerable for item, _ in scored]
-    refused = [
-        n or s < thresholds.get(detect_lang(item.question), 0.0)
-        for (item, s), n in zip(scored, refused_first, strict=True)
-    ]
+    gold_unanswerable = [not item.answerable for item, *_ in scored]
+    refused = [r is not None or s < thresholds.get(lang, 0.0) for _, lang, s, r in scored]
     prf = abstention_prf(refused, gold_unanswerable)
+    by_rule = Counter(r.code for *_, r in scored if r is not None)
     stats = {
         "f1": prf.f1,
         "precision": prf.precision,
@@ -338,8 +225,6 @@ def calibrate(
         "wrongly_answered": sum(u and not r for r, u in zip(refused, gold_unanswerable, strict=True)),
         "by_lang": {lang: {k_: v for k_, v in st.items() if k_ != "gap"} for lang, st in per_lang.items()},
     }
-    # The evidence gate decides abstention; the answerer's own relevance floor is then only a quote filter.
-    answer = AnswerSettings(**{**asdict(pipeline.answer_settings), "min_score": 0.0})
     calibration = {
         "gold": gold_path,
         "n_answerable": stats["n_answerable"],
@@ -348,21 +233,19 @@ def calibrate(
         "precision": _r(stats["precision"]),
         "recall": _r(stats["recall"]),
         "wrongly_refused": stats["wrongly_refused"],
-        "refused_for_unknown_names": sum(named),
-        "refused_by_the_answerer": sum(by_answerer),
+        "refused_for_unknown_names": by_rule.get("unknown_names", 0),
+        "refused_by_the_answerer": sum(n for code, n in by_rule.items() if code != "unknown_names"),
+        "refused_by_rule": dict(sorted(by_rule.items())),
         "model_id": model_id,
         "k": k,
         "mode": mode,
         "signal": "best-sentence similarity: e5 for Chinese questions; cross-lingual encoder for English,"
-        " less the question's mean similarity to the index's sentences; questions naming something no"
-        " document mentions are refused first",
+        " less the question's mean similarity to the index's sentences; questions another refusal rule"
+        " refuses are refused first",
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
     }
-    return settings_dict(answer, calibration, thresholds), {**stats, "scores": scored}
-
-
-def _answerer_refuses(pipeline: ScoringPipeline, question: str, hits: list[Hit]) -> bool:
-    return pipeline.compose(question, detect_lang(question), hits, pipeline.documents).abstained
+    # The evidence rule decides abstention; the answerer's relevance floor is then only a quote filter.
+    return settings_dict(calibration, thresholds), {**stats, "scores": [(i, s) for i, _, s, _ in scored]}
 
 
 def _r(x: float | None) -> float | None:

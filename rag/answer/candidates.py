@@ -11,11 +11,8 @@ from rag.ingest.sentences import sentence_spans
 from rag.lang import HAN_RE, detect_lang
 from rag.types import Document, Hit
 
-# Openings that refer back to the sentence before; and the longest quote such a join may make.
+# Openings that refer back to the sentence before.
 _ANAPHOR_RE = re.compile(r"(?:其|该|此|这|上述|前者|后者|它|(?:It|Its|This|These|They|Their|Such)\b)")
-
-
-MAX_QUOTE_CHARS = 400
 
 
 # Captions: "表1 ...", "Table 1. ...", and the caption text before a "表 1." that ends a sentence.
@@ -104,7 +101,7 @@ def next_start(text: str, end: int) -> int:
     return end
 
 
-def with_continuation(sentence: Sentence, doc: Document) -> Sentence:
+def with_continuation(sentence: Sentence, doc: Document, max_chars: int = 400) -> Sentence:
     """The sentence extended over the next one when that one opens by pointing back to it ("其计算方法
     是…", "It is…"): such a sentence often holds the answer but cannot stand alone as a quote."""
     line_end = doc.text.find("\n", sentence.end)
@@ -112,6 +109,6 @@ def with_continuation(sentence: Sentence, doc: Document) -> Sentence:
     if not spans:
         return sentence
     start, end = spans[0]
-    if not _ANAPHOR_RE.match(doc.text[start:end]) or end - sentence.start > MAX_QUOTE_CHARS:
+    if not _ANAPHOR_RE.match(doc.text[start:end]) or end - sentence.start > max_chars:
         return sentence
     return replace(sentence, end=end, text=doc.text[sentence.start : end])

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from functools import cache
 from importlib.resources import files
-from typing import Protocol
+from typing import Any, Protocol
 
 from rag.types import Answer, Document, Hit, Quote
 
@@ -30,17 +30,18 @@ __all__ = [
     "with_note",
 ]
 
-# The extractive composer's shape: (question, lang, hits, documents) -> Answer.
-Compose = Callable[[str, str, list[Hit], dict[str, Document]], Answer]
+# The extractive composer's shape: (question, lang, hits, documents, query=None) -> Answer, where
+# `query` is the question's analysis (rag.query.analysis), passed through so it is not made again.
+Compose = Callable[..., Answer]
 
 
 class Generator(Protocol):
     def generate(
-        self, question: str, lang: str, hits: list[Hit], documents: dict[str, Document]
+        self, question: str, lang: str, hits: list[Hit], documents: dict[str, Document], query: Any = None
     ) -> Answer: ...
 
     def stream(
-        self, question: str, lang: str, hits: list[Hit], documents: dict[str, Document]
+        self, question: str, lang: str, hits: list[Hit], documents: dict[str, Document], query: Any = None
     ) -> Iterator[str | Answer]:
         """Yield provisional text pieces, then the final Answer (which the caller shows instead)."""
         ...
@@ -52,13 +53,15 @@ class ExtractiveGenerator:
     def __init__(self, compose: Compose) -> None:
         self.compose = compose
 
-    def generate(self, question: str, lang: str, hits: list[Hit], documents: dict[str, Document]) -> Answer:
-        return self.compose(question, lang, list(hits), documents)
+    def generate(
+        self, question: str, lang: str, hits: list[Hit], documents: dict[str, Document], query: Any = None
+    ) -> Answer:
+        return self.compose(question, lang, list(hits), documents, query=query)
 
     def stream(
-        self, question: str, lang: str, hits: list[Hit], documents: dict[str, Document]
+        self, question: str, lang: str, hits: list[Hit], documents: dict[str, Document], query: Any = None
     ) -> Iterator[str | Answer]:
-        answer = self.generate(question, lang, hits, documents)
+        answer = self.generate(question, lang, hits, documents, query)
         yield answer.answer
         yield answer
 
@@ -294,6 +297,7 @@ def grounded_answer(
     text: str,
     fallback: Generator,
     require_quote: bool = True,
+    query: Any = None,
 ) -> Answer:
     """Turn a generated text into an Answer, or fall back to the extractive answer with the reason.
 
@@ -303,7 +307,9 @@ def grounded_answer(
     """
     text = text.strip()
     if not text:
-        return with_note(fallback.generate(question, lang, hits, documents), fallback_note(lang, "empty"))
+        return with_note(
+            fallback.generate(question, lang, hits, documents, query=query), fallback_note(lang, "empty")
+        )
     if _is_abstention(text) and not _CITE.search(text):
         return Answer(question, lang, True, _t(lang, "abstain"), (), tuple(hits), (_t(lang, "abstained"),))
 
@@ -315,6 +321,6 @@ def grounded_answer(
         notes.append(_t(lang, "cites_removed", nums=", ".join(f"[{n}]" for n in v.removed_citations)))
     if not (v.quotes if require_quote else v.quotes or v.cited):
         why = "no_quote" if v.cited or v.removed_quotes else "no_citation"
-        extractive = fallback.generate(question, lang, hits, documents)
+        extractive = fallback.generate(question, lang, hits, documents, query=query)
         return with_note(extractive, fallback_note(lang, why, rejected=True), *notes)
     return Answer(question, lang, False, v.text, v.quotes, tuple(hits), (_t(lang, "used"), *notes))

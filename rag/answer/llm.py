@@ -188,24 +188,27 @@ class LLMGenerator:
         self.timeout_s = timeout_s
         self.require_quote = require_quote
 
-    def generate(self, question: str, lang: str, hits: list[Hit], documents: dict[str, Document]) -> Answer:
+    def generate(
+        self, question: str, lang: str, hits: list[Hit], documents: dict[str, Document], query: Any = None
+    ) -> Answer:
+        """`query`, the question's analysis, is passed to the extractive fallback."""
         if not hits:  # nothing to ground an answer in: the extractive composer abstains
-            return self.fallback.generate(question, lang, hits, documents)
+            return self.fallback.generate(question, lang, hits, documents, query=query)
         try:
             text = _invoke_text(
                 self.chat_model, answer_messages(question, lang, hits, documents), self.timeout_s
             )
         except Exception as exc:
-            return self._unavailable(question, lang, hits, documents, exc)
-        return self._finish(question, lang, hits, documents, text)
+            return self._unavailable(question, lang, hits, documents, exc, query)
+        return self._finish(question, lang, hits, documents, text, query)
 
     def stream(
-        self, question: str, lang: str, hits: list[Hit], documents: dict[str, Document]
+        self, question: str, lang: str, hits: list[Hit], documents: dict[str, Document], query: Any = None
     ) -> Iterator[str | Answer]:
         """Yield the model's raw pieces as they come (unverified: show them as a draft), then the
         verified Answer, which replaces the draft. The timeout applies to the wait for each piece."""
         if not hits:
-            yield from self.fallback.stream(question, lang, hits, documents)
+            yield from self.fallback.stream(question, lang, hits, documents, query=query)
             return
         parts: list[str] = []
         try:
@@ -215,22 +218,37 @@ class LLMGenerator:
                 parts.append(piece)
                 yield piece
         except Exception as exc:
-            yield self._unavailable(question, lang, hits, documents, exc)
+            yield self._unavailable(question, lang, hits, documents, exc, query)
             return
-        yield self._finish(question, lang, hits, documents, "".join(parts))
+        yield self._finish(question, lang, hits, documents, "".join(parts), query)
 
     def _finish(
-        self, question: str, lang: str, hits: list[Hit], documents: dict[str, Document], text: str
+        self,
+        question: str,
+        lang: str,
+        hits: list[Hit],
+        documents: dict[str, Document],
+        text: str,
+        query: Any = None,
     ) -> Answer:
         text = _THINK.sub("", text)
-        return grounded_answer(question, lang, hits, documents, text, self.fallback, self.require_quote)
+        return grounded_answer(
+            question, lang, hits, documents, text, self.fallback, self.require_quote, query=query
+        )
 
     def _unavailable(
-        self, question: str, lang: str, hits: list[Hit], documents: dict[str, Document], exc: BaseException
+        self,
+        question: str,
+        lang: str,
+        hits: list[Hit],
+        documents: dict[str, Document],
+        exc: BaseException,
+        query: Any = None,
     ) -> Answer:
         kind, detail = _failure(exc, self.timeout_s)
         return with_note(
-            self.fallback.generate(question, lang, hits, documents), fallback_note(lang, kind, detail)
+            self.fallback.generate(question, lang, hits, documents, query=query),
+            fallback_note(lang, kind, detail),
         )
 
 

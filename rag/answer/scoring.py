@@ -26,97 +26,90 @@ import numpy as np
 
 from rag.answer.candidates import ScoredSentence, Sentence, next_start
 from rag.answer.facts import CITATION_RE
-from rag.lang import detect_lang
-from rag.retrieve.retriever import standardise
-from rag.terms.concepts import lexical_score, question_concepts, sentence_keys
+from rag.retrieve.fusion import standardise
+from rag.settings import ScoringSettings
+from rag.terms.concepts import lexical_score, sentence_keys
 from rag.terms.glossary import Glossary
 from rag.types import Document
 
 if TYPE_CHECKING:
     from rag.answer.signals import SentenceSignals
+    from rag.query.analysis import QueryAnalysis
 
-DENSE_WEIGHT = 0.6  # with an embedder: 0.6 dense + 0.4 lexical; without: lexical alone
-RANK_BONUS = 0.15  # at most this much is added for the best chunk, so ties go to the best-ranked chunk
-# On the standardised scale: the lexical share counts half as much as e5 (word overlap also rewards
-# sentences that merely restate the question's topic), and the best chunk's sentences get a full
-# standard deviation. Chosen on the gold questions, where both held on each half of the pairs.
-LEXICAL_WEIGHT_Z = 0.5
-RANK_BONUS_Z = 1.0
-# A question asking "how many / what rate / which year" is answered by a sentence that states a number:
-# the answer type, which neither encoder nor word overlap sees.
-QUANTITY_BONUS_Z = 1.0
-# A sentence scores at least this share of an adjacent sentence's standardised score: the answer often
-# sits next to the sentence that matches the question ("…进入单细胞休眠状态。DTC 进入 G0 期…"). On the
-# gold questions this raised the hit rate on both halves of the pairs (0.84 -> 0.85, 0.80 -> 0.82).
-NEIGHBOUR_SHARE = 0.6
-_QUANTITY_QUESTION_RE = re.compile(
-    r"多少|几[例倍年天项位个次种级]|哪一?年|比例|比率|百分之|发生率|发病率|患病率|缓解率|生存率|占比|中位|剂量|风险比|"
-    r"\bhow (?:many|much|long|often)\b|\bwhat (?:proportion|percentage|share|fraction|rate|dose|ratio)\b|"
-    r"\b(?:incidence|prevalence|rate|ratio|percentage|proportion|median|dose|which year|what year|when)\b",
-    re.I,
-)
+_DEFAULT = ScoringSettings()
 
 
-def combine(dense: float | None, lexical: float) -> float:
-    return lexical if dense is None else DENSE_WEIGHT * max(0.0, dense) + (1 - DENSE_WEIGHT) * lexical
-
-
-def rank_bonus(chunk_pos: int) -> float:
-    return RANK_BONUS / (1 + chunk_pos)
+def combine(dense: float | None, lexical: float, settings: ScoringSettings = _DEFAULT) -> float:
+    """Relevance in [0, 1]: with an embedder, `dense_weight` of e5 and the rest word share; without, words."""
+    w = settings.dense_weight
+    return lexical if dense is None else w * max(0.0, dense) + (1 - w) * lexical
 
 
 def score_sentences(
-    question: str,
+    query: QueryAnalysis,
     sentences: Sequence[Sentence],
     glossary: Glossary | None,
     embedder=None,
     signals: SentenceSignals | None = None,
+    settings: ScoringSettings = _DEFAULT,
 ) -> list[ScoredSentence]:
     """Score every sentence; the embedder is called once for the question and once for all sentences.
-    With `signals` (retrieval's encoders), those score the sentences and the embedder is not used."""
+    With `signals` (retrieval's encodings), those score the sentences and the embedder is not used."""
     if not sentences:
         return []
     if signals is not None:
-        return _score_with_signals(question, sentences, glossary, signals)
+        return _score_with_signals(query, sentences, glossary, signals, settings)
     dense: list[float | None] = [None] * len(sentences)
     if embedder is not None:
-        q = np.asarray(embedder.embed_queries([question]), dtype=np.float32)[0]
+        q = np.asarray(embedder.embed_queries([query.text]), dtype=np.float32)[0]
         p = np.asarray(embedder.embed_passages([s.text for s in sentences]), dtype=np.float32)
         dense = [float(v) for v in np.clip(p @ q, -1.0, 1.0)]
-    concepts = question_concepts(question, glossary)
     out = []
     for s, d in zip(sentences, dense, strict=True):
-        lex = lexical_score(concepts, sentence_keys(s.text, glossary))
-        rel = min(1.0, max(0.0, combine(d, lex)))
-        out.append(ScoredSentence(s, max(0.0, d or 0.0), lex, rel, rel + rank_bonus(s.chunk_pos)))
+        lex = lexical_score(query.concepts, sentence_keys(s.text, glossary))
+        rel = min(1.0, max(0.0, combine(d, lex, settings)))
+        # Ties go to the better-ranked chunk: at most `rank_bonus` is added for the best one.
+        bonus = settings.rank_bonus / (1 + s.chunk_pos)
+        out.append(ScoredSentence(s, max(0.0, d or 0.0), lex, rel, rel + bonus))
     return out
 
 
 def _score_with_signals(
-    question: str, sentences: Sequence[Sentence], glossary: Glossary | None, signals: SentenceSignals
+    query: QueryAnalysis,
+    sentences: Sequence[Sentence],
+    glossary: Glossary | None,
+    signals: SentenceSignals,
+    settings: ScoringSettings,
 ) -> list[ScoredSentence]:
-    cols = signals(question, detect_lang(question), [s.text for s in sentences], sentences)
-    concepts = question_concepts(question, glossary)
+    cols = signals(query, [s.text for s in sentences], sentences)
+    concepts = dict(query.concepts)
     for word in cols.extra_words:
         concepts.setdefault("t:" + word, 1.0)
     lexical = np.array([lexical_score(concepts, sentence_keys(s.text, glossary)) for s in sentences])
     langs = np.array([s.lang for s in sentences])
-    score = LEXICAL_WEIGHT_Z * standardise(lexical) + standardise(np.asarray(cols.dense, np.float64), langs)
-    score += RANK_BONUS_Z / (1 + np.array([s.chunk_pos for s in sentences]))
-    if asks_quantity(question):
-        score += QUANTITY_BONUS_Z * np.array([has_quantity(s.text) for s in sentences], dtype=np.float64)
+    # On the standardised scale the word share counts `lexical_weight_z` of e5 (word overlap also
+    # rewards sentences that merely restate the question's topic); the best chunk gets `rank_bonus_z`.
+    score = settings.lexical_weight_z * standardise(lexical)
+    score += standardise(np.asarray(cols.dense, np.float64), langs)
+    score += settings.rank_bonus_z / (1 + np.array([s.chunk_pos for s in sentences]))
+    if query.asks_quantity:
+        # "How many / what rate / which year" is answered by a sentence that states a number.
+        has = np.array([has_quantity(s.text) for s in sentences], dtype=np.float64)
+        score += settings.quantity_bonus_z * has
     out = []
     for s, d, lex, z in zip(sentences, cols.dense, lexical, score, strict=True):
-        rel = min(1.0, max(0.0, combine(float(d), float(lex))))
+        rel = min(1.0, max(0.0, combine(float(d), float(lex), settings)))
         out.append(ScoredSentence(s, max(0.0, float(d)), float(lex), rel, float(z), standardised=True))
     return out
 
 
 def lift_neighbours(
-    scored: Sequence[ScoredSentence], documents: Mapping[str, Document]
+    scored: Sequence[ScoredSentence], documents: Mapping[str, Document], share: float = 0.6
 ) -> list[ScoredSentence]:
-    """Standardised scores raised to NEIGHBOUR_SHARE of the better adjacent sentence's score (adjacent:
-    one follows the other, `next_start`)."""
+    """Standardised scores raised to `share` of the better adjacent sentence's score (adjacent: one
+    follows the other, `next_start`). The answer often sits next to the sentence that matches the
+    question ("…进入单细胞休眠状态。DTC 进入 G0 期…"); on the gold questions this raised the hit rate on
+    both halves of the pairs (0.84 -> 0.85, 0.80 -> 0.82)."""
     if not scored or not scored[0].standardised:
         return list(scored)
     # Where each sentence's successor would start, computed once: it keys both directions.
@@ -129,18 +122,11 @@ def lift_neighbours(
     for x, after in zip(scored, keys, strict=True):
         s = x.sentence
         near = [v for v in (by_next.get((s.doc_id, s.start)), by_start.get(after)) if v is not None]
-        best = max([x.score, *(NEIGHBOUR_SHARE * v for v in near)])
+        best = max([x.score, *(share * v for v in near)])
         out.append(x if best == x.score else replace(x, score=best))
     return out
-
-
-def asks_quantity(question: str) -> bool:
-    """Whether the question asks for a number: a count, rate, share, dose, ratio or year."""
-    return bool(_QUANTITY_QUESTION_RE.search(question))
 
 
 def has_quantity(text: str) -> bool:
     """Whether a sentence states a number other than a citation mark ("[12]")."""
     return bool(re.search(r"\d", CITATION_RE.sub(" ", text)))
-
-

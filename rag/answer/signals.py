@@ -33,9 +33,9 @@ from rag.ingest.sentences import context_text
 
 if TYPE_CHECKING:
     from rag.answer.candidates import Sentence
-    from rag.retrieve.retriever import Retriever
-
-CONTEXT_SHARE = 0.5  # of a sentence's e5 similarity that comes from reading it in place
+    from rag.encode.embedding import Embedder
+    from rag.indexing.index import Index
+    from rag.query.analysis import QueryAnalysis
 
 
 @dataclass(frozen=True)
@@ -47,43 +47,44 @@ class SignalColumns:
 
 
 class SentenceSignals:
-    """Scores sentence texts against a question with a retriever's encoders and caches.
+    """Scores sentence texts against an analysed question with retrieval's encodings.
 
-    The question's encoding is the one retrieval just made; sentence vectors come from the retriever's
-    embedder, which the pipeline wraps in a cache over the index's sentence vectors. In-place vectors
-    come from the index too (built with it); a sentence the index does not hold is embedded once.
+    The question's e5 vector is the one retrieval embedded (`QueryAnalysis.e5`); sentence vectors come
+    from `embedder`, which the pipeline wraps in a cache over the index's sentence vectors. In-place
+    vectors come from the index too (built with it); a sentence the index does not hold is embedded once.
     """
 
-    def __init__(self, retriever: Retriever) -> None:
-        self.retriever = retriever
+    def __init__(self, index: Index, embedder: Embedder, context_share: float = 0.5) -> None:
+        """`context_share`: of a sentence's e5 similarity, the share from reading it in place."""
+        self.index = index
+        self.embedder = embedder
+        self.context_share = context_share
         self._in_place: CachedPassageEmbedder | None = None
 
     def __call__(
-        self, question: str, lang: str, texts: list[str], sentences: Sequence[Sentence] | None = None
+        self, query: QueryAnalysis, texts: list[str], sentences: Sequence[Sentence] | None = None
     ) -> SignalColumns:
         """`sentences`, where the texts sit, add the in-place similarity (left out when not given, or
         when the index has no in-place vectors)."""
-        r = self.retriever
-        _, induced = r.question_encoding(question, lang)
-        dense_query = r.dense_query(question, induced)
-        q = np.asarray(r.embedder.embed_queries([dense_query])[0], dtype=np.float32)
+        if query.e5 is None:
+            raise ValueError("sentence signals need an encoded question (QueryAnalyser.analyse)")
+        q = np.asarray(query.e5, dtype=np.float32)
         if not texts:
-            return SignalColumns(np.zeros(0), tuple(induced))
-        dense = np.asarray(r.embedder.embed_passages(texts), dtype=np.float32) @ q
-        in_place = self._in_place_embedder() if sentences is not None and CONTEXT_SHARE else None
+            return SignalColumns(np.zeros(0), query.induced)
+        dense = np.asarray(self.embedder.embed_passages(texts), dtype=np.float32) @ q
+        in_place = self._in_place_embedder() if sentences is not None and self.context_share else None
         if in_place is not None:
-            docs = r.index.documents
+            docs = self.index.documents
             contexts = [context_text(docs[s.doc_id].text, s.section, s.start, s.end) for s in sentences]
             around = np.asarray(in_place.embed_passages(contexts), dtype=np.float32) @ q
-            dense = (1 - CONTEXT_SHARE) * dense + CONTEXT_SHARE * around
-        return SignalColumns(dense, tuple(induced))
+            dense = (1 - self.context_share) * dense + self.context_share * around
+        return SignalColumns(dense, query.induced)
 
     def _in_place_embedder(self) -> CachedPassageEmbedder | None:
         if self._in_place is None:
-            index = self.retriever.index
-            if index.context_vectors is None:
+            if self.index.context_vectors is None:
                 return None
             self._in_place = CachedPassageEmbedder(
-                self.retriever.embedder, index.context_texts, index.context_vectors
+                self.embedder, self.index.context_texts, self.index.context_vectors
             )
         return self._in_place

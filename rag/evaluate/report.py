@@ -57,6 +57,8 @@ def report_json(report: EvalReport) -> dict[str, Any]:
                 "answer_lang": answer["answer_lang"],
             }
         ),
+        "refusals_by_rule": {code: dict(n) for code, n in report.refusals.items()},
+        "calibration": report.status.get("calibration"),
         "latency_ms": _rounded(
             {
                 "p50": report.latency_ms["ask"]["p50"],
@@ -152,6 +154,11 @@ def _answer_rows(report: EvalReport) -> tuple[list[str], list[list[str]]]:
     return ["answer metric", "value", "over"], rows
 
 
+def _refusal_rows(report: EvalReport) -> tuple[list[str], list[list[str]]]:
+    rows = [[code, str(n["answerable"]), str(n["unanswerable"])] for code, n in report.refusals.items()]
+    return ["refused by rule", "answerable", "unanswerable"], rows or [["(none)", "0", "0"]]
+
+
 def _latency_rows(report: EvalReport) -> tuple[list[str], list[list[str]]]:
     lat = report.latency_ms
     rows = [["ask", _fmt_ms(lat["ask"]["p50"]), _fmt_ms(lat["ask"]["p95"])]]
@@ -182,7 +189,12 @@ def _failure_lines(failure: dict[str, Any]) -> list[str]:
             f"top {hit['rank']}: {hit['doc_id']} > {hit['section']} [{hit['score']:.3f}]{mark}: {text}"
         )
     answer = " ".join(failure["answer"].split())
-    lines.append(f"answer{' (abstained)' if failure['abstained'] else ''}: {answer}")
+    refused = (
+        f" (refused by {failure['refused_by']}: {failure['refusal_note']})"
+        if failure.get("refused_by")
+        else ""
+    )
+    lines.append(f"answer{' (abstained)' if failure['abstained'] and not refused else refused}: {answer}")
     return lines
 
 
@@ -213,6 +225,8 @@ def render_table(report: EvalReport) -> str:
     out += _fixed(*_retrieval_rows(report), align="llrrrrrr")
     out += ["", "Answers (default pipeline)"]
     out += _fixed(*_answer_rows(report), align="lrl")
+    out += ["", f"Refusals (calibration: {report.status.get('calibration', '?')})"]
+    out += _fixed(*_refusal_rows(report), align="lrr")
     if report.quote_failures:
         out += ["", "QUOTE MISMATCHES (bug):", *("  " + line for line in _quote_failure_lines(report))]
     out += [""]
@@ -257,6 +271,14 @@ def render_markdown(report: EvalReport) -> str:
     out += ["", "## Retrieval by direction (question language -> relevant passage language)", ""]
     out += _md_table(*_direction_rows(report), align="llrrrrrr")
     out += ["", "## Answers (default pipeline)", "", *_md_table(*_answer_rows(report), align="lrl")]
+    out += [
+        "",
+        "## Refusals by rule",
+        "",
+        f"Calibration in force: {report.status.get('calibration', '?')}",
+        "",
+    ]
+    out += _md_table(*_refusal_rows(report), align="lrr")
     if report.quote_failures:
         out += [
             "",

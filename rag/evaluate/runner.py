@@ -98,6 +98,7 @@ class EvalReport:
     results: tuple[QuestionResult, ...]
     retrieval: dict[str, dict[str, Any]]  # row -> {METRIC_KEYS..., "by_lang", "by_direction"}
     answer: dict[str, Any]  # hit_rate, quote_verified, citation_support, abstention{}, answer_lang
+    refusals: dict[str, dict[str, int]]  # rule code -> {"answerable": n, "unanswerable": n} refused
     answer_counts: dict[str, tuple[int, int]]  # answer metric -> (numerator, denominator)
     latency_ms: dict[str, Any]  # {"ask": {"p50","p95"}, "retrieve": {mode: {...}}, "index_load"}
     failures: tuple[dict[str, Any], ...]
@@ -344,6 +345,7 @@ def _build_report(
         results=tuple(results),
         retrieval={row: _retrieval_block(answerable, row) for row in (*modes, PIPELINE)},
         answer=answer,
+        refusals=refusals_by_rule(results),
         answer_counts=counts,
         latency_ms=_latency(results, modes, index_load_ms),
         failures=tuple(f for f in (_failure(r) for r in results) if f is not None),
@@ -416,6 +418,18 @@ def _answer_metrics(results: Sequence[QuestionResult]) -> tuple[dict[str, Any], 
     return answer, counts
 
 
+def refusals_by_rule(results: Sequence[QuestionResult]) -> dict[str, dict[str, int]]:
+    """How many questions each refusal rule refused, answerable and unanswerable, in rule order of
+    first appearance; an abstention without a rule (an LLM's) counts as "other"."""
+    out: dict[str, dict[str, int]] = {}
+    for r in results:
+        if r.answer.abstained:
+            code = r.answer.refusal.code if r.answer.refusal is not None else "other"
+            row = out.setdefault(code, {"answerable": 0, "unanswerable": 0})
+            row["answerable" if r.item.answerable else "unanswerable"] += 1
+    return out
+
+
 def _p50_p95(values: Sequence[float]) -> dict[str, float | None]:
     return {"p50": percentile(values, 50), "p95": percentile(values, 95)}
 
@@ -458,6 +472,8 @@ def _failure(r: QuestionResult) -> dict[str, Any] | None:
             )
         ],
         "abstained": answer.abstained,
+        "refused_by": answer.refusal.code if answer.refusal is not None else None,
+        "refusal_note": answer.refusal.note if answer.refusal is not None else None,
         "answer": answer.answer[:150],
     }
 

@@ -25,8 +25,9 @@ from rag.indexing.extras import (
 )
 from rag.indexing.store import IndexLoadError
 from rag.indexing.vectors import VectorIndex, resolve_kind
-from rag.ingest.chunking import ChunkerSettings, chunk_document
+from rag.ingest.chunking import chunk_document
 from rag.ingest.loading import LoadError, load_folder
+from rag.settings import ChunkerSettings
 from rag.terms.lexical import TOKENIZER_VERSION, BM25Index
 from rag.types import Chunk, Document
 

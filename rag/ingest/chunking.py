@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass
 
 from rag.ingest.headings import ABSTRACT_LABELS, Heading, parse_heading
 from rag.ingest.sentences import sentence_spans
 from rag.knowledge import domain_blocks
 from rag.lang import detect_lang
+from rag.settings import ChunkerSettings
 from rag.types import Chunk, Document, Section
 
 # Names of the sections a paper leaves untitled (text before its first heading) and of a paper with no
@@ -17,24 +17,6 @@ _UNTITLED = {lang: sections["untitled"] for lang, sections in domain_blocks("sec
 _WHOLE = {lang: sections["whole"] for lang, sections in domain_blocks("sections")}
 # Text before the first heading that is this short and has no sentence is a title block, not a section.
 _FRONT_MATTER_MAX = 200
-
-
-@dataclass(frozen=True)
-class ChunkerSettings:
-    max_chars: int = 400
-    overlap_chars: int = 80
-
-    def __post_init__(self) -> None:
-        if self.max_chars < 50:
-            raise ValueError(f"max_chars must be at least 50, got {self.max_chars}.")
-        if not 0 <= self.overlap_chars < self.max_chars // 2:
-            raise ValueError(
-                f"overlap_chars must be >= 0 and less than half of max_chars ({self.max_chars}), "
-                f"got {self.overlap_chars}."
-            )
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def _lines(text: str) -> list[tuple[int, int]]:

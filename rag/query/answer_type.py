@@ -34,12 +34,30 @@ def _rate_patterns() -> tuple[str, str]:
     return "|".join(asks), "|".join(states)
 
 
-_ASKS_RATE, _STATES_RATE = (re.compile(pattern, re.IGNORECASE) for pattern in _rate_patterns())
+def _quantity_pattern() -> str:
+    """A question asking for any number (a count, rate, share, dose, ratio or year), from the quantity
+    words of every language; words of a language that spaces them are matched whole."""
+    asks = []
+    for lang, quantities in domain_blocks("quantities"):
+        whole = language(lang).get("word_boundaries")
+        asks += [rf"\b(?:{word})\b" if whole else word for word in quantities["asks"]]
+    return "|".join(asks)
+
+
+_ASKS_RATE, _STATES_RATE, _ASKS_QUANTITY = (
+    re.compile(pattern, re.IGNORECASE) for pattern in (*_rate_patterns(), _quantity_pattern())
+)
 
 
 def asks_rate(question: str) -> bool:
     """Whether the question asks for a rate, share or proportion."""
     return bool(_ASKS_RATE.search(question))
+
+
+def asks_quantity(question: str) -> bool:
+    """Whether the question asks for a number: a count, rate, share, dose, ratio or year. Neither
+    encoder nor word overlap sees this answer type, so sentence scoring favours a number for it."""
+    return bool(_ASKS_QUANTITY.search(question))
 
 
 def states_rate(text: str) -> bool:

@@ -9,8 +9,6 @@ from collections.abc import Mapping
 from rag.terms.glossary import Glossary
 from rag.terms.lexical import tokenize
 
-GLOSSARY_WEIGHT = 2.0  # a glossary term carries a question more than a plain word does
-
 
 def concept_keys(text: str, glossary: Glossary | None) -> tuple[list[str], str]:
     """Glossary concepts in `text` ("g:静脉血栓栓塞" for VTE, venous thromboembolism or 静脉血栓栓塞) and
@@ -24,10 +22,12 @@ def concept_keys(text: str, glossary: Glossary | None) -> tuple[list[str], str]:
     return keys, "".join(rest)
 
 
-def question_concepts(question: str, glossary: Glossary | None) -> dict[str, float]:
-    """Concept key -> weight for a question."""
+def question_concepts(
+    question: str, glossary: Glossary | None, glossary_weight: float = 2.0
+) -> dict[str, float]:
+    """Concept key -> weight for a question; a glossary term carries `glossary_weight` (a word 1)."""
     keys, rest = concept_keys(question, glossary)
-    weights = {k: GLOSSARY_WEIGHT for k in keys}
+    weights = {k: glossary_weight for k in keys}
     for token in tokenize(rest):
         weights.setdefault("t:" + token, 1.0)
     return weights

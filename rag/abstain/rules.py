@@ -1,0 +1,166 @@
+"""Refusal rules: one ordered list that `Pipeline.ask`, `rag calibrate` and `rag eval` all use.
+
+Each rule looks at the analysed question, the hits and, once quotes are chosen, the draft answer, and
+returns a `Refusal` (a reason code, the detail for the notes, and the values of its message in
+rag/templates/{zh,en}.json) or None. The first rule that refuses decides. Rules of the "question"
+stage judge before any quote is chosen (so an LLM generator is not asked either); rules of the
+"quotes" stage judge the extractive draft.
+
+    unknown_names         the question names something no indexed paper mentions
+    evidence              the best sentence's evidence is below the calibrated threshold
+    no_relevant_sentence  no candidate sentence reaches the answer's relevance floor
+    no_verified_quote     no chosen quote matched the stored text
+    missing_rate          a rate is asked and no quote states one
+    unquoted_names        a drug, disease or acronym asked about is in no quote nor its paper's abstract
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+from rag.query.answer_type import states_rate
+from rag.query.names import unquoted
+from rag.types import Document, Hit, Refusal
+
+if TYPE_CHECKING:
+    from rag.answer.compose import Draft
+    from rag.query.analysis import QueryAnalysis
+    from rag.settings import Settings
+
+QUESTION, QUOTES = "question", "quotes"
+
+
+class RefusalRule(Protocol):
+    code: str
+    stage: str  # QUESTION: judged before quotes are chosen; QUOTES: judges the draft
+
+    def check(self, query: QueryAnalysis, hits: Sequence[Hit], draft: Draft | None) -> Refusal | None: ...
+
+
+@dataclass(frozen=True)
+class UnknownNames:
+    code = "unknown_names"
+    stage = QUESTION
+
+    def check(self, query: QueryAnalysis, hits: Sequence[Hit], draft: Draft | None) -> Refusal | None:
+        if not query.unknown_names:
+            return None
+        names = ", ".join(query.unknown_names)
+        return Refusal(
+            self.code, f"the question names {names}, which no indexed document mentions", (("names", names),)
+        )
+
+
+@dataclass(frozen=True)
+class EvidenceThreshold:
+    """Refuses below the calibrated threshold of the question's language. The caller passes the k hits
+    asked for: a deeper search for a two-part question must not lower the bar."""
+
+    thresholds: Mapping[str, float]
+    evidence: Callable[[QueryAnalysis, Sequence[Hit]], float]  # Retriever.evidence
+    code = "evidence"
+    stage = QUESTION
+
+    def check(self, query: QueryAnalysis, hits: Sequence[Hit], draft: Draft | None) -> Refusal | None:
+        threshold = self.thresholds.get(query.lang)
+        if threshold is None or not hits:
+            return None
+        evidence = self.evidence(query, hits)
+        if evidence >= threshold:
+            return None
+        note = f"evidence {evidence:.3f} below the calibrated threshold {threshold:.3f} for {query.lang} questions"
+        return Refusal(self.code, note)
+
+
+@dataclass(frozen=True)
+class NoRelevantSentence:
+    min_score: float
+    code = "no_relevant_sentence"
+    stage = QUOTES
+
+    def check(self, query: QueryAnalysis, hits: Sequence[Hit], draft: Draft | None) -> Refusal | None:
+        if draft is None or (draft.candidates and draft.best >= self.min_score):
+            return None
+        return Refusal(self.code, f"best evidence score {draft.best:.3f}")
+
+
+@dataclass(frozen=True)
+class NoVerifiedQuote:
+    code = "no_verified_quote"
+    stage = QUOTES
+
+    def check(self, query: QueryAnalysis, hits: Sequence[Hit], draft: Draft | None) -> Refusal | None:
+        if draft is None or draft.quotes:
+            return None
+        return Refusal(self.code, "no quote survived verification")
+
+
+@dataclass(frozen=True)
+class MissingRate:
+    code = "missing_rate"
+    stage = QUOTES
+
+    def check(self, query: QueryAnalysis, hits: Sequence[Hit], draft: Draft | None) -> Refusal | None:
+        if draft is None or not query.asks_rate or any(states_rate(q.text) for q in draft.verified):
+            return None
+        return Refusal(
+            self.code, "the question asks for a rate and no sentence chosen to answer it states one"
+        )
+
+
+@dataclass(frozen=True)
+class UnquotedNames:
+    """A quote counts when it, or its paper's title or abstract, names the name (`rag.query.names`)."""
+
+    documents: Mapping[str, Document]
+    code = "unquoted_names"
+    stage = QUOTES
+
+    def check(self, query: QueryAnalysis, hits: Sequence[Hit], draft: Draft | None) -> Refusal | None:
+        if draft is None:
+            return None
+        missing = unquoted(query.names, draft.verified, self.documents)
+        if not missing:
+            return None
+        names = ", ".join(missing)
+        note = f"the question names {names}, and no sentence chosen to answer it does"
+        return Refusal(self.code, note, (("names", names),))
+
+
+def refusal_rules(
+    settings: Settings,
+    documents: Mapping[str, Document],
+    evidence: Callable[[QueryAnalysis, Sequence[Hit]], float],
+) -> tuple[RefusalRule, ...]:
+    """The rules the settings switch on, in the order they are judged."""
+    r = settings.refusal
+    rules: list[RefusalRule] = []
+    if r.unknown_names:
+        rules.append(UnknownNames())
+    if r.evidence:
+        rules.append(EvidenceThreshold(settings.abstain.thresholds(), evidence))
+    rules += [NoRelevantSentence(settings.answer.min_score), NoVerifiedQuote()]
+    if r.missing_rate:
+        rules.append(MissingRate())
+    if r.unquoted_names:
+        rules.append(UnquotedNames(documents))
+    return tuple(rules)
+
+
+def first_refusal(
+    rules: Sequence[RefusalRule],
+    stage: str,
+    query: QueryAnalysis,
+    hits: Sequence[Hit],
+    draft: Draft | None = None,
+    skip: tuple[str, ...] = (),
+) -> Refusal | None:
+    """The first refusal among the rules of `stage` (those whose code is in `skip` left out)."""
+    for rule in rules:
+        if rule.stage == stage and rule.code not in skip:
+            refusal = rule.check(query, hits, draft)
+            if refusal is not None:
+                return refusal
+    return None

@@ -1,0 +1,178 @@
+"""A question, analysed once: made at the start of `Pipeline.ask` and passed to retrieval, sentence
+scoring and the refusal rules, so that none of them analyses it again or reads another's state.
+
+The analysis holds what the text says (language, concepts, parts, the names it mentions, the answer
+type it asks for) and how the encoders see it: the cross-lingual vector, the Chinese words induced for
+an English question, and the e5 vector of the query retrieval embeds. What it knows of the corpus
+(which names the papers write, the papers' drug names, the lexicon) comes from the index.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from rag.lang import detect_lang
+from rag.query.answer_type import asks_quantity, asks_rate
+from rag.query.names import Name, paper_acronyms, question_names
+from rag.query.parts import question_parts
+from rag.query.unknown_names import UnknownNames
+from rag.settings import Settings
+from rag.terms.concepts import question_concepts
+from rag.terms.drug_names import DrugNames
+
+if TYPE_CHECKING:
+    from rag.encode.embedding import Embedder
+    from rag.indexing.index import Index
+    from rag.terms.glossary import Glossary
+
+
+@dataclass(frozen=True, eq=False)
+class QueryAnalysis:
+    asked: str  # as the user typed it
+    text: str  # what is searched and answered: the question stripped, or a condensed follow-up
+    lang: str  # "zh" or "en"
+    concepts: Mapping[str, float]  # weighted concept keys: glossary terms ("g:…") and words ("t:…")
+    parts: tuple[str, ...]  # the things a question asking two things asks (empty: one thing)
+    names: tuple[Name, ...]  # drugs, diseases and acronyms it names (for the unquoted-names rule)
+    unknown_names: tuple[str, ...]  # names it uses that no indexed paper mentions
+    asks_rate: bool  # a rate or share (发生率, what proportion)
+    asks_quantity: bool  # any number: a count, rate, dose, ratio or year
+    induced: tuple[str, ...] = ()  # Chinese words of the corpus induced for an English question
+    dense_query: str = ""  # the text e5 embeds in hybrid mode (the question + its closest induced words)
+    e5: np.ndarray | None = field(default=None, repr=False)  # e5 vector of dense_query
+    crosslingual: np.ndarray | None = field(default=None, repr=False)  # cross-lingual vector of text
+
+    @property
+    def encoded(self) -> bool:
+        return self.e5 is not None
+
+
+def analyse_text(
+    text: str,
+    lang: str | None = None,
+    glossary: Glossary | None = None,
+    glossary_weight: float = 2.0,
+    names: tuple[Name, ...] = (),
+) -> QueryAnalysis:
+    """What the text alone says, without the corpus or the encoders: `QueryAnalyser` adds those.
+    `lang` None: detected."""
+    return QueryAnalysis(
+        asked=text,
+        text=text,
+        lang=lang or detect_lang(text),
+        concepts=question_concepts(text, glossary, glossary_weight),
+        parts=tuple(question_parts(text)),
+        names=tuple(names),
+        unknown_names=(),
+        asks_rate=asks_rate(text),
+        asks_quantity=asks_quantity(text),
+    )
+
+
+class _NoDrugNames:
+    """Stands in for the papers' drug names when the unknown-drug check is off."""
+
+    def find_zh(self, question: str, common_word=None) -> list[str]:
+        return []
+
+    def find_en(self, question: str, english_words=None) -> list[str]:
+        return []
+
+
+class QueryAnalyser:
+    """Makes `QueryAnalysis` objects for one index. What it reads of the corpus is read once, lazily."""
+
+    def __init__(
+        self, index: Index, embedder: Embedder, settings: Settings, glossary: Callable[[], Glossary]
+    ) -> None:
+        """`embedder` is the one retrieval embeds queries with; `glossary` returns the index's glossary."""
+        self.index = index
+        self.embedder = embedder
+        self.settings = settings
+        self._glossary = glossary
+        self._drugs: DrugNames | None = None
+        self._unknown: UnknownNames | None = None
+        self._acronyms: frozenset[str] | None = None
+
+    def analyse(self, text: str, *, asked: str | None = None, encode: bool = True) -> QueryAnalysis:
+        """The analysis of `text` (already checked); `encode` False leaves out the encoders (the dense
+        and bm25 retrieval modes do not use them)."""
+        glossary = self._glossary()
+        analysis = analyse_text(
+            text, glossary=glossary, glossary_weight=self.settings.scoring.glossary_weight
+        )
+        refusal = self.settings.refusal
+        if refusal.unquoted_names:
+            names = question_names(text, self.drug_names(), acronyms=self.acronyms(), glossary=glossary)
+            analysis = replace(analysis, names=tuple(names))
+        if refusal.unknown_names:
+            analysis = replace(
+                analysis, unknown_names=tuple(self.unknown_checker().find(text, analysis.lang))
+            )
+        if asked is not None:
+            analysis = replace(analysis, asked=asked)
+        return self.encode(analysis) if encode else analysis
+
+    def part(self, text: str) -> QueryAnalysis:
+        """One part of a question asking two things, encoded (its names are the whole question's)."""
+        weight = self.settings.scoring.glossary_weight
+        return self.encode(analyse_text(text, glossary=self._glossary(), glossary_weight=weight))
+
+    def encode(self, a: QueryAnalysis) -> QueryAnalysis:
+        """`a` with its encodings: the cross-lingual vector and induced words in one encoder call,
+        then e5 on the dense query."""
+        xl_vector, induced = self.crosslingual(a.text, a.lang)
+        s = self.settings.retrieval
+        dense_query = (
+            " ".join([a.text, *induced[: s.lexicon_dense_max]]) if s.lexicon_dense and induced else a.text
+        )
+        e5 = np.asarray(self.embedder.embed_queries([dense_query])[0])
+        return replace(a, induced=tuple(induced), dense_query=dense_query, e5=e5, crosslingual=xl_vector)
+
+    def crosslingual(self, text: str, lang: str) -> tuple[np.ndarray | None, list[str]]:
+        """The cross-lingual vector of `text` and, for English, the Chinese words induced from its phrases."""
+        s, ex, xl = self.settings.retrieval, self.index.extras, self.index.crosslingual
+        if xl is None or ex.xl_index is None:
+            return None, []
+        use_lexicon = s.lexicon and lang == "en" and ex.lexicon is not None
+        # A drug name's Chinese is found by its sound (rag.terms.drug_names): the lexicon has no vector
+        # for a name it never saw and maps it to whatever is near (everolimus -> 紫杉醇).
+        named = self._chinese_drug_names(text) if use_lexicon and s.drug_names else {}
+        phrases = ex.lexicon.phrases(text) if use_lexicon else []
+        phrases = [p for p in phrases if not named.keys() & set(p.split())]
+        vectors = xl.embed_queries([text, *phrases])
+        induced = ex.lexicon.translate_vectors(vectors[1:], s.lexicon_threshold) if phrases else []
+        induced = [*named.values(), *(w for w in induced if w not in named.values())]
+        return vectors[0], induced
+
+    def _chinese_drug_names(self, text: str) -> dict[str, str]:
+        """English drug names of the text -> the papers' Chinese name for each, where one sounds alike."""
+        found = {}
+        for word in dict.fromkeys(re.findall(r"[a-z]+", text.lower())):
+            names = self.drug_names().chinese_names(word)
+            if names:
+                found[word] = names[0]
+        return found
+
+    def drug_names(self) -> DrugNames:
+        """The papers' drug names, read from the documents on first use."""
+        if self._drugs is None:
+            self._drugs = DrugNames(d.text for d in self.index.documents.values())
+        return self._drugs
+
+    def acronyms(self) -> frozenset[str]:
+        """The gene, marker and acronym names the papers write, read once."""
+        if self._acronyms is None:
+            self._acronyms = paper_acronyms(d.text for d in self.index.documents.values())
+        return self._acronyms
+
+    def unknown_checker(self) -> UnknownNames:
+        if self._unknown is None:
+            drugs = self.drug_names() if self.settings.refusal.unknown_drug_names else _NoDrugNames()
+            self._unknown = UnknownNames((d.text for d in self.index.documents.values()), drugs=drugs)
+        return self._unknown

@@ -1,0 +1,139 @@
+"""Refusal rules: one ordered list, switched by settings, used by ask, calibrate and eval alike."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import pytest
+
+import rag.pipeline
+from rag.abstain.rules import (
+    QUESTION,
+    QUOTES,
+    EvidenceThreshold,
+    MissingRate,
+    NoRelevantSentence,
+    NoVerifiedQuote,
+    UnknownNames,
+    UnquotedNames,
+    first_refusal,
+    refusal_rules,
+)
+from rag.answer.compose import Draft
+from rag.answer.framing import refusal_message
+from rag.cli import main
+from rag.pipeline import Pipeline
+from rag.query.analysis import analyse_text
+from rag.query.names import Name
+from rag.settings import RefusalSettings, Settings
+from rag.types import Document, Quote
+
+from .conftest import FakeEmbedder
+
+DOC = Document("d", "T", "d.txt", "低分子肝素是一线治疗药物。有效率为 80%。", "", "zh")
+QUOTE = Quote(1, "d", "T", "S", 0, 13, DOC.text[:13])
+
+
+def draft(*quotes: Quote, best: float = 0.9, candidates: int = 3) -> Draft:
+    return Draft(tuple((q, False) for q in quotes), best, candidates, ())
+
+
+def test_the_rules_come_in_order_and_the_settings_switch_them():
+    rules = refusal_rules(Settings().with_(**{"abstain.zh": 0.5}), {}, evidence=lambda q, h: 1.0)
+    assert [r.code for r in rules] == [
+        "unknown_names",
+        "evidence",
+        "no_relevant_sentence",
+        "no_verified_quote",
+        "missing_rate",
+        "unquoted_names",
+    ]
+    assert [r.stage for r in rules] == [QUESTION, QUESTION, QUOTES, QUOTES, QUOTES, QUOTES]
+    off = Settings(refusal=RefusalSettings(unknown_names=False, evidence=False, missing_rate=False))
+    assert [r.code for r in refusal_rules(off, {}, evidence=lambda q, h: 1.0)] == [
+        "no_relevant_sentence",
+        "no_verified_quote",
+        "unquoted_names",
+    ]
+
+
+def test_each_rule_refuses_for_its_own_reason_only():
+    q = analyse_text("阿哌沙班的有效率是多少？")
+    assert UnknownNames().check(q, [], None) is None
+    named = replace(q, unknown_names=("阿哌沙班",))
+    refusal = UnknownNames().check(named, [], None)
+    assert refusal.code == "unknown_names" and dict(refusal.values) == {"names": "阿哌沙班"}
+    assert "阿哌沙班" in refusal_message(refusal, "zh") and "阿哌沙班" in refusal_message(refusal, "en")
+
+    gate = EvidenceThreshold({"zh": 0.5}, evidence=lambda query, hits: 0.4)
+    assert gate.check(q, [object()], None).note.startswith("evidence 0.400 below")
+    assert gate.check(q, [], None) is None  # nothing retrieved: nothing to judge
+    assert EvidenceThreshold({"en": 0.5}, evidence=lambda query, hits: 0.0).check(q, [object()], None) is None
+
+    assert NoRelevantSentence(0.5).check(q, [], draft(best=0.4)).code == "no_relevant_sentence"
+    assert NoRelevantSentence(0.0).check(q, [], draft(candidates=0)).code == "no_relevant_sentence"
+    assert NoRelevantSentence(0.5).check(q, [], draft(QUOTE)) is None
+    assert NoVerifiedQuote().check(q, [], draft()).code == "no_verified_quote"
+    assert NoVerifiedQuote().check(q, [], draft(QUOTE)) is None
+
+    assert q.asks_rate
+    assert MissingRate().check(q, [], draft(QUOTE)).code == "missing_rate"
+    rate = Quote(2, "d", "T", "S", 13, len(DOC.text), DOC.text[13:])
+    assert MissingRate().check(q, [], draft(QUOTE, rate)) is None
+
+    asks = analyse_text("华法林的疗效如何？", names=(Name("华法林", ("华法林",)),))
+    assert UnquotedNames({"d": DOC}).check(asks, [], draft(QUOTE)).code == "unquoted_names"
+    asks = analyse_text("低分子肝素的疗效如何？", names=(Name("低分子肝素", ("低分子肝素",)),))
+    assert UnquotedNames({"d": DOC}).check(asks, [], draft(QUOTE)) is None
+
+
+def test_the_first_rule_of_the_stage_decides_and_skipped_rules_are_not_asked():
+    q = analyse_text("有效率是多少？")
+    rules = (NoVerifiedQuote(), MissingRate(), EvidenceThreshold({"zh": 0.9}, evidence=lambda a, h: 0.0))
+    assert first_refusal(rules, QUOTES, q, [], draft()).code == "no_verified_quote"
+    assert first_refusal(rules, QUOTES, q, [], draft(QUOTE)).code == "missing_rate"
+    assert first_refusal(rules, QUESTION, q, [object()]).code == "evidence"
+    assert first_refusal(rules, QUESTION, q, [object()], skip=("evidence",)) is None
+
+
+@pytest.fixture
+def uncalibrated(fake_index):
+    # No thresholds: the packaged ones are for the real model, not the fake embedder.
+    (fake_index / "settings.json").write_text('{"answer": {"min_score": 0.0}}', encoding="utf-8")
+    return fake_index
+
+
+def test_ask_says_which_rule_refused(uncalibrated):
+    pipeline = Pipeline.load(uncalibrated, embedder=FakeEmbedder())
+    answer = pipeline.ask("阿哌沙班和低分子肝素哪个更好？")
+    assert answer.abstained and answer.refusal.code == "unknown_names"
+    assert "阿哌沙班" in answer.answer.splitlines()[1]  # the reason, right under the refusal
+    assert not pipeline.ask("低分子肝素是什么药物？").abstained
+    assert pipeline.ask("低分子肝素是什么药物？").refusal is None
+    assert pipeline.status()["refusal_rules"][0] == "unknown_names"
+
+
+def test_cli_json_and_eval_report_the_refusing_rule(uncalibrated, monkeypatch, tmp_path, capsys):
+    monkeypatch.setattr(rag.pipeline, "embedder_for", lambda built, model: FakeEmbedder())
+    assert main(["ask", "阿哌沙班和低分子肝素哪个更好？", "--index", str(uncalibrated), "--json"]) == 0
+    refusal = json.loads(capsys.readouterr().out)["refusal"]
+    assert refusal["code"] == "unknown_names" and "阿哌沙班" in refusal["message"]
+
+    gold = tmp_path / "gold.jsonl"
+    rows = [
+        {"id": "u1", "question": "阿哌沙班的剂量是多少？", "lang": "zh", "answerable": False,
+         "evidence": [], "answer": []},
+        {"id": "a1", "question": "抗凝治疗首选什么药物？", "lang": "zh", "answerable": True,
+         "evidence": ["低分子肝素"], "answer": ["低分子肝素"]},
+    ]  # fmt: skip
+    gold.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in rows), encoding="utf-8")
+    assert main(["eval", "--gold", str(gold), "--index", str(uncalibrated), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["refusals_by_rule"]["unknown_names"] == {"answerable": 0, "unanswerable": 1}
+    assert out["calibration"] == str(uncalibrated / "settings.json")
+    assert out["pipeline"]["refusal_rules"][0] == "unknown_names"
+    # Switched off on the command line, the rule refuses nothing.
+    assert main(["eval", "--gold", str(gold), "--index", str(uncalibrated), "--json",
+                 "--set", "refusal.unknown_names=false"]) == 0  # fmt: skip
+    assert "unknown_names" not in json.loads(capsys.readouterr().out)["refusals_by_rule"]
