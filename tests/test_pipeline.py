@@ -357,15 +357,15 @@ def test_a_sentence_that_leans_on_the_one_before_is_found_in_place(bundled_index
 
     pipeline = Pipeline.load(bundled_index, embedder=real_embedder)
     question = "骨髓中休眠的肿瘤细胞停在细胞周期的哪个时期？"
-    pipeline.retrieve(question, k=5)
+    query = pipeline.analyse(question)
     doc, text = next((d, d.text) for d in pipeline.documents.values() if "DTC 进入 G0 期" in d.text)
     start = text.index("DTC 进入 G0 期")
     end = text.index("。", start) + 1
     chunk = next(c for c in pipeline.chunks if c.doc_id == doc.doc_id and c.start <= start < c.end)
     sentence = Sentence(doc.doc_id, doc.title, chunk.section, start, end, text[start:end], "zh", 0)
     assert "休眠" in context_text(text, chunk.section, start, end)
-    alone = pipeline.sentence_signals(question, "zh", [sentence.text]).dense[0]
-    in_place = pipeline.sentence_signals(question, "zh", [sentence.text], [sentence]).dense[0]
+    alone = pipeline.sentence_signals(query, [sentence.text]).dense[0]
+    in_place = pipeline.sentence_signals(query, [sentence.text], [sentence]).dense[0]
     assert in_place > alone
 
 
