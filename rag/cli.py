@@ -383,8 +383,6 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
 def _merged(path, settings: dict) -> dict:
     """The settings file at `path` (if any) with the calibration's sections written over it."""
-    from pathlib import Path
-
     path = Path(path)
     data = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
     for section, values in settings.items():

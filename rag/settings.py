@@ -389,8 +389,10 @@ def load_settings(
         notes = (f"abstention is not calibrated (no {own or SETTINGS_FILE}); run `rag calibrate{target}`",)
     elif model_id is not None and calibration.get("model_id") != model_id:
         # Still used: a threshold for another model beats none, but the user should know.
+        # The thresholds in force, not answer.min_score (calibration sets that to 0).
+        shown = ", ".join(f"{lang} {t:g}" for lang, t in settings.abstain.thresholds().items()) or "none"
         notes = (
-            f"abstention threshold {settings.answer.min_score:g} was calibrated for model "
+            f"abstention thresholds ({shown}) were calibrated for model "
             f"{calibration.get('model_id') or '?'}, not {model_id}, so it may refuse too often or too "
             f"rarely; run `rag calibrate --index {index_dir}`",
         )
