@@ -240,11 +240,6 @@ def build_parser() -> argparse.ArgumentParser:
         "--share", action="store_true", help="also open a public *.gradio.live link (off by default)"
     )
     add_llm_arguments(parser)
-    parser.add_argument(
-        "--translate-queries",
-        action="store_true",
-        help="with --llm-model: also search English questions with their Chinese translation",
-    )
     return parser
 
 

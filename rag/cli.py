@@ -26,14 +26,6 @@ def _model_help() -> str:
     )
 
 
-def _add_translate_argument(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--translate-queries",
-        action="store_true",
-        help="with --llm-model: also search English questions with their Chinese translation",
-    )
-
-
 def _add_set_argument(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--set",
@@ -88,7 +80,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help='print one JSON object (with the notes under "notes")')
     _add_set_argument(p)
     add_llm_arguments(p)
-    _add_translate_argument(p)
 
     p = sub.add_parser("inspect", help="show what an index holds")
     p.add_argument("--index", default=DEFAULT_INDEX, help="index folder (default: %(default)s)")
@@ -107,7 +98,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="folder for report.md, metrics.json and recall.png")
     _add_set_argument(p)
     add_llm_arguments(p)
-    _add_translate_argument(p)
 
     p = sub.add_parser(
         "calibrate",
@@ -253,8 +243,9 @@ def cmd_ask(args: argparse.Namespace) -> int:
         return 0
     print(answer.answer)
     print()
+    # The answer already names each source's title and section; this adds where to find the quote.
     for q in answer.quotes:
-        print(f"[{q.n}] {q.title} · {q.section} · {q.doc_id} [{q.start}:{q.end}]")
+        print(f"[{q.n}] {q.doc_id} [{q.start}:{q.end}]")
     return 0
 
 

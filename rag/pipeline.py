@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from rag.abstain.rules import QUESTION, QUOTES, first_refusal, refusal_rules
 from rag.answer.compose import Scorer, compose_answer
-from rag.answer.framing import abstain_answer
+from rag.answer.framing import abstain_answer, templates
 from rag.answer.generate import Compose, ExtractiveGenerator, Generator
 from rag.answer.signals import SentenceSignals
 from rag.encode.cache import CachedPassageEmbedder
@@ -21,7 +21,7 @@ from rag.indexing.index import Index
 from rag.lang import detect_lang
 from rag.query.analysis import QueryAnalyser, QueryAnalysis
 from rag.retrieve.retriever import MODES, Retriever
-from rag.settings import AnswerSettings, LoadedSettings, RetrievalSettings, Settings, load_settings
+from rag.settings import AnswerSettings, load_settings
 from rag.terms.glossary import Glossary
 from rag.types import Answer, Chunk, Document, Hit, Refusal
 
@@ -50,15 +50,21 @@ class QuestionError(ValueError):
 
 
 def check_question(question: str) -> str:
+    """The question stripped, or a QuestionError whose message (in both languages, as the question's
+    language is not known yet) says how to fix it."""
     question = (question or "").strip()
     if not question:
-        raise QuestionError("Ask a question: the text is empty. / 请输入问题。")
+        raise QuestionError(_both("question_empty"))
     if len(question) > MAX_QUESTION_CHARS:
-        raise QuestionError(
-            f"The question is {len(question)} characters long; keep it under {MAX_QUESTION_CHARS} "
-            f"(ask about one thing at a time). / 问题过长（{len(question)} 字），请控制在 {MAX_QUESTION_CHARS} 字以内。"
-        )
+        raise QuestionError(_both("question_too_long", n=len(question), limit=MAX_QUESTION_CHARS))
+    # Punctuation or emoji alone ("？？？!!!") has nothing to search for; an answer would be a guess.
+    if not any(ch.isalnum() for ch in question):
+        raise QuestionError(_both("question_no_words", text=question[:40]))
     return question
+
+
+def _both(key: str, **values: object) -> str:
+    return " / ".join(templates(lang)[key].format(**values) for lang in ("en", "zh"))
 
 
 def embedder_for(manifest_model_id: str, model: str | None) -> Embedder:
@@ -86,24 +92,21 @@ class Pipeline:
         self,
         index: Index,
         embedder: Embedder,
-        retrieval: RetrievalSettings | None = None,
         answer_settings: AnswerSettings | None = None,
         generator: Generator | GeneratorFactory | None = None,
         chat_model: Any = None,
         *,
-        settings: Settings | None = None,
         overrides: Mapping[str, Any] | None = None,
         translate_queries: bool = False,
         llm_timeout: float = 30,
     ) -> None:
-        """Settings: `settings`, a whole tree, else the index's (`rag.settings.load_settings`: packaged,
-        then index/settings.json, then `overrides`, e.g. {"answer.max_quotes": 2}). `retrieval` and
-        `answer_settings` replace those sections; a fixed `answer_settings` also means no calibrated
-        thresholds. `chat_model` (any object with LangChain's `.invoke`) condenses follow-ups and, with
+        """Settings: the index's (`rag.settings.load_settings`: packaged, then index/settings.json, then
+        `overrides`, e.g. {"answer.max_quotes": 2}). `answer_settings` replaces that section and also
+        means no calibrated thresholds. `chat_model` (any object with LangChain's `.invoke`) condenses follow-ups and, with
         `translate_queries`, adds a Chinese translation to English questions before searching."""
         self.index = index
         self.embedder = embedder
-        self._fixed = (settings, overrides, retrieval, answer_settings)
+        self._fixed = (overrides, answer_settings)
         self.chat_model = chat_model
         self.translate_queries = translate_queries
         self.llm_timeout = llm_timeout
@@ -124,9 +127,7 @@ class Pipeline:
         generator: Generator | GeneratorFactory | None = None,
         chat_model: Any = None,
         *,
-        retrieval: RetrievalSettings | None = None,
         answer_settings: AnswerSettings | None = None,
-        settings: Settings | None = None,
         overrides: Mapping[str, Any] | None = None,
         translate_queries: bool = False,
         llm_timeout: float = 30,
@@ -139,11 +140,9 @@ class Pipeline:
         return cls(
             Index.load(index_dir, embedder),
             embedder,
-            retrieval,
             answer_settings,
             generator,
             chat_model,
-            settings=settings,
             overrides=overrides,
             translate_queries=translate_queries,
             llm_timeout=llm_timeout,
@@ -151,16 +150,11 @@ class Pipeline:
 
     def _load_derived(self) -> None:
         """State that follows the index folder: the settings, glossary, caches, retriever and rules."""
-        settings, overrides, retrieval, answer = self._fixed
-        if settings is not None:
-            self.loaded = LoadedSettings(settings, {}, {}, "given", ())
-        else:
-            self.loaded = load_settings(
-                self.index.index_dir, self.index.model_id, overrides, self.index.manifest.get("chunker")
-            )
+        overrides, answer = self._fixed
+        self.loaded = load_settings(
+            self.index.index_dir, self.index.model_id, overrides, self.index.manifest.get("chunker")
+        )
         tree = self.loaded.settings
-        if retrieval is not None:
-            tree = replace(tree, retrieval=retrieval)
         if answer is not None:
             tree = replace(tree, answer=answer, abstain=type(tree.abstain)())
             self.loaded = replace(self.loaded, calibration={}, calibration_source="none", notes=())

@@ -289,10 +289,6 @@ class LoadedSettings:
     notes: tuple[str, ...] = ()  # shown with every answer, e.g. "not calibrated for this model"
 
     @property
-    def answer(self) -> AnswerSettings:
-        return self.settings.answer
-
-    @property
     def abstain(self) -> dict[str, float]:
         return self.settings.abstain.thresholds()
 

@@ -67,6 +67,11 @@ class Quote:
     end: int
     text: str
 
+    def matches(self, doc_text: str) -> bool:
+        """True when the quote is exactly `doc_text[start:end]`, the one check every caller shares."""
+        # Offsets are checked before slicing: negative ones would slice from the end and might match.
+        return 0 <= self.start < self.end <= len(doc_text) and doc_text[self.start : self.end] == self.text
+
 
 @dataclass(frozen=True)
 class Refusal:

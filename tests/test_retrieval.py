@@ -46,12 +46,23 @@ def test_bad_mode_and_k(fake_index, fake_embedder):
 
 @pytest.mark.parametrize(
     "question, message",
-    [("", "the text is empty"), ("   ", "the text is empty"), ("问" * 1001, "keep it under 1000")],
+    [
+        ("", "the text is empty"),
+        ("   ", "the text is empty"),
+        ("问" * 1001, "keep it under 1000"),
+        ("？？？!!!", "Ask a question in words"),
+        ("🤔 🙂", "请用文字提问"),
+    ],
 )
-def test_empty_or_huge_question_gets_a_clear_error(fake_index, fake_embedder, question, message):
+def test_empty_huge_or_wordless_question_gets_a_clear_error(fake_index, fake_embedder, question, message):
     p = Pipeline.load(fake_index, embedder=fake_embedder)
     with pytest.raises(QuestionError, match=message):
         p.ask(question)
+
+
+def test_a_short_question_with_words_is_still_asked(fake_index, fake_embedder):
+    p = Pipeline.load(fake_index, embedder=fake_embedder)
+    assert p.ask("VTE?").question == "VTE?" and p.ask("肝素").question == "肝素"
 
 
 def test_status_and_reload_see_new_documents(fake_index, fake_embedder, tiny_corpus):

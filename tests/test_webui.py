@@ -86,10 +86,12 @@ def test_format_answer_escapes_html_and_markdown_from_documents():
 
 
 def test_format_answer_flags_abstention_in_the_question_language():
-    zh = format_answer(Answer("q", "zh", True, "文档中未找到答案。"))
-    en = format_answer(Answer("q", "en", True, "The documents do not answer this."))
-    assert zh.startswith("⚠") and "没有可以回答这个问题的内容" in zh
-    assert en.startswith("⚠") and "do not answer this question" in en
+    zh = format_answer(Answer("q", "zh", True, "文档中未找到答案。\n原因：证据不足。"))
+    en = format_answer(Answer("q", "en", True, "The documents do not answer this.\nWhy: too little."))
+    assert zh.startswith("⚠️ **文档中未找到答案。**") and "原因：证据不足。" in zh
+    assert en.startswith("⚠️ **The documents do not answer this.**") and "Why: too little." in en
+    # Said once: the flag does not add a second sentence of its own.
+    assert en.count("do not answer") == 1 and zh.count("未找到答案") == 1
 
 
 def test_format_answer_shows_notes_escaped():

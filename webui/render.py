@@ -12,6 +12,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict
 
+from rag.answer.framing import templates
 from rag.ingest.chunking import find_sections
 from rag.types import Answer, Document, Hit, Quote
 
@@ -21,28 +22,11 @@ _CITATION = re.compile(r"\\\[(\d+)\\\]")  # a citation after Markdown escaping: 
 _MARKDOWN_INLINE = re.compile(r"([\\`*_{}\[\]()#|~$!])")
 _SENTENCE_END = "。！？；.!?;"
 
-LABELS = {
-    "zh": {
-        "abstained": "⚠️ **文档中没有可以回答这个问题的内容。** 以下是最相近的段落，仅供参考：",
-        "sources": "来源",
-        "nearest": "最相近的段落（不能回答该问题）",
-        "open": "在全文中查看",
-        "changed": "文档在回答之后已更新，请重新提问。",
-        "draft": "*草稿：正在与原文核对引文……*",
-    },
-    "en": {
-        "abstained": "⚠️ **The documents do not answer this question.** The nearest passages, for reference:",
-        "sources": "Sources",
-        "nearest": "Nearest passages (they do not answer the question)",
-        "open": "Open in full document",
-        "changed": "The document changed after this answer; ask again.",
-        "draft": "*Draft: checking its quotes against the papers…*",
-    },
-}
-
 
 def _labels(lang: str) -> dict[str, str]:
-    return LABELS["zh" if lang == "zh" else "en"]
+    """The page's words, from the answer templates (rag/templates/{zh,en}.json, keys "ui_*")."""
+    t = templates("zh" if lang == "zh" else "en")
+    return {k[3:]: v for k, v in t.items() if k.startswith("ui_")}
 
 
 def escape_markdown(text: str) -> str:
@@ -61,7 +45,9 @@ def format_answer(answer: Answer) -> str:
 
     body = _CITATION.sub(cite, escape_markdown(answer.answer.strip()))
     if answer.abstained:
-        body = f"{_labels(answer.lang)['abstained']}\n\n{body}"
+        # The abstention's first line already says the documents do not answer; it is only flagged.
+        first, _, rest = body.partition("\n")
+        body = f"⚠️ **{first}**" + (f"\n\n{rest}" if rest else "")
     # Notes say how the answer was made (an LLM fallback, a condensed follow-up, an uncalibrated
     # threshold); they come from models and documents too, so they are escaped like the answer.
     notes = "".join(f"\n\n<small>ⓘ {escape_markdown(n)}</small>" for n in answer.notes)
@@ -133,7 +119,7 @@ def context_window(
 
 
 def _quote_matches(doc: Document | None, q: Quote) -> bool:
-    return doc is not None and 0 <= q.start < q.end <= len(doc.text) and doc.text[q.start : q.end] == q.text
+    return doc is not None and q.matches(doc.text)
 
 
 def highlight(text: str, start: int, end: int, lo: int, hi: int, mark_attrs: str = "") -> str:

@@ -63,12 +63,7 @@ class Scorer:
 def verify_quote(quote: Quote, documents: Mapping[str, Document]) -> bool:
     """True when the quote is exactly the stored text of its document at its offsets."""
     doc = documents.get(quote.doc_id)
-    # Offsets are checked before slicing: negative ones would slice from the end and might match.
-    return (
-        doc is not None
-        and 0 <= quote.start < quote.end <= len(doc.text)
-        and doc.text[quote.start : quote.end] == quote.text
-    )
+    return doc is not None and quote.matches(doc.text)
 
 
 def draft_answer(

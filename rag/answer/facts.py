@@ -8,6 +8,7 @@ import re
 
 from rag.answer.candidates import Sentence, quotable
 from rag.ingest.chunking import find_sections
+from rag.ingest.headings import ABSTRACT_LABELS_BY_LANG
 from rag.ingest.sentences import sentence_spans
 from rag.lang import HAN
 from rag.terms.concepts import concept_keys
@@ -15,7 +16,8 @@ from rag.terms.glossary import Glossary
 from rag.types import Document
 
 CITATION_RE = re.compile(r"\[\d+(?:\s*[-–,]\s*\d+)*\]")  # "[12]", "[3-5]", "[1, 4]"
-_EN_ABSTRACT = {("Abstract",), ("ABSTRACT",), ("Summary",), ("SUMMARY",)}
+_EN_ABSTRACT = {(label,) for label in ABSTRACT_LABELS_BY_LANG["en"]}
+_ZH_ABSTRACT = {(label,) for label in ABSTRACT_LABELS_BY_LANG["zh"]}
 
 
 @functools.lru_cache(maxsize=256)
@@ -71,7 +73,7 @@ def english_counterpart(sentence: Sentence, doc: Document, glossary: Glossary | 
     if en_abs is None:
         return None
     en = _quotable_spans(doc.text, en_abs.start, en_abs.end)
-    zh_abs = next((x for x in sections if x.path == ("摘要",) and x.start <= sentence.start < x.end), None)
+    zh_abs = next((x for x in sections if x.path in _ZH_ABSTRACT and x.start <= sentence.start < x.end), None)
     if zh_abs and en:
         zh = _quotable_spans(doc.text, zh_abs.start, zh_abs.end)
         i = next((k for k, (s, _) in enumerate(zh) if s == sentence.start), None)

@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from importlib import resources
 from typing import TYPE_CHECKING
 
-from rag.ingest.headings import parse_heading
+from rag.ingest.headings import ABSTRACT_LABELS_BY_LANG, UNTITLED, WHOLE, parse_heading
 from rag.lang import HAN_RE
 from rag.types import Answer, Document, Hit, Quote, Refusal
 
@@ -74,11 +74,12 @@ def display_section(section: str, lang: str) -> str:
     otherwise reduced to its number or a known label ("摘要" -> "Chinese abstract")."""
     t = templates(lang)
     leaf = section.split(" > ")[-1].strip()
-    known = {"摘要": "section_zh_abstract", "(引言)": "section_intro", "(Introduction)": "section_intro"}
-    known |= dict.fromkeys(("Abstract", "ABSTRACT", "Summary", "SUMMARY"), "section_en_abstract")
+    known = dict.fromkeys(UNTITLED.values(), "section_intro")
+    for label_lang, labels in ABSTRACT_LABELS_BY_LANG.items():
+        known |= dict.fromkeys(labels, f"section_{label_lang}_abstract")
     if leaf in known:
         return t[known[leaf]]
-    if leaf in ("(正文)", "(Text)") or bool(HAN_RE.search(leaf)) != (lang == "zh"):
+    if leaf in WHOLE.values() or bool(HAN_RE.search(leaf)) != (lang == "zh"):
         num = re.match(r"\d+(?:\.\d+)*", leaf)
         return t["section_number"].format(num=num.group()) if num else ""
     return leaf

@@ -2,7 +2,7 @@
 
 A generated answer is untrusted text. Every quotation in it must occur verbatim in the passage it
 cites or it is cut out; citations of passages that were not given are cut out; an answer left without
-a verified quote is replaced by the extractive one. LangChain stays out of this module (see rag/llm.py).
+a verified quote is replaced by the extractive one. LangChain stays out of this module (see rag/answer/llm.py).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from functools import cache
 from importlib.resources import files
 from typing import Any, Protocol
 
+from rag.answer.framing import templates
 from rag.types import Answer, Document, Hit, Quote
 
 __all__ = [
@@ -66,50 +67,9 @@ class ExtractiveGenerator:
         yield answer
 
 
-# --- messages shown to the user, per answer language ---------------------------------------------
-
-_TEXT = {
-    "en": {
-        "removed": "[quote removed: not found in source]",
-        "abstain": "The passages do not answer this question.",
-        "used": "Answer written by the LLM from the retrieved passages; every quotation was checked against the source.",
-        "abstained": "The LLM found no answer in the retrieved passages.",
-        "quotes_removed": "{k} quotation(s) not found in the cited passage were removed from the LLM answer.",
-        "cites_removed": "Citation(s) {nums} pointed to no retrieved passage and were removed.",
-        "unavailable": "LLM unavailable ({why}); showing extractive answer",
-        "rejected": "LLM answer not used ({why}); showing extractive answer",
-        "timeout": "timeout after {detail}s",
-        "connection": "cannot connect to the server",
-        "malformed": "malformed response",
-        "non_text": "non-text response",
-        "empty": "empty response",
-        "error": "{detail}",
-        "no_citation": "it cites no passage",
-        "no_quote": "no quotation in it matches the passages",
-    },
-    "zh": {
-        "removed": "[引文已删除：与原文不符]",
-        "abstain": "所提供的段落无法回答这个问题。",
-        "used": "此答案由大模型依据检索到的段落撰写，所有引文均已与原文核对。",
-        "abstained": "大模型认为检索到的段落无法回答该问题。",
-        "quotes_removed": "已从大模型答案中删除 {k} 处与所引段落不符的引文。",
-        "cites_removed": "引用 {nums} 没有对应的检索段落，已删除。",
-        "unavailable": "大模型不可用（{why}），显示抽取式答案",
-        "rejected": "未采用大模型答案（{why}），显示抽取式答案",
-        "timeout": "{detail} 秒内无响应",
-        "connection": "无法连接服务器",
-        "malformed": "响应格式错误",
-        "non_text": "响应不是文本",
-        "empty": "响应为空",
-        "error": "{detail}",
-        "no_citation": "未引用任何段落",
-        "no_quote": "没有与原文一致的引文",
-    },
-}
-
-
 def _t(lang: str, key: str, **kw: object) -> str:
-    return _TEXT["zh" if lang == "zh" else "en"][key].format(**kw)
+    """A message of the LLM path, from rag/templates/{zh,en}.json (keys "llm_*")."""
+    return templates("zh" if lang == "zh" else "en")[f"llm_{key}"].format(**kw)
 
 
 def fallback_note(lang: str, kind: str, detail: str = "", rejected: bool = False) -> str:

@@ -332,6 +332,11 @@ def add_llm_arguments(parser: argparse.ArgumentParser) -> None:
         default=30,
         help="seconds to wait for the model before showing the extractive answer (default: %(default)s)",
     )
+    parser.add_argument(
+        "--translate-queries",
+        action="store_true",
+        help="with --llm-model: also search English questions with their Chinese translation",
+    )
 
 
 def chat_model_from_args(args: argparse.Namespace) -> BaseChatModel | None:

@@ -129,7 +129,7 @@ def load_eval_gold(path: str | Path) -> list[GoldItem]:
     """`load_gold`, refusing a file without questions (an empty file would score nothing)."""
     items = load_gold(path)
     if not items:
-        raise EvalError(f"{path} has no questions; add one JSON object per line (see rag/gold.py)")
+        raise EvalError(f"{path} has no questions; add one JSON object per line (see rag/evaluate/gold.py)")
     return items
 
 
@@ -160,7 +160,9 @@ def run_eval(
 
 def _check_args(items: Sequence[GoldItem], modes: Sequence[str], k: int) -> tuple[str, ...]:
     if not items:
-        raise EvalError("the gold set has no questions; pass at least one GoldItem (see rag/gold.py)")
+        raise EvalError(
+            "the gold set has no questions; pass at least one GoldItem (see rag/evaluate/gold.py)"
+        )
     if isinstance(modes, str):  # "dense" would otherwise become the modes "d", "e", ...
         modes = (modes,)
     modes = tuple(modes)
@@ -270,15 +272,15 @@ def _check_quotes(item_id: str, answer: Answer, documents: dict[str, Document]) 
     bad = []
     for q in answer.quotes:
         doc = documents.get(q.doc_id)
+        if doc is not None and q.matches(doc.text):
+            continue
+        # Explain the failure the shared check found.
         if doc is None:
             problem = f"document {q.doc_id!r} is not in the index"
-        elif not 0 <= q.start <= q.end <= len(doc.text):
-            # Checked before slicing: negative offsets would slice from the end and might match.
+        elif not 0 <= q.start < q.end <= len(doc.text):
             problem = f"offsets {q.start}:{q.end} are outside the document (length {len(doc.text)})"
-        elif doc.text[q.start : q.end] != q.text:
-            problem = f"stored text at {q.start}:{q.end} is {doc.text[q.start : q.end][:80]!r}"
         else:
-            continue
+            problem = f"stored text at {q.start}:{q.end} is {doc.text[q.start : q.end][:80]!r}"
         bad.append(QuoteCheck(item_id, q.n, q.doc_id, q.start, q.end, q.text, problem))
     return bad
 

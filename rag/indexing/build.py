@@ -1,5 +1,5 @@
 """Build the index folder from a folder of papers: incremental (unchanged papers are not re-embedded)
-and atomic (written beside the old index and swapped in only when complete). See rag/index.py.
+and atomic (written beside the old index and swapped in only when complete). See rag/indexing/index.py.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
-"""The index folder: load it back and search it; `build_index` (rag/index_build.py) writes it.
+"""The index folder: load it back and search it; `build_index` (rag/indexing/build.py) writes it.
 
 Files: manifest.json, documents.jsonl (normalised texts, so quotes can be verified), chunks.jsonl,
-embeddings.npy (row i = chunk i = FAISS id i), faiss.index, bm25/. See rag/index_store.py.
+embeddings.npy (row i = chunk i = FAISS id i), faiss.index, bm25/. See rag/indexing/store.py.
 """
 
 from __future__ import annotations

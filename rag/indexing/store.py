@@ -25,7 +25,6 @@ EMBEDDINGS = "embeddings.npy"
 FAISS = "faiss.index"
 BM25_DIR = "bm25"
 SETTINGS = "settings.json"  # answer settings written by `rag calibrate`; a rebuild carries them over
-FILES = (MANIFEST, DOCUMENTS, CHUNKS, EMBEDDINGS, FAISS, BM25_DIR)
 
 # Vector stores are memory-mapped read-only, so a large index costs resident memory only for the rows
 # queries touch. Not on Windows: it refuses to rename a folder holding a mapped file, so the app could

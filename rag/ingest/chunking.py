@@ -4,17 +4,13 @@ from __future__ import annotations
 
 import re
 
-from rag.ingest.headings import ABSTRACT_LABELS, Heading, parse_heading
+from rag.ingest.headings import ABSTRACT_LABELS, UNTITLED, WHOLE, Heading, parse_heading
 from rag.ingest.sentences import sentence_spans
-from rag.knowledge import domain_blocks
 from rag.lang import detect_lang
 from rag.settings import ChunkerSettings
 from rag.types import Chunk, Document, Section
 
-# Names of the sections a paper leaves untitled (text before its first heading) and of a paper with no
-# headings, by language (rag/data/domain/papers.json).
-_UNTITLED = {lang: sections["untitled"] for lang, sections in domain_blocks("sections")}
-_WHOLE = {lang: sections["whole"] for lang, sections in domain_blocks("sections")}
+_UNTITLED, _WHOLE = UNTITLED, WHOLE
 # Text before the first heading that is this short and has no sentence is a title block, not a section.
 _FRONT_MATTER_MAX = 200
 

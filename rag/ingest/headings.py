@@ -29,6 +29,11 @@ def _labels(kind: str) -> str:
 # Labels are regex pieces ("Key\s?words", "Conclusions?"), except abstract labels: headings say them
 # as written, so `ABSTRACT_LABELS` holds what `parse_heading` returns for an abstract.
 ABSTRACT_LABELS = tuple(label for _, sections in domain_blocks("sections") for label in sections["abstract"])
+ABSTRACT_LABELS_BY_LANG = {lang: tuple(sections["abstract"]) for lang, sections in domain_blocks("sections")}
+# Names of the sections a paper leaves untitled (text before its first heading) and of a paper with no
+# headings, by language.
+UNTITLED = {lang: sections["untitled"] for lang, sections in domain_blocks("sections")}
+WHOLE = {lang: sections["whole"] for lang, sections in domain_blocks("sections")}
 _ABSTRACT = re.compile(rf"^[\[【]?(?P<title>{'|'.join(map(re.escape, ABSTRACT_LABELS))})[\]】]?\s*[:：]?$")
 _KEYWORDS = re.compile(rf"^[\[【]?(?P<title>{_labels('keywords')})[\]】]?\s*[:：]?$")
 _NAMED = re.compile(rf"^(?P<title>{_labels('named')})$", re.I)

@@ -252,11 +252,6 @@ def _parse_parenthesis(content: str) -> tuple[str, str] | None:
     return None
 
 
-def mine_definitions(doc: Document) -> list[Term]:
-    """Every definition in one document: Chinese `术语(long, ABBR)` and English `long form (ABBR)`."""
-    return _mine(doc)[0]
-
-
 def _mine(doc: Document) -> tuple[list[Term], list[tuple[str, Term]]]:
     """Definitions, and Chinese definitions whose term could not be delimited, with their CJK run:
     another paper defining the same abbreviation may settle them ("均表达血管内皮生长因子(VEGF)").
