@@ -13,7 +13,7 @@ from pathlib import Path
 from rag import __version__
 from rag.answer.llm import add_llm_arguments
 from rag.indexing.vectors import KINDS
-from rag.lang import detect_lang
+from rag.lang import question_lang
 
 DEFAULT_DOCS = os.environ.get("RAG_DOCS", "docs")
 DEFAULT_INDEX = os.environ.get("RAG_INDEX", "index")
@@ -434,7 +434,7 @@ def calibration_summary(settings: dict, stats: dict) -> str:
         f"{c['n_unanswerable']} unanswerable); model {c['model_id']}; k={c['k']} {c['mode']}",
     ]
     for lang, threshold in settings.get("abstain", {}).items():
-        mine = [(item, s) for item, s in stats["scores"] if detect_lang(item.question) == lang]
+        mine = [(item, s) for item, s in stats["scores"] if question_lang(item.question) == lang]
         st = stats["by_lang"][lang]
         lines += [
             f"[{lang}] evidence, answerable:   {spread([s for item, s in mine if item.answerable])}",

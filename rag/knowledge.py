@@ -32,6 +32,8 @@ LANGUAGE = {
     "function_words": Omittable(WORDS),
     "stopwords": Omittable(WORDS),
     "question_words": Omittable(WORDS),
+    "yes_no": Omittable(WORDS),
+    "proper_noun_tags": Omittable(WORDS),
     "part_marks": Omittable(TEXT),
     "part_conjunction": Omittable(TEXT),
     "part_openers": Omittable(WORDS),
@@ -59,9 +61,17 @@ DOMAIN_BLOCK = {
     "disease_names": Omittable(
         {"endings": CHARS, "classes": WORDS, "kind_endings": WORDS, "treatment_prefixes": WORDS}
     ),
-    "rates": Omittable({"asks": WORDS, "asks_phrases": WORDS, "percent_words": WORDS, "multiples": WORDS}),
+    "rates": Omittable(
+        {
+            "asks": WORDS,
+            "asks_phrases": WORDS,
+            "percent_words": WORDS,
+            "multiples": WORDS,
+            "not_asks": Omittable(WORDS),
+        }
+    ),
     "quantities": Omittable({"asks": WORDS}),
-    "acronyms": Omittable({"number_suffixes": WORDS}),
+    "acronyms": Omittable({"number_suffixes": WORDS, "not_acronyms": Omittable(WORDS)}),
 }
 DRUG_STEMS = {"stems": [{"en": WORDS, "zh": WORDS, "zh_other": Omittable(WORDS)}]}
 

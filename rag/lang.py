@@ -16,12 +16,19 @@ _EN_FUNCTION = frozenset(language("en")["function_words"])
 
 
 def detect_lang(text: str) -> str:
+    """The language of a passage, by its share of Han characters against English words: a Chinese
+    chunk that quotes an English title is still Chinese."""
     cjk = len(HAN_RE.findall(text))
-    words = [w.lower() for w in _WORD.findall(text)]
     if cjk == 0:
         return "en"
-    # Only a short text (a question) is judged by its function words; a paper with an English
-    # abstract is still Chinese.
-    if len(text) < 300 and sum(w in _EN_FUNCTION for w in words) >= 2:
-        return "en"
-    return "zh" if cjk >= len(words) else "en"
+    return "zh" if cjk >= len(_WORD.findall(text)) else "en"
+
+
+def question_lang(text: str) -> str:
+    """The language of a question: an English one may name Chinese terms ("What is 特鲁索综合征?"),
+    so a short text with two English function words is English whatever its Han share."""
+    if HAN_RE.search(text) and len(text) < 300:
+        words = [w.lower() for w in _WORD.findall(text)]
+        if sum(w in _EN_FUNCTION for w in words) >= 2:
+            return "en"
+    return detect_lang(text)

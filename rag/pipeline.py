@@ -18,7 +18,7 @@ from rag.answer.generate import Compose, ExtractiveGenerator, Generator
 from rag.answer.signals import SentenceSignals
 from rag.encode.cache import CachedPassageEmbedder
 from rag.indexing.index import Index
-from rag.lang import detect_lang
+from rag.lang import question_lang
 from rag.query.analysis import QueryAnalyser, QueryAnalysis
 from rag.retrieve.retriever import MODES, Retriever
 from rag.settings import AnswerSettings, load_settings
@@ -350,7 +350,7 @@ class Pipeline:
         if self.chat_model is not None and history:
             from rag.answer.llm import condense_question
 
-            lang = detect_lang(question)
+            lang = question_lang(question)
             # condense_question returns the question itself on any failure, never "" or an over-long text.
             standalone = condense_question(self.chat_model, list(history), question, lang, self.llm_timeout)
             if standalone != question:

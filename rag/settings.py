@@ -157,6 +157,13 @@ class AnswerSettings:
 class RefusalSettings:
     unknown_names: bool = knob(True, "refuse a question naming something no indexed paper mentions")
     unknown_drug_names: bool = knob(True, "... drug names included (by their ending and sound)")
+    absent_terms: bool = knob(True, "refuse a question whose key term (a rare word, a name) no document has")
+    common_zipf: float = knob(
+        4.0, "Zipf frequency (wordfreq) from which an English word is everyday language"
+    )
+    language_share: float = knob(
+        0.3, "share of the corpus's letters from which its terms in a script are judged"
+    )
     evidence: bool = knob(True, "refuse below the calibrated evidence threshold of the question's language")
     missing_rate: bool = knob(True, "refuse a question asking for a rate when no chosen quote states one")
     unquoted_names: bool = knob(True, "refuse quotes that leave out a drug, disease or acronym asked about")

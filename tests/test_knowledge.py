@@ -102,7 +102,7 @@ def test_rules_built_from_the_data_read_its_words():
     from rag.ingest.headings import parse_heading, split_run_in_heading
     from rag.ingest.normalise import _is_furniture
     from rag.ingest.sentences import sentence_spans
-    from rag.lang import detect_lang
+    from rag.lang import detect_lang, question_lang
     from rag.query.answer_type import asks_rate, states_rate
     from rag.query.names import paper_acronyms
     from rag.query.parts import question_parts
@@ -121,7 +121,11 @@ def test_rules_built_from_the_data_read_its_words():
         and not _is_furniture("Received well")
     )
     assert len(sentence_spans("Smith et al. reported it. It rose.")) == 2
-    assert detect_lang("What is 特鲁索综合征?") == "en"
+    assert question_lang("What is 特鲁索综合征?") == "en"
+    # A passage is judged by its share of Han characters only: a Chinese sentence quoting an English
+    # title stays Chinese.
+    quoting = "该研究发表于《What is the role of D-dimer in VTE》，纳入了一百二十例肺癌患者并随访两年。"
+    assert detect_lang(quoting) == "zh" and question_lang(quoting) == "en"
     assert (
         asks_rate("5年总生存率是多少") and asks_rate("the 3-year overall survival") and not asks_rate("生存")
     )

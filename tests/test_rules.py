@@ -11,6 +11,7 @@ import rag.pipeline
 from rag.abstain.rules import (
     QUESTION,
     QUOTES,
+    AbsentTerms,
     EvidenceThreshold,
     MissingRate,
     NoRelevantSentence,
@@ -43,14 +44,17 @@ def test_the_rules_come_in_order_and_the_settings_switch_them():
     rules = refusal_rules(Settings().with_(**{"abstain.zh": 0.5}), {}, evidence=lambda q, h: 1.0)
     assert [r.code for r in rules] == [
         "unknown_names",
+        "absent_terms",
         "evidence",
         "no_relevant_sentence",
         "no_verified_quote",
         "missing_rate",
         "unquoted_names",
     ]
-    assert [r.stage for r in rules] == [QUESTION, QUESTION, QUOTES, QUOTES, QUOTES, QUOTES]
-    off = Settings(refusal=RefusalSettings(unknown_names=False, evidence=False, missing_rate=False))
+    assert [r.stage for r in rules] == [QUESTION, QUESTION, QUESTION, QUOTES, QUOTES, QUOTES, QUOTES]
+    off = Settings(
+        refusal=RefusalSettings(unknown_names=False, absent_terms=False, evidence=False, missing_rate=False)
+    )
     assert [r.code for r in refusal_rules(off, {}, evidence=lambda q, h: 1.0)] == [
         "no_relevant_sentence",
         "no_verified_quote",
@@ -65,6 +69,10 @@ def test_each_rule_refuses_for_its_own_reason_only():
     refusal = UnknownNames().check(named, [], None)
     assert refusal.code == "unknown_names" and dict(refusal.values) == {"names": "阿哌沙班"}
     assert "阿哌沙班" in refusal_message(refusal, "zh") and "阿哌沙班" in refusal_message(refusal, "en")
+
+    assert AbsentTerms().check(q, [], None) is None
+    absent = AbsentTerms().check(replace(q, absent_terms=("febrile",)), [], None)
+    assert absent.code == "absent_terms" and "febrile" in refusal_message(absent, "zh")
 
     gate = EvidenceThreshold({"zh": 0.5}, evidence=lambda query, hits: 0.4)
     assert gate.check(q, [object()], None).note.startswith("evidence 0.400 below")

@@ -6,7 +6,7 @@ import html
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
-from rag.lang import detect_lang
+from rag.lang import question_lang
 from rag.pipeline import MODES, Pipeline, QuestionError
 from rag.types import Answer
 from webui.render import (
@@ -120,7 +120,7 @@ def respond_stream(
         yield _error_turn(history, question, exc)
         return
     user = {"role": "user", "content": escape_markdown(_shown(question))}
-    lang, draft = detect_lang(question), ""
+    lang, draft = question_lang(question), ""
     for piece in pieces:
         if isinstance(piece, Answer):
             yield _answer_turn(pipeline, history, piece)

@@ -7,6 +7,7 @@ stage judge before any quote is chosen (so an LLM generator is not asked either)
 "quotes" stage judge the extractive draft.
 
     unknown_names         the question names something no indexed paper mentions
+    absent_terms          a key term of the question (a rare word, a name) is in no indexed text
     evidence              the best sentence's evidence is below the calibrated threshold
     no_relevant_sentence  no candidate sentence reaches the answer's relevance floor
     no_verified_quote     no chosen quote matched the stored text
@@ -50,6 +51,22 @@ class UnknownNames:
         names = ", ".join(query.unknown_names)
         return Refusal(
             self.code, f"the question names {names}, which no indexed document mentions", (("names", names),)
+        )
+
+
+@dataclass(frozen=True)
+class AbsentTerms:
+    code = "absent_terms"
+    stage = QUESTION
+
+    def check(self, query: QueryAnalysis, hits: Sequence[Hit], draft: Draft | None) -> Refusal | None:
+        if not query.absent_terms:
+            return None
+        terms = ", ".join(query.absent_terms)
+        return Refusal(
+            self.code,
+            f"the question asks about {terms}, which no indexed document mentions",
+            (("terms", terms),),
         )
 
 
@@ -139,6 +156,8 @@ def refusal_rules(
     rules: list[RefusalRule] = []
     if r.unknown_names:
         rules.append(UnknownNames())
+    if r.absent_terms:
+        rules.append(AbsentTerms())
     if r.evidence:
         rules.append(EvidenceThreshold(settings.abstain.thresholds(), evidence))
     rules += [NoRelevantSentence(settings.answer.min_score), NoVerifiedQuote()]

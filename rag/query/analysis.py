@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from rag.lang import detect_lang
+from rag.lang import question_lang
+from rag.query.absent_terms import CorpusMentions
 from rag.query.answer_type import asks_quantity, asks_rate
 from rag.query.names import Name, paper_acronyms, question_names
 from rag.query.parts import question_parts
@@ -40,6 +41,7 @@ class QueryAnalysis:
     parts: tuple[str, ...]  # the things a question asking two things asks (empty: one thing)
     names: tuple[Name, ...]  # drugs, diseases and acronyms it names (for the unquoted-names rule)
     unknown_names: tuple[str, ...]  # names it uses that no indexed paper mentions
+    absent_terms: tuple[str, ...]  # key terms (rare words, Chinese proper nouns) no indexed text has
     asks_rate: bool  # a rate or share (发生率, what proportion)
     asks_quantity: bool  # any number: a count, rate, dose, ratio or year
     induced: tuple[str, ...] = ()  # Chinese words of the corpus induced for an English question
@@ -64,11 +66,12 @@ def analyse_text(
     return QueryAnalysis(
         asked=text,
         text=text,
-        lang=lang or detect_lang(text),
+        lang=lang or question_lang(text),
         concepts=question_concepts(text, glossary, glossary_weight),
         parts=tuple(question_parts(text)),
         names=tuple(names),
         unknown_names=(),
+        absent_terms=(),
         asks_rate=asks_rate(text),
         asks_quantity=asks_quantity(text),
     )
@@ -98,6 +101,7 @@ class QueryAnalyser:
         self._drugs: DrugNames | None = None
         self._unknown: UnknownNames | None = None
         self._acronyms: frozenset[str] | None = None
+        self._mentions: CorpusMentions | None = None
 
     def analyse(self, text: str, *, asked: str | None = None, encode: bool = True) -> QueryAnalysis:
         """The analysis of `text` (already checked); `encode` False leaves out the encoders (the dense
@@ -114,6 +118,8 @@ class QueryAnalyser:
             analysis = replace(
                 analysis, unknown_names=tuple(self.unknown_checker().find(text, analysis.lang))
             )
+        if refusal.absent_terms:
+            analysis = replace(analysis, absent_terms=tuple(self.mentions().absent(text)))
         if asked is not None:
             analysis = replace(analysis, asked=asked)
         return self.encode(analysis) if encode else analysis
@@ -170,6 +176,14 @@ class QueryAnalyser:
         if self._acronyms is None:
             self._acronyms = paper_acronyms(d.text for d in self.index.documents.values())
         return self._acronyms
+
+    def mentions(self) -> CorpusMentions:
+        """What the indexed documents write, read once."""
+        if self._mentions is None:
+            r = self.settings.refusal
+            texts = (f"{d.title}\n{d.text}" for d in self.index.documents.values())
+            self._mentions = CorpusMentions(texts, r.language_share, r.common_zipf)
+        return self._mentions
 
     def unknown_checker(self) -> UnknownNames:
         if self._unknown is None:

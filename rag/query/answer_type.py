@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 
-from rag.knowledge import domain_blocks, language
+from rag.knowledge import domain_blocks, language, languages
 
 
 def _rate_patterns() -> tuple[str, str]:
@@ -44,20 +44,47 @@ def _quantity_pattern() -> str:
     return "|".join(asks)
 
 
-_ASKS_RATE, _STATES_RATE, _ASKS_QUANTITY = (
-    re.compile(pattern, re.IGNORECASE) for pattern in (*_rate_patterns(), _quantity_pattern())
+def _either(patterns: list[str]) -> str:
+    return "|".join(f"(?:{p})" for p in patterns) or "(?!)"
+
+
+def _not_rate_pattern() -> str:
+    """Words that hold a rate word and ask for no share (效率, heart rate: a value in its own units)."""
+    pieces = []
+    for lang, rates in domain_blocks("rates"):
+        whole = language(lang).get("word_boundaries")
+        pieces += [rf"\b(?:{w})\b" if whole else w for w in rates.get("not_asks", ())]
+    return _either(pieces)
+
+
+def _yes_no_pattern() -> str:
+    """A question answered yes or no ("是否…", "Is … ?"), from rag/data/lang/*.json."""
+    return _either([p for lang in languages() for p in language(lang).get("yes_no", ())])
+
+
+_ASKS_RATE, _STATES_RATE, _ASKS_QUANTITY, _NOT_RATE, _YES_NO = (
+    re.compile(pattern, re.IGNORECASE)
+    for pattern in (*_rate_patterns(), _quantity_pattern(), _not_rate_pattern(), _yes_no_pattern())
 )
 
 
+def asks_yes_no(question: str) -> bool:
+    """Whether the question is answered yes or no: by the sentence that concludes, not by a figure."""
+    return bool(_YES_NO.search(question.strip()))
+
+
 def asks_rate(question: str) -> bool:
-    """Whether the question asks for a rate, share or proportion."""
-    return bool(_ASKS_RATE.search(question))
+    """Whether the question asks for a rate, share or proportion (a yes/no question about a rate asks
+    whether, not how much)."""
+    if asks_yes_no(question):
+        return False
+    return bool(_ASKS_RATE.search(_NOT_RATE.sub(" ", question)))
 
 
 def asks_quantity(question: str) -> bool:
     """Whether the question asks for a number: a count, rate, share, dose, ratio or year. Neither
     encoder nor word overlap sees this answer type, so sentence scoring favours a number for it."""
-    return bool(_ASKS_QUANTITY.search(question))
+    return not asks_yes_no(question) and bool(_ASKS_QUANTITY.search(question))
 
 
 def states_rate(text: str) -> bool:

@@ -59,8 +59,8 @@ class Name:
         if self.disease:
             return writes_disease(self.text, flat)
         if self.acronym:
-            squashed = _squash(flat)
-            return any(_writes_acronym(_squash(form), squashed) for form in self.forms)
+            # Judged on the text as written: squashing its spaces would glue "SITA HLN" into one word.
+            return any(_writes_acronym(_squash(form), text) for form in self.forms)
         lower = text.lower()
         return any(form in flat or form in lower for form in self.forms)
 
@@ -70,12 +70,14 @@ def _squash(text: str) -> str:
     return re.sub(r"[\s\-–]", "", text)
 
 
-def _writes_acronym(form: str, flat: str) -> bool:
-    """Whether squashed `flat` writes squashed `form`."""
+def _writes_acronym(form: str, text: str) -> bool:
+    """Whether `text` writes squashed `form` as a whole word, with or without the spaces and hyphens
+    inside it ("CYFRA 21-1" / "CYFRA21-1", "ROS-1" / "ROS1")."""
     # Not an acronym: what one stands for, from the glossary (神经元特异性烯醇酸酶, a long form).
     if not abbreviation_capitals(form):
-        return form.lower() in flat.lower()
-    return re.search(rf"(?<![A-Za-z]){re.escape(form)}(?![A-Za-z])", flat) is not None
+        return form.lower() in _SPACES.sub("", text).lower()
+    inner = r"[\s\-–]?".join(map(re.escape, form))
+    return re.search(rf"(?<![A-Za-z]){inner}(?![A-Za-z])", text) is not None
 
 
 def paper_acronyms(texts: Iterable[str]) -> frozenset[str]:
@@ -83,8 +85,18 @@ def paper_acronyms(texts: Iterable[str]) -> frozenset[str]:
     return frozenset(_squash(t) for text in texts for t in _acronyms_in(text))
 
 
+# Words capitalised like acronyms that are not names: Roman numerals (Elizabeth II, Block III).
+_NOT_ACRONYM = re.compile(
+    "|".join(f"(?:{p})" for _, a in domain_blocks("acronyms") for p in a.get("not_acronyms", ())) or "(?!)"
+)
+
+
 def _acronyms_in(text: str) -> list[str]:
-    return [m.group() for m in _ACRONYM.finditer(text) if abbreviation_capitals(m.group())]
+    return [
+        m.group()
+        for m in _ACRONYM.finditer(text)
+        if abbreviation_capitals(m.group()) and not _NOT_ACRONYM.fullmatch(m.group())
+    ]
 
 
 def question_names(

@@ -1,0 +1,38 @@
+"""Key terms no indexed document mentions: rare English words and Chinese proper nouns only."""
+
+from __future__ import annotations
+
+from rag.query.absent_terms import CorpusMentions
+
+EN = [
+    "Febrile illness aside, seizures in children are common. The outlook for most is good.",
+    "Mutations in the ADSL gene cause adenylosuccinate lyase deficiency.",
+]
+ZH = ["北京是中国的首都，位于华北平原。", "诸葛亮是三国时期蜀汉的丞相。"]
+
+
+def test_an_english_corpus_checks_rare_english_words_and_lets_everyday_ones_pass():
+    m = CorpusMentions(EN)
+    assert m.scripts == {"en"}
+    assert m.absent("What is the outlook for thanatophoric dysplasia ?") == ["thanatophoric", "dysplasia"]
+    # Everyday words the papers do not use are how users word things: never a reason to refuse.
+    assert m.absent("Which treatments help children recover from seizures?") == []
+    # Another ending of a word the corpus writes is the same word.
+    assert m.absent("What mutational changes cause adenylosuccinate lyase deficiency?") == []
+
+
+def test_a_chinese_corpus_checks_proper_nouns_not_paraphrased_words():
+    m = CorpusMentions(ZH)
+    assert m.scripts == {"zh"}
+    assert m.absent("圣保罗在哪个国家？") == ["圣保罗"]
+    assert m.absent("诸葛亮在哪个时期担任丞相？") == []
+    # Ordinary words a question words differently (担任, 时期) are not names.
+    assert m.absent("诸葛亮担任什么职务？") == []
+
+
+def test_terms_in_a_script_the_corpus_hardly_uses_are_not_judged():
+    # An English question about Chinese papers: its English words are the papers' Chinese ones.
+    m = CorpusMentions(ZH)
+    assert m.absent("What did Zhuge Liang hold as chancellor?") == []
+    both = CorpusMentions([*ZH, *EN])
+    assert both.scripts == {"zh", "en"} and both.absent("thanatophoric dysplasia") == ["thanatophoric", "dysplasia"]
