@@ -35,4 +35,7 @@ def test_terms_in_a_script_the_corpus_hardly_uses_are_not_judged():
     m = CorpusMentions(ZH)
     assert m.absent("What did Zhuge Liang hold as chancellor?") == []
     both = CorpusMentions([*ZH, *EN])
-    assert both.scripts == {"zh", "en"} and both.absent("thanatophoric dysplasia") == ["thanatophoric", "dysplasia"]
+    assert both.scripts == {"zh", "en"} and both.absent("thanatophoric dysplasia") == [
+        "thanatophoric",
+        "dysplasia",
+    ]

@@ -12,8 +12,9 @@ A question term counts when it is
 - a Chinese proper noun (jieba's part-of-speech tags for person, place, organisation and other
   names: 底特律, 廖立), since Chinese questions paraphrase their papers' ordinary words far more
   (级联 for 瀑布, 铁路沿线 for 沿线) and names they cannot.
-It is absent when no document contains it: a Chinese one as a substring, an English one as the start
-of a word, its last letters free (mutation / mutations / mutational).
+It is absent when no document contains it: a Chinese one as a substring (or shifted by a character:
+jieba guesses where a name starts), an English one as the start of a word, its last letters free
+(mutation / mutations / mutational).
 
 Terms are judged only in a script the corpus is written in (`language_share` of its letters): an
 English question about Chinese papers words in English what they write in Chinese, so its absent
@@ -78,10 +79,14 @@ class CorpusMentions:
         found: dict[str, None] = {}
         if "zh" in self.scripts:
             tags = _proper_noun_tags()
-            for run in _HAN_RUN.findall(text):
-                for word, flag in _posseg().lcut(run, HMM=False):
-                    if flag in tags and len(word) >= 2 and word not in self.text:
+            lowered = text.lower()
+            for run in _HAN_RUN.finditer(text):
+                start = run.start()
+                for word, flag in _posseg().lcut(run.group(), HMM=False):
+                    end = start + len(word)
+                    if flag in tags and len(word) >= 2 and not self._mentions_zh(lowered, start, end):
                         found.setdefault(word)
+                    start = end
         if "en" in self.scripts:
             for word in _LATIN_WORD.findall(text.lower()):
                 if len(word) < _MIN_LATIN or word in STOPWORDS or self._mentions_en(word):
@@ -89,6 +94,13 @@ class CorpusMentions:
                 if _zipf(word, "en") < self.common_zipf:
                     found.setdefault(word)
         return list(found)
+
+    def _mentions_zh(self, question: str, start: int, end: int) -> bool:
+        """Whether the corpus writes question[start:end], or it shifted by one character: where a
+        name starts and ends in a question is jieba's guess (尼高·高华以什么 cut as 高 / 华以), so the
+        corpus writing 高华, or 斯纳1 (塞斯纳170 for a question's 赛斯纳170), counts."""
+        spans = ((start, end), (start - 1, end - 1), (start + 1, end + 1))
+        return any(lo >= 0 and hi <= len(question) and question[lo:hi] in self.text for lo, hi in spans)
 
     def _mentions_en(self, word: str) -> bool:
         stem = word[: max(_MIN_STEM, len(word) - _FREE_ENDING)]
