@@ -322,7 +322,13 @@ class Pipeline:
         by the rules that judge the chosen quotes."""
         if query is None:
             query = self.analyser.analyse(question)
-        scorer = Scorer(self.glossary, self.answer_embedder, self.sentence_signals, self.settings.scoring)
+        scorer = Scorer(
+            self.glossary,
+            self.answer_embedder,
+            self.sentence_signals,
+            self.settings.scoring,
+            self.index.sentences_of,
+        )
         return compose_answer(
             query,
             hits,

@@ -388,3 +388,25 @@ def test_a_question_asking_two_things_searches_deeper_but_is_judged_on_k_hits(pi
     assert len(one.hits) == 5
     assert len(two.hits) == min(n, pipeline.answer_settings.part_chunks) > 5
     assert judged == [5, 5]
+
+
+def test_the_answerer_quotes_and_scores_the_index_sentence_rows(fake_index):
+    """One sentence table: the candidates are the index's rows, scored by their stored vectors."""
+    embedder = CountingEmbedder()
+    # The fake embedder's evidence is below any calibrated threshold: the rule is not what is tested.
+    pipeline = Pipeline.load(fake_index, embedder=embedder, overrides={"refusal.evidence": False})
+    query = pipeline.analyse("静脉血栓栓塞的危险因素有哪些？")
+    hits = pipeline.search(query, 5)
+    table = {(h.chunk.doc_id, s, e): row for h in hits for row, s, e in pipeline.index.sentences_of(h.chunk)}
+    from rag.answer.candidates import candidate_sentences
+
+    sentences, _ = candidate_sentences(hits, pipeline.documents, 5, pipeline.index.sentences_of)
+    assert sentences and all(table[(s.doc_id, s.start, s.end)] == s.row for s in sentences)
+    embedder.passage_batches.clear()
+    pipeline.sentence_signals(query, [s.text for s in sentences], sentences)
+    assert not any(
+        embedder.passage_batches
+    )  # every row's vector came from the index, none was embedded again
+    answer = pipeline.ask("静脉血栓栓塞的危险因素有哪些？")
+    starts = {(d, s) for d, s, _ in table}
+    assert answer.quotes and all((q.doc_id, q.start) in starts for q in answer.quotes)

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from rag.ingest.headings import parse_heading
-from rag.ingest.sentences import sentence_spans
+from rag.ingest.sentences import chunk_sentences, sentence_spans
 from rag.lang import HAN_RE, detect_lang
-from rag.types import Document, Hit
+from rag.types import Chunk, Document, Hit
 
 # Openings that refer back to the sentence before.
 _ANAPHOR_RE = re.compile(r"(?:其|该|此|这|上述|前者|后者|它|(?:It|Its|This|These|They|Their|Such)\b)")
@@ -34,6 +34,11 @@ class Sentence:
     text: str  # == documents[doc_id].text[start:end]
     lang: str
     chunk_pos: int  # position of its chunk among the hits, 0 = best
+    row: int | None = None  # its row in the index's sentence table (None: not a row, e.g. extended)
+
+
+# Where a chunk's sentences are: (row, start, end) per sentence, from the index's sentence table.
+SentenceTable = Callable[[Chunk], Sequence[tuple[int, int, int]]]
 
 
 @dataclass(frozen=True)
@@ -62,9 +67,10 @@ def quotable(text: str, section: str = "") -> bool:
 
 
 def candidate_sentences(
-    hits: Sequence[Hit], documents: Mapping[str, Document], n_chunks: int
+    hits: Sequence[Hit], documents: Mapping[str, Document], n_chunks: int, table: SentenceTable | None = None
 ) -> tuple[list[Sentence], list[str]]:
-    """Quotable sentences of the top `n_chunks` hits (each once), and notes on chunks that were skipped."""
+    """Quotable sentences of the top `n_chunks` hits (each once), and notes on chunks that were skipped.
+    The sentences are the index's (`table`); without an index they are split as the index splits them."""
     out: dict[tuple[str, int, int], Sentence] = {}
     notes = []
     for pos, hit in enumerate(sorted(hits, key=lambda h: h.rank)[:n_chunks]):
@@ -74,23 +80,18 @@ def candidate_sentences(
             # The index is older than the document: its offsets would point at other text.
             notes.append(f"chunk {c.id} does not match the stored document; rebuild the index")
             continue
-        for s, e in _whole_sentences(doc.text, c.start, c.end):
+        rows = (
+            table(c)
+            if table is not None
+            else [(None, s, e) for s, e in chunk_sentences(doc.text, c.start, c.end)]
+        )
+        for row, s, e in rows:
             text = doc.text[s:e]
             if (c.doc_id, s, e) not in out and quotable(text, c.section):
                 out[(c.doc_id, s, e)] = Sentence(
-                    c.doc_id, c.title, c.section, s, e, text, detect_lang(text), pos
+                    c.doc_id, c.title, c.section, s, e, text, detect_lang(text), pos, row
                 )
     return list(out.values()), notes
-
-
-def _whole_sentences(text: str, start: int, end: int) -> list[tuple[int, int]]:
-    """Sentences overlapping text[start:end], whole: the chunker cuts a sentence longer than a chunk,
-    and a quote should not start or end mid-word. Sentences never cross a line break, so splitting
-    from the start of the chunk's first line gives true sentence boundaries."""
-    line_start = text.rfind("\n", 0, start) + 1
-    line_end = text.find("\n", end)
-    spans = sentence_spans(text, line_start, len(text) if line_end < 0 else line_end)
-    return [(s, e) for s, e in spans if s < end and e > start]
 
 
 def next_start(text: str, end: int) -> int:
@@ -111,4 +112,4 @@ def with_continuation(sentence: Sentence, doc: Document, max_chars: int = 400) -
     start, end = spans[0]
     if not _ANAPHOR_RE.match(doc.text[start:end]) or end - sentence.start > max_chars:
         return sentence
-    return replace(sentence, end=end, text=doc.text[sentence.start : end])
+    return replace(sentence, end=end, text=doc.text[sentence.start : end], row=None)

@@ -13,7 +13,14 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
-from rag.answer.candidates import ScoredSentence, Sentence, candidate_sentences, next_start, with_continuation
+from rag.answer.candidates import (
+    ScoredSentence,
+    Sentence,
+    SentenceTable,
+    candidate_sentences,
+    next_start,
+    with_continuation,
+)
 from rag.answer.facts import english_counterpart, near_duplicate, same_fact
 from rag.answer.framing import abstain_answer, frame_answer
 from rag.answer.scoring import lift_neighbours, score_sentences
@@ -50,6 +57,7 @@ class Scorer:
     embedder: object = None
     signals: SentenceSignals | None = None
     settings: ScoringSettings = ScoringSettings()
+    table: SentenceTable | None = None  # the index's sentences (Index.sentences_of); None: split here
 
     def __call__(
         self, query: QueryAnalysis, sentences: Sequence[Sentence], documents
@@ -77,7 +85,7 @@ def draft_answer(
 ) -> Draft:
     """The verified quotes for `query` from `hits`. `analyse_part` encodes one part of a question
     asking two things (`QueryAnalyser.part`); without it, parts are not searched for."""
-    sentences, notes = candidate_sentences(hits, documents, settings.candidate_chunks)
+    sentences, notes = candidate_sentences(hits, documents, settings.candidate_chunks, scorer.table)
     scored = scorer(query, sentences, documents)
     best = max((s.relevance for s in scored), default=0.0)
     if not scored or best < settings.min_score:
@@ -147,7 +155,7 @@ def _answer_parts(
     missing = uncovered_parts(parts, [s.text for s, _ in chosen], scorer.glossary) if parts else []
     if not missing:
         return chosen
-    sentences, _ = candidate_sentences(hits, documents, settings.part_chunks)
+    sentences, _ = candidate_sentences(hits, documents, settings.part_chunks, scorer.table)
     if not sentences:
         return chosen
     out = list(chosen)

@@ -71,14 +71,31 @@ class SentenceSignals:
         q = np.asarray(query.e5, dtype=np.float32)
         if not texts:
             return SignalColumns(np.zeros(0), query.induced)
-        dense = np.asarray(self.embedder.embed_passages(texts), dtype=np.float32) @ q
+        rows = [s.row for s in sentences] if sentences is not None else [None] * len(texts)
+        dense = self._similarity(q, texts, rows, self.index.sentence_vectors, self.embedder)
         in_place = self._in_place_embedder() if sentences is not None and self.context_share else None
         if in_place is not None:
             docs = self.index.documents
-            contexts = [context_text(docs[s.doc_id].text, s.section, s.start, s.end) for s in sentences]
-            around = np.asarray(in_place.embed_passages(contexts), dtype=np.float32) @ q
+            contexts = [
+                "" if s.row is not None else context_text(docs[s.doc_id].text, s.section, s.start, s.end)
+                for s in sentences
+            ]
+            around = self._similarity(q, contexts, rows, self.index.context_vectors, in_place)
             dense = (1 - self.context_share) * dense + self.context_share * around
         return SignalColumns(dense, query.induced)
+
+    @staticmethod
+    def _similarity(q: np.ndarray, texts: list[str], rows: list[int | None], vectors, embedder) -> np.ndarray:
+        """Cosines to q: a sentence of the index's table by its row's vector, any other (a sentence
+        extended over the next one) embedded now."""
+        out = np.zeros(len(texts), dtype=np.float32)
+        known = [i for i, r in enumerate(rows) if r is not None]
+        if known:
+            out[known] = np.asarray(vectors[[rows[i] for i in known]], dtype=np.float32) @ q
+        fresh = [i for i, r in enumerate(rows) if r is None]
+        if fresh:
+            out[fresh] = np.asarray(embedder.embed_passages([texts[i] for i in fresh]), dtype=np.float32) @ q
+        return out
 
     def _in_place_embedder(self) -> CachedPassageEmbedder | None:
         if self._in_place is None:

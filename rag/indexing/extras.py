@@ -21,7 +21,7 @@ import numpy as np
 
 from rag.indexing import store
 from rag.indexing.vectors import VectorIndex
-from rag.ingest.sentences import context_text, sentence_spans
+from rag.ingest.sentences import chunk_sentences, context_text
 from rag.terms.glossary import Glossary
 from rag.terms.lexicon import VECTORS_FILE, VOCAB_FILE, Lexicon
 from rag.types import Chunk, Document
@@ -83,7 +83,7 @@ def sentence_units(chunks: list[Chunk], documents: dict[str, Document]) -> tuple
     for pos, chunk in enumerate(chunks):
         text = documents[chunk.doc_id].text
         spans = [
-            (s, e) for s, e in sentence_spans(text, chunk.start, chunk.end) if e - s >= MIN_SENTENCE_CHARS
+            (s, e) for s, e in chunk_sentences(text, chunk.start, chunk.end) if e - s >= MIN_SENTENCE_CHARS
         ]
         for s, e in spans or [(chunk.start, chunk.end)]:
             rows.append((pos, s, e))

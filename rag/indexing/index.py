@@ -95,6 +95,18 @@ class Index:
     def glossary(self) -> Glossary:
         return self.extras.glossary
 
+    @functools.cached_property
+    def _sentence_ranges(self) -> np.ndarray:
+        return self.extras.chunk_sentence_ranges(len(self.chunks))
+
+    def sentences_of(self, chunk: Chunk) -> list[tuple[int, int, int]]:
+        """The chunk's sentences as the index stores them: (row, start, end), offsets into its
+        document. The answerer quotes and scores these rows; their vectors are row `row` of
+        `sentence_vectors` and `context_vectors`."""
+        lo, hi = self._sentence_ranges[self.position(chunk.id)]
+        rows = self.extras.sentences
+        return [(int(r), int(rows[r, 1]), int(rows[r, 2])) for r in range(lo, hi)]
+
     @property
     def sentence_texts(self) -> list[str]:
         return self.extras.sentence_texts

@@ -33,6 +33,17 @@ def sentence_spans(text: str, start: int = 0, end: int | None = None) -> list[tu
     return spans
 
 
+def chunk_sentences(text: str, start: int, end: int) -> list[tuple[int, int]]:
+    """The sentences overlapping text[start:end], whole: the chunker cuts a sentence longer than a
+    chunk, and a quote should not start or end mid-word. Sentences never cross a line break, so
+    splitting from the start of the chunk's first line gives true sentence boundaries. The one
+    splitter of the index's sentence table, which the answerer scores."""
+    line_start = text.rfind("\n", 0, start) + 1
+    line_end = text.find("\n", end)
+    spans = sentence_spans(text, line_start, len(text) if line_end < 0 else line_end)
+    return [(s, e) for s, e in spans if s < end and e > start]
+
+
 def _add(text: str, spans: list[tuple[int, int]], s: int, e: int) -> None:
     while s < e and text[s].isspace():
         s += 1
