@@ -91,8 +91,8 @@ def clean_page(raw: str) -> str:
 
 
 def _key(line: str) -> str:
-    """A line as compared across pages: digits are page numbers, so they do not count."""
-    return re.sub(r"\d+", "#", line).strip("# ")
+    """A line as compared across pages: its letters only, as digits are page numbers ("2 / 4 …")."""
+    return re.sub(r"[\W\d_]+", "", line)
 
 
 def drop_furniture(pages: list[str]) -> list[str]:
