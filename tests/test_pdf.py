@@ -188,13 +188,24 @@ def test_a_text_pdf_with_a_scanned_page_is_indexed_with_a_warning(tmp_path: Path
     mixed = pdfium.PdfDocument.new()
     mixed.import_pages(pdfium.PdfDocument(str(SHARED / "zh-blood-routine-kangxi-radicals.pdf")))
     mixed.import_pages(pdfium.PdfDocument(str(SHARED / "en-scanned-clinical-proteomics-2015-p6.pdf")))
-    mixed.save(str(tmp_path / "mixed.pdf"))
-    result = load_folder(tmp_path)
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    mixed.save(str(docs / "mixed.pdf"))
+    result = load_folder(docs)
     assert "血常规" in result.documents[0].text and not result.errors
     assert [w.message for w in result.warnings] == [
         "not indexed: page 2: no text layer, only images (a scan); needs OCR, which is not installed yet"
     ]
     assert "mixed.pdf: not indexed: page 2" in caplog.text
+
+    from rag.indexing.index import build_index
+
+    from .helpers_index import RecordingEmbedder
+
+    report = build_index(docs, tmp_path / "index", RecordingEmbedder(), progress=False)
+    assert f"warning {docs / 'mixed.pdf'}: not indexed: page 2: no text layer" in report.summary()
+    manifest = json.loads((tmp_path / "index" / "manifest.json").read_text(encoding="utf-8"))
+    assert [w["message"][:20] for w in manifest["load_warnings"]] == ["not indexed: page 2:"]
 
 
 @needs_shared
