@@ -91,7 +91,7 @@ def test_unreadable_files_are_reported_by_name_and_skipped(tiny_corpus: Path, mo
     assert sorted(d.doc_id for d in result.documents) == ["en-angiosarcoma", "gbk-poems", "zh-thrombosis"]
     errors = {Path(e.path).name: e.message for e in result.errors}
     assert "PDF" in errors["broken.pdf"]
-    assert "no text found" in errors["empty.txt"]
+    assert errors["empty.txt"] == "empty file (0 bytes)"
     assert "unsupported file type .png" in errors["image.png"]
     assert errors["locked.txt"] == "cannot read the file (Permission denied)"
 

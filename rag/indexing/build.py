@@ -50,6 +50,7 @@ class BuildReport:
     unchanged: list[str] = field(default_factory=list)
     kept: list[str] = field(default_factory=list)  # failed to load now; previous chunks kept
     errors: list[LoadError] = field(default_factory=list)
+    warnings: list[LoadError] = field(default_factory=list)  # indexed, but parts left out (OCR pages)
     n_documents: int = 0
     n_chunks: int = 0
     n_embedded: int = 0  # chunks embedded by this build (the rest were reused)
@@ -68,6 +69,7 @@ class BuildReport:
             parts.append(f"full rebuild: {self.full_rebuild}")
         parts += [f"kept previous version of {d} (it failed to load now)" for d in self.kept]
         parts += [f"skipped {e.path}: {e.message}" for e in self.errors]
+        parts += [f"warning {e.path}: {e.message}" for e in self.warnings]
         return "\n".join(parts)
 
 
@@ -170,7 +172,12 @@ def build_index(
             loaded = load_folder(docs_dir)
         with timer("read previous index"):
             previous, reason = _load_previous(index_dir, embedder, settings)
-        report = BuildReport(errors=list(loaded.errors), full_rebuild=reason, phases=timer.seconds)
+        report = BuildReport(
+            errors=list(loaded.errors),
+            warnings=list(loaded.warnings),
+            full_rebuild=reason,
+            phases=timer.seconds,
+        )
         prev = previous or _Previous({}, {}, {})
 
         documents: dict[str, Document] = {}
@@ -302,6 +309,7 @@ def _manifest(docs_dir, embedder, settings, faiss_kind, order, documents, chunks
             for d in order
         ],
         "load_errors": [{"path": e.path, "message": e.message} for e in report.errors],
+        "load_warnings": [{"path": e.path, "message": e.message} for e in report.warnings],
     }
 
 

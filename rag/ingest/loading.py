@@ -1,6 +1,7 @@
 """Load a folder of papers (.txt .md .pdf .docx .html) into normalised `Document`s.
 
-A file that cannot be read is reported by name and skipped; it never stops the others.
+A file that cannot be read is reported by name and skipped; it never stops the others. PDF pages that
+need OCR are left out and reported by file and page as warnings (rag/ingest/pdf.py).
 """
 
 from __future__ import annotations
@@ -12,13 +13,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rag.ingest.normalise import normalise
+from rag.ingest.pdf import Page, PdfError, read_pages
 from rag.lang import detect_lang
 from rag.types import Document
 
 SUPPORTED = (".txt", ".md", ".pdf", ".docx", ".html", ".htm")
 CATALOG = "catalog.json"
 # Bump when normalisation changes, so incremental re-indexing re-reads every document.
-NORMALISER_VERSION = "1"
+NORMALISER_VERSION = "2"  # 2: PDFs through pypdfium2, furniture and OCR pages dropped
 MAX_FILE_BYTES = 50 * 1024 * 1024
 
 log = logging.getLogger(__name__)
@@ -38,6 +40,7 @@ class LoadError:
 class LoadResult:
     documents: list[Document] = field(default_factory=list)
     errors: list[LoadError] = field(default_factory=list)
+    warnings: list[LoadError] = field(default_factory=list)  # loaded, but parts left out (PDF pages)
 
 
 def decode_text(data: bytes) -> str:
@@ -55,16 +58,41 @@ def decode_text(data: bytes) -> str:
     return str(best)
 
 
-def _pdf_text(path: Path) -> str:
-    from pypdf import PdfReader
-    from pypdf.errors import PdfReadError
+def _page_list(numbers: list[int]) -> str:
+    """[1, 2, 3, 7] -> "pages 1-3, 7"."""
+    runs: list[list[int]] = []
+    for n in numbers:
+        if runs and n == runs[-1][-1] + 1:
+            runs[-1].append(n)
+        else:
+            runs.append([n])
+    spans = [f"{r[0]}-{r[-1]}" if len(r) > 1 else str(r[0]) for r in runs]
+    return ("pages " if len(numbers) > 1 else "page ") + ", ".join(spans)
 
+
+def _ocr_notes(pages: list[Page]) -> list[str]:
+    """One line per kind of problem, naming its pages."""
+    by_problem: dict[str, list[int]] = {}
+    for page in pages:
+        by_problem.setdefault(page.problem or "", []).append(page.number)
+    return [
+        f"{_page_list(numbers)}: {problem}; needs OCR, which is not installed yet"
+        for problem, numbers in by_problem.items()
+    ]
+
+
+def _pdf_text(path: Path, warnings: list[str]) -> str:
     try:
-        reader = PdfReader(str(path))
-        pages = [page.extract_text() or "" for page in reader.pages]
-    except (PdfReadError, ValueError, KeyError, OSError) as exc:
+        pages = read_pages(path)
+    except PdfError as exc:
         raise LoadFailure(f"cannot read the PDF ({exc}); is it damaged or encrypted?") from exc
-    return "\n".join(pages)
+    ocr = [p for p in pages if p.problem]
+    if not any(p.text.strip() for p in pages):
+        if ocr:
+            raise LoadFailure("no readable text, nothing indexed: " + "; ".join(_ocr_notes(ocr)))
+        raise LoadFailure("empty PDF: no page has text or images")
+    warnings += [f"not indexed: {note}" for note in _ocr_notes(ocr)]
+    return "\n".join(p.text for p in pages)
 
 
 def _docx_text(path: Path) -> str:
@@ -87,8 +115,9 @@ def _html_text(data: bytes) -> str:
     return soup.get_text("\n")
 
 
-def read_raw_text(path: Path) -> tuple[str, bytes]:
-    """Return the raw text of one file and its bytes; raise LoadFailure with a readable reason."""
+def read_raw_text(path: Path, warnings: list[str] | None = None) -> tuple[str, bytes]:
+    """Return the raw text of one file and its bytes; raise LoadFailure with a readable reason.
+    Parts left out (PDF pages that need OCR) are described in `warnings`."""
     suffix = path.suffix.lower()
     if suffix not in SUPPORTED:
         raise LoadFailure(f"unsupported file type {suffix or '(none)'}; supported: {', '.join(SUPPORTED)}")
@@ -99,8 +128,10 @@ def read_raw_text(path: Path) -> tuple[str, bytes]:
         data = path.read_bytes()
     except OSError as exc:
         raise LoadFailure(f"cannot read the file ({exc.strerror or exc})") from exc
+    if not data:
+        raise LoadFailure("empty file (0 bytes)")
     if suffix == ".pdf":
-        return _pdf_text(path), data
+        return _pdf_text(path, [] if warnings is None else warnings), data
     if suffix == ".docx":
         return _docx_text(path), data
     if suffix in (".html", ".htm"):
@@ -125,12 +156,21 @@ def title_of(entry: dict, stem: str) -> str:
     return entry.get("title") or entry.get("title_zh") or entry.get("topic_en") or stem
 
 
-def load_file(path: Path, doc_id: str, entry: dict | None = None) -> Document:
-    """Load and normalise one file; raise LoadFailure if it has no usable text."""
-    raw, data = read_raw_text(path)
+def load_file(
+    path: Path, doc_id: str, entry: dict | None = None, warnings: list[str] | None = None
+) -> Document:
+    """Load and normalise one file; raise LoadFailure if it has no usable text. What was left out of it
+    (PDF pages that need OCR) is logged and added to `warnings`."""
+    notes: list[str] = []
+    raw, data = read_raw_text(path, notes)
+    for note in notes:
+        log.warning("%s: %s", path, note)
+    if warnings is not None:
+        warnings += notes
     text = normalise(raw)
     if not text.strip():
-        raise LoadFailure("no text found (a scanned PDF needs OCR first)")
+        # Scanned PDFs are caught page by page above; this file really holds no text.
+        raise LoadFailure("empty: no text in the file")
     entry = entry or {}
     digest = hashlib.sha256(data + NORMALISER_VERSION.encode()).hexdigest()
     meta = {k: v for k, v in entry.items() if k != "file"}
@@ -148,9 +188,11 @@ def load_folder(folder: str | Path) -> LoadResult:
         rel = path.relative_to(folder)
         if path.name == CATALOG or any(part.startswith(".") for part in rel.parts):
             continue
+        notes: list[str] = []
         try:
             doc_id = rel.with_suffix("").as_posix()
-            result.documents.append(load_file(path, doc_id, catalog.get(rel.as_posix())))
+            result.documents.append(load_file(path, doc_id, catalog.get(rel.as_posix()), notes))
+            result.warnings += [LoadError(str(path), note) for note in notes]
         except LoadFailure as exc:
             result.errors.append(LoadError(str(path), str(exc)))
     return result

@@ -1,0 +1,157 @@
+"""PDF pages to clean text with pypdfium2, and the pages that need OCR.
+
+pypdfium2 is about 10x faster than pypdf on ../shared/pdfs, decodes the GBK-font Chinese page and does
+not glue English words together. What its text still needs, page by page:
+
+- soft-hyphen marks (\\x02, U+FFFE) where a word was split at a line end: the word is joined;
+- radical look-alikes (U+2E80-U+2FDF) in place of the ideographs they show: mapped back;
+- control characters (the \\x04 of a circled C, \\r): dropped;
+- running headers and footers (lines repeated at the edges of most pages) and bare page numbers: dropped.
+
+A page that is a scan, or whose text is mostly unreadable characters, is not indexed: it is reported by
+page number so the user knows it needs OCR. The rules and thresholds are in rag/data/pdf_text.json.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import unicodedata
+from collections import Counter
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+
+class PdfError(Exception):
+    """The file cannot be opened as a PDF (damaged, encrypted, not a PDF)."""
+
+
+@dataclass(frozen=True)
+class Page:
+    number: int  # 1-based
+    text: str  # cleaned; "" when the page is blank or needs OCR
+    problem: str | None = None  # why the page needs OCR, if it does
+
+
+@cache
+def rules() -> dict[str, Any]:
+    return json.loads(resources.files("rag").joinpath("data/pdf_text.json").read_text(encoding="utf-8"))
+
+
+@cache
+def _radicals() -> dict[int, str]:
+    table = {ord(k): v for k, v in rules()["radicals"]["map"].items()}
+    # NFKC maps each Kangxi radical to its ideograph; applied to that block only, as NFKC elsewhere
+    # (full-width punctuation) is normalise()'s business.
+    table.update({c: unicodedata.normalize("NFKC", chr(c)) for c in range(0x2F00, 0x2FE0)})
+    return table
+
+
+@cache
+def _soft_hyphen() -> re.Pattern[str]:
+    return re.compile(f"[{re.escape(rules()['soft_hyphens']['chars'])}](?:\r?\n)?")
+
+
+@cache
+def _page_number() -> re.Pattern[str]:
+    return re.compile("|".join(f"(?:{p})" for p in rules()["page_numbers"]["patterns"]), re.I)
+
+
+def _is_cjk(ch: str) -> bool:
+    return "\u4e00" <= ch <= "\u9fff" or "\u3400" <= ch <= "\u4dbf"
+
+
+def _unreadable(ch: str) -> bool:
+    """NUL and other controls, private-use and replacement characters (whitespace is not looked at)."""
+    return unicodedata.category(ch) in ("Cc", "Co", "Cs") or ch == "\ufffd"
+
+
+def page_problem(raw: str, has_images: bool) -> str | None:
+    """Why a page's raw text cannot be indexed and needs OCR, or None (a blank page needs nothing)."""
+    chars = [c for c in raw if not c.isspace()]
+    if not chars:
+        return "no text layer, only images (a scan)" if has_images else None
+    g = rules()["garbage"]
+    bad = sum(map(_unreadable, chars))
+    if bad / len(chars) >= g["bad_share"]:
+        return f"{bad / len(chars):.0%} of its characters are NUL, control, private-use or replacement"
+    latin1 = sum("\u00c0" <= c <= "\u00ff" for c in chars)
+    if not any(map(_is_cjk, chars)) and (bad + latin1) / len(chars) >= g["mojibake_share"]:
+        return f"unreadable text ({(bad + latin1) / len(chars):.0%} control or Latin-1 characters, no CJK)"
+    return None
+
+
+def clean_page(raw: str) -> str:
+    """Join soft-hyphenated words, map radical look-alikes, drop control characters but \\n and \\t."""
+    text = _soft_hyphen().sub("", raw.replace("\r\n", "\n")).translate(_radicals())
+    return "".join(c for c in text if c in "\n\t" or unicodedata.category(c) not in ("Cc", "Cs", "Cn"))
+
+
+def _key(line: str) -> str:
+    """A line as compared across pages: its letters only, as digits are page numbers ("2 / 4 …")."""
+    return re.sub(r"[\W\d_]+", "", line)
+
+
+def drop_furniture(pages: list[str]) -> list[str]:
+    """Each page without its running headers/footers and its bare page-number lines."""
+    r = rules()["running_lines"]
+    split = [[ln.strip() for ln in page.split("\n") if ln.strip()] for page in pages]
+    edges = [
+        set(range(min(r["edge_lines"], len(ls)))) | set(range(len(ls) - r["edge_lines"], len(ls)))
+        for ls in split
+    ]
+    # Count each page once per line, and only where the line sits at the page's top or bottom.
+    seen = [
+        {_key(ln) for i, ln in enumerate(ls) if i in edge and len(ln) <= r["max_chars"] and _key(ln)}
+        for ls, edge in zip(split, edges, strict=True)
+    ]
+
+    def repeated(group: list[set[str]]) -> set[str]:
+        counts = Counter(k for keys in group for k in keys)
+        return {k for k, n in counts.items() if n >= r["min_share"] * len(group)}
+
+    total = Counter(k for keys in seen for k in keys)
+    running = repeated(seen) | repeated(seen[0::2]) | repeated(seen[1::2])
+    running = {k for k in running if total[k] >= r["min_pages"]}
+    page_number = _page_number()
+    return [
+        "\n".join(
+            ln
+            for i, ln in enumerate(ls)
+            if not (i in edge and (_key(ln) in running or page_number.fullmatch(ln)))
+        )
+        for ls, edge in zip(split, edges, strict=True)
+    ]
+
+
+def read_pages(path: Path) -> list[Page]:
+    """Every page of a PDF, cleaned, with the problem of each page that needs OCR."""
+    import pypdfium2 as pdfium
+    import pypdfium2.raw as pdfium_c
+
+    try:
+        doc = pdfium.PdfDocument(str(path))
+    except pdfium.PdfiumError as exc:
+        raise PdfError(str(exc)) from exc
+    raws: list[str] = []
+    problems: list[str | None] = []
+    try:
+        for page in doc:
+            textpage = page.get_textpage()
+            raw = textpage.get_text_range()
+            textpage.close()
+            images = any(o.type == pdfium_c.FPDF_PAGEOBJ_IMAGE for o in page.get_objects())
+            page.close()
+            raws.append(raw)
+            problems.append(page_problem(raw, images))
+    finally:
+        doc.close()
+    # Furniture is counted over the pages that have text: blank and scanned pages repeat nothing.
+    texts = [clean_page(raw) if problem is None else "" for raw, problem in zip(raws, problems, strict=True)]
+    with_text = [i for i, t in enumerate(texts) if t.strip()]
+    for i, text in zip(with_text, drop_furniture([texts[i] for i in with_text]), strict=True):
+        texts[i] = text
+    return [Page(i + 1, t, p) for i, (t, p) in enumerate(zip(texts, problems, strict=True))]
