@@ -40,18 +40,22 @@ class RefusalRule(Protocol):
     def check(self, query: QueryAnalysis, hits: Sequence[Hit], draft: Draft | None) -> Refusal | None: ...
 
 
+def _not_in_corpus(code: str, words: Sequence[str], verb: str, field: str) -> Refusal | None:
+    """The refusal of a question whose `words` no indexed document mentions (None when there are none)."""
+    if not words:
+        return None
+    joined = ", ".join(words)
+    note = f"the question {verb} {joined}, which no indexed document mentions"
+    return Refusal(code, note, ((field, joined),))
+
+
 @dataclass(frozen=True)
 class UnknownNames:
     code = "unknown_names"
     stage = QUESTION
 
     def check(self, query: QueryAnalysis, hits: Sequence[Hit], draft: Draft | None) -> Refusal | None:
-        if not query.unknown_names:
-            return None
-        names = ", ".join(query.unknown_names)
-        return Refusal(
-            self.code, f"the question names {names}, which no indexed document mentions", (("names", names),)
-        )
+        return _not_in_corpus(self.code, query.unknown_names, "names", "names")
 
 
 @dataclass(frozen=True)
@@ -60,14 +64,7 @@ class AbsentTerms:
     stage = QUESTION
 
     def check(self, query: QueryAnalysis, hits: Sequence[Hit], draft: Draft | None) -> Refusal | None:
-        if not query.absent_terms:
-            return None
-        terms = ", ".join(query.absent_terms)
-        return Refusal(
-            self.code,
-            f"the question asks about {terms}, which no indexed document mentions",
-            (("terms", terms),),
-        )
+        return _not_in_corpus(self.code, query.absent_terms, "asks about", "terms")
 
 
 @dataclass(frozen=True)
