@@ -22,7 +22,7 @@ from bench.common import Section, spread
 from bench.report import text_section, write
 
 REPO = Path(__file__).resolve().parent.parent
-SECTIONS = ("latency", "coldstart", "build", "scale", "langchain", "memory")
+SECTIONS = ("latency", "coldstart", "build", "scale", "langchain", "memory", "encoder")
 
 
 @dataclass
@@ -162,6 +162,20 @@ def run_memory(ctx: Context) -> Section:
     return run(sys.executable, REPO, ctx.args.index, ctx.args.docs, ctx.questions(None), n)
 
 
+def run_encoder(ctx: Context) -> Section:
+    from bench.encoder import run_encoder as run
+    from rag.encode.embedding import SentenceTransformerEmbedder
+
+    runtimes = {r: SentenceTransformerEmbedder(ctx.args.model, runtime=r) for r in ("onnx", "torch")}
+    for embedder in runtimes.values():
+        embedder.warm_up()
+    pipe = ctx.pipeline()
+    passages = [c.text for c in pipe.index.chunks][:64]
+    return run(
+        runtimes, ctx.questions(ctx.args.questions or ctx.profile.questions), passages, ctx.profile.repeats
+    )
+
+
 RUNNERS = {
     "latency": run_latency,
     "coldstart": run_coldstart,
@@ -169,6 +183,7 @@ RUNNERS = {
     "scale": run_scale,
     "langchain": run_langchain,
     "memory": run_memory,
+    "encoder": run_encoder,
 }
 
 

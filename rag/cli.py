@@ -65,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="skip the cross-lingual (USE) vectors: faster to build, weaker for English questions on Chinese papers",
     )
+    _add_set_argument(p)  # e.g. --set encoder.runtime=torch
 
     p = sub.add_parser("ask", help="ask a question in Chinese or English")
     p.add_argument("question", help="the question, in quotes")
@@ -140,6 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
         "model", help="prepare the embedding model (converts the bundled one once) and print its path"
     )
     p.add_argument("--model", default=None, help=_model_help())
+    _add_set_argument(p)  # encoder.runtime: auto and onnx also export the model to ONNX (once)
     return parser
 
 
@@ -155,7 +157,8 @@ def cmd_index(args: argparse.Namespace) -> int:
         max_chars=args.max_chars or defaults.max_chars,
         overlap_chars=defaults.overlap_chars if args.overlap is None else args.overlap,
     )
-    embedder = SentenceTransformerEmbedder(args.model, show_progress=False)
+    runtime = load_settings(overrides=_overrides(args)).settings.encoder.runtime
+    embedder = SentenceTransformerEmbedder(args.model, show_progress=False, runtime=runtime)
     crosslingual = None if args.no_crosslingual else USEEmbedder()
     report = build_index(
         args.docs,
@@ -453,10 +456,17 @@ def calibration_summary(settings: dict, stats: dict) -> str:
 
 
 def cmd_model(args: argparse.Namespace) -> int:
+    from rag.encode.embedding import SentenceTransformerEmbedder
     from rag.encode.models import resolve_model
+    from rag.settings import load_settings
 
     started = time.perf_counter()
     print(resolve_model(args.model))
+    runtime = load_settings(overrides=_overrides(args)).settings.encoder.runtime
+    if runtime != "torch":  # export now (about 30 s, once), not on the first question
+        embedder = SentenceTransformerEmbedder(args.model, runtime=runtime)
+        embedder.warm_up()
+        print(f"runtime: {embedder.runtime_used}", file=sys.stderr)
     print(f"ready in {time.perf_counter() - started:.1f}s", file=sys.stderr)
     return 0
 

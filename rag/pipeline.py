@@ -67,14 +67,15 @@ def _both(key: str, **values: object) -> str:
     return " / ".join(templates(lang)[key].format(**values) for lang in ("en", "zh"))
 
 
-def embedder_for(manifest_model_id: str, model: str | None) -> Embedder:
-    """The embedder to query an index with: the one named, else the one the index was built with."""
+def embedder_for(manifest_model_id: str, model: str | None, runtime: str = "auto") -> Embedder:
+    """The embedder to query an index with: the one named, else the one the index was built with;
+    `runtime` is `encoder.runtime` (either runtime reads an index the other built)."""
     from rag.encode.embedding import SentenceTransformerEmbedder
     from rag.encode.models import DEFAULT_MODEL
 
     if model is None:
         model = DEFAULT_MODEL if manifest_model_id.startswith(DEFAULT_MODEL) else manifest_model_id
-    return SentenceTransformerEmbedder(model)
+    return SentenceTransformerEmbedder(model, runtime=runtime)
 
 
 @dataclass(frozen=True)
@@ -136,7 +137,9 @@ class Pipeline:
         from rag.indexing.store import read_manifest
 
         if embedder is None:
-            embedder = embedder_for(read_manifest(Path(index_dir))["model_id"], model)
+            manifest = read_manifest(Path(index_dir))
+            runtime = load_settings(index_dir, manifest["model_id"], overrides).settings.encoder.runtime
+            embedder = embedder_for(manifest["model_id"], model, runtime)
         return cls(
             Index.load(index_dir, embedder),
             embedder,

@@ -2,6 +2,7 @@
 
     Settings
     ├── chunking    how papers are cut (fixed when the index is built; its manifest records them)
+    ├── encoder     which runtime runs e5 (onnxruntime or torch)
     ├── retrieval   candidate depth, fusion and the weight of each signal
     ├── scoring     how the answer's sentences are ranked
     ├── answer      how many quotes, from how deep, and the relevance floor
@@ -59,6 +60,27 @@ class ChunkerSettings:
                 f"overlap_chars must be >= 0 and less than half of max_chars ({self.max_chars}), "
                 f"got {self.overlap_chars}."
             )
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+ENCODER_RUNTIMES = ("auto", "onnx", "torch")
+
+
+@dataclass(frozen=True)
+class EncoderSettings:
+    # The export reproduces torch's vectors (cosine >= 0.9999, checked when it is made), so an index
+    # built by one runtime answers queries from the other.
+    runtime: str = knob(
+        "auto",
+        '"auto" (onnxruntime when the model exports and passes its check, else torch), "onnx" (fail if it '
+        'cannot) or "torch"',
+    )
+
+    def __post_init__(self) -> None:
+        if self.runtime not in ENCODER_RUNTIMES:
+            raise ValueError(f"runtime must be one of {', '.join(ENCODER_RUNTIMES)}, got {self.runtime!r}.")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -188,6 +210,7 @@ class AbstainSettings:
 @dataclass(frozen=True)
 class Settings:
     chunking: ChunkerSettings = field(default_factory=ChunkerSettings)
+    encoder: EncoderSettings = field(default_factory=EncoderSettings)
     retrieval: RetrievalSettings = field(default_factory=RetrievalSettings)
     scoring: ScoringSettings = field(default_factory=ScoringSettings)
     answer: AnswerSettings = field(default_factory=AnswerSettings)

@@ -24,7 +24,7 @@ GOLD = [
 
 
 def test_every_variant_is_measured_and_switched_back(fake_index, tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(rag.pipeline, "embedder_for", lambda built, model: FakeEmbedder())
+    monkeypatch.setattr(rag.pipeline, "embedder_for", lambda built, model, runtime: FakeEmbedder())
     # No calibrated thresholds: the packaged ones are for the real model, not the fake embedder.
     (fake_index / "settings.json").write_text('{"answer": {"min_score": 0.0}}', encoding="utf-8")
     gold = tmp_path / "gold.jsonl"

@@ -15,6 +15,7 @@ import pytest
 from bench.build import run_build
 from bench.coldstart import run_coldstart
 from bench.common import Section, Table, Target, fmt, nice_floor, spread
+from bench.encoder import run_encoder
 from bench.langchain_baseline import run_langchain
 from bench.latency import EMBED_XL, PIECES, forget_queries, run_latency
 from bench.memory import run_memory
@@ -184,6 +185,20 @@ def test_langchain_side_by_side(tmp_path, fake_embedder):
     }
     assert sec.data["systems"]["ours hybrid"]["all"]["n"] == 2  # answerable only
     assert sec.data["tutorial"]["chunks"] > 0
+
+
+def test_encoder_compares_runtimes_on_the_same_texts(fake_embedder):
+    class Flipped(type(fake_embedder)):
+        def embed_passages(self, texts):
+            return -super().embed_passages(texts)  # opposite vectors: the cosine must show it
+
+    sec = run_encoder({"a": fake_embedder, "b": fake_embedder}, ["肺栓塞", "What is VTE?"], ["x y", "z"], 2)
+    assert_tables(sec)
+    assert [row[0] for row in sec.tables[0].rows] == ["a", "b"]
+    assert sec.data["query_ms"]["a"]["n"] == 4
+    assert sec.data["min_cosine"] == pytest.approx(1.0)
+    flipped = run_encoder({"a": fake_embedder, "b": Flipped()}, ["q"], ["x y"], 1)
+    assert flipped.data["min_cosine"] == pytest.approx(-1.0)
 
 
 def test_memory_falls_back_to_a_pipeline_process(fake_index, tiny_corpus, tmp_path):

@@ -132,7 +132,7 @@ def gold_file(tmp_path):
 
 @pytest.fixture
 def fake_model(monkeypatch):
-    monkeypatch.setattr(rag.pipeline, "embedder_for", lambda built, model: FakeEmbedder())
+    monkeypatch.setattr(rag.pipeline, "embedder_for", lambda built, model, runtime: FakeEmbedder())
 
 
 def test_rag_calibrate_writes_settings_and_the_pipeline_uses_them(

@@ -19,7 +19,7 @@ HIT_KEYS = {"rank", "chunk_id", "doc_id", "title", "section", "start", "end", "s
 
 @pytest.fixture
 def fake_model(monkeypatch):
-    monkeypatch.setattr(rag.pipeline, "embedder_for", lambda built, model: FakeEmbedder())
+    monkeypatch.setattr(rag.pipeline, "embedder_for", lambda built, model, runtime: FakeEmbedder())
 
 
 def test_ask_json_schema(fake_index, fake_model, capsys):

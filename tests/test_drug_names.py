@@ -136,7 +136,7 @@ def test_the_drug_name_check_on_names_outside_the_gold_set(capsys, fake_index, m
 
     from .conftest import FakeEmbedder
 
-    monkeypatch.setattr(rag.pipeline, "embedder_for", lambda built, model: FakeEmbedder())
+    monkeypatch.setattr(rag.pipeline, "embedder_for", lambda built, model, runtime: FakeEmbedder())
 
     assert drug_names.main(["--index", str(fake_index)]) == 0
     out = capsys.readouterr().out

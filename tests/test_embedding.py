@@ -79,7 +79,9 @@ def test_single_string_is_rejected() -> None:
 def e5(converted: Path) -> SentenceTransformerEmbedder:
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("RAG_CACHE_DIR", str(converted.parent))
-        embedder = SentenceTransformerEmbedder()
+        # torch: these tests compare with the sentence-transformers model itself (tests/test_onnx.py
+        # checks the onnxruntime path against this one).
+        embedder = SentenceTransformerEmbedder(runtime="torch")
         embedder.warm_up()
     return embedder
 
@@ -124,7 +126,7 @@ def test_model_without_prompts_gets_no_prefix(converted: Path, tmp_path: Path) -
         (tmp_path / item.name).symlink_to(item)
     (tmp_path / "config_sentence_transformers.json").unlink()
     (tmp_path / "config_sentence_transformers.json").write_text(json.dumps({"prompts": {}}))
-    plain = SentenceTransformerEmbedder(str(tmp_path))
+    plain = SentenceTransformerEmbedder(str(tmp_path), runtime="torch")
     text = ["肺栓塞的诊断"]
     np.testing.assert_allclose(plain.embed_queries(text), plain.embed_passages(text), atol=1e-6)
     expected = plain.warm_up().encode(text, normalize_embeddings=True)

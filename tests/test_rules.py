@@ -123,7 +123,7 @@ def test_ask_says_which_rule_refused(uncalibrated):
 
 
 def test_cli_json_and_eval_report_the_refusing_rule(uncalibrated, monkeypatch, tmp_path, capsys):
-    monkeypatch.setattr(rag.pipeline, "embedder_for", lambda built, model: FakeEmbedder())
+    monkeypatch.setattr(rag.pipeline, "embedder_for", lambda built, model, runtime: FakeEmbedder())
     assert main(["ask", "阿哌沙班和低分子肝素哪个更好？", "--index", str(uncalibrated), "--json"]) == 0
     refusal = json.loads(capsys.readouterr().out)["refusal"]
     assert refusal["code"] == "unknown_names" and "阿哌沙班" in refusal["message"]

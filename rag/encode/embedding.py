@@ -1,6 +1,7 @@
 """Embedding: the `Embedder` protocol and a sentence-transformers implementation.
 
-The model loads lazily (first use or `warm_up()`), never at import or construction.
+The model loads lazily (first use or `warm_up()`), never at import or construction. The runtime is
+onnxruntime when the model's export passes its check against torch (`rag.encode.onnx`), else torch.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 import numpy as np
 
 from rag.encode.models import DEFAULT_DIM, DEFAULT_MODEL, E5_PROMPTS, ModelLoadError, model_id, resolve_model
+from rag.encode.onnx import OnnxEncoder, ensure_onnx, onnxruntime_available
+from rag.settings import ENCODER_RUNTIMES
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -53,7 +56,10 @@ class SentenceTransformerEmbedder:
         batch_size: int = 8,
         show_progress: bool = False,
         device: str | None = None,
+        runtime: str = "auto",
     ) -> None:
+        if runtime not in ENCODER_RUNTIMES:
+            raise ValueError(f"runtime must be one of {', '.join(ENCODER_RUNTIMES)}, got {runtime!r}.")
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}.")
         if name_or_path is not None and not name_or_path.strip():
@@ -74,38 +80,68 @@ class SentenceTransformerEmbedder:
         self.batch_size = batch_size
         self.show_progress = show_progress
         self.device = device  # None: sentence-transformers picks (CPU here, a GPU if there is one)
+        self.runtime = runtime  # asked for; `runtime_used` is what runs once loaded
+        self.runtime_used: str | None = None
         self._model: SentenceTransformer | None = None
+        self._onnx: OnnxEncoder | None = None
         self._prompts: dict[str, str | None] = {}
 
     def __repr__(self) -> str:
-        state = "loaded" if self._model is not None else "not loaded"
+        state = f"loaded, {self.runtime_used}" if self.runtime_used else "not loaded"
         return f"SentenceTransformerEmbedder({self.model_id!r}, {state})"
 
     @property
     def dim(self) -> int:
-        if self._model is None and self.model_id.startswith(DEFAULT_MODEL + "@"):
+        if self.runtime_used is None and self.model_id.startswith(DEFAULT_MODEL + "@"):
             return DEFAULT_DIM  # known without loading, so a manifest check stays cheap
         model = self.warm_up()
+        if isinstance(model, OnnxEncoder):
+            return model.dim
         # get_embedding_dimension is sentence-transformers >= 6; the old name still works there.
         dim = getattr(model, "get_embedding_dimension", model.get_sentence_embedding_dimension)()
         if dim is None:
             raise ModelLoadError(f"model {self.model_id!r} does not report its embedding dimension.")
         return int(dim)
 
-    def warm_up(self) -> SentenceTransformer:
-        """Load the model now (idempotent); returns it."""
+    def warm_up(self) -> SentenceTransformer | OnnxEncoder:
+        """Load the model now (idempotent); returns it: the onnxruntime encoder, or the torch model."""
+        if self._onnx is not None:
+            return self._onnx
+        if self._model is None and self.runtime != "torch":
+            try:
+                self._onnx = self._load_onnx()
+            except (ModelLoadError, ImportError, OSError, RuntimeError) as err:
+                if self.runtime == "onnx":
+                    raise ModelLoadError(
+                        f"encoder.runtime is onnx but {self.model_id!r} cannot run there: {err}"
+                    ) from err
+                logger.warning("e5 runs in torch, not onnxruntime: %s", err)
+            if self._onnx is not None:
+                self.runtime_used = "onnx"
+                self._prompts = _prompt_names(self._onnx.prompts, self.model_id)
+                return self._onnx
         if self._model is None:
             self._model = self._load()
+            self.runtime_used = "torch"
             prompts = dict(self._model.prompts or {})
             if "query" not in prompts and _E5_HUB_NAME.match(self.model_id):
                 prompts = dict(E5_PROMPTS)
-            self._prompts = {
-                "query": "query" if prompts.get("query") else None,
-                # "document" is the newer sentence-transformers name for the passage side.
-                "passage": next((name for name in ("passage", "document") if prompts.get(name)), None),
-            }
+            self._prompts = _prompt_names(prompts, self.model_id)
             self._model.prompts.update(prompts)
         return self._model
+
+    def _load_onnx(self) -> OnnxEncoder:
+        if not onnxruntime_available():
+            raise ModelLoadError("onnxruntime is not installed: pip install onnxruntime")
+        folder = Path(resolve_model(self.name_or_path)).expanduser()
+        if not folder.is_dir():
+            raise ModelLoadError(f"{self.model_id!r} is not a local folder, so it has no export")
+        return OnnxEncoder(folder, ensure_onnx(folder), threads=_cores())
+
+    def _prompt(self, side: str) -> str:
+        model = self.warm_up()
+        name = self._prompts[side]
+        return (model.prompts or {}).get(name, "") if name else ""
 
     def embed_passages(self, texts: list[str]) -> np.ndarray:
         return self._embed(texts, "passage")
@@ -114,11 +150,12 @@ class SentenceTransformerEmbedder:
         """Tokens each passage becomes (prompt included, truncated as the model truncates), so a
         caller can batch passages of similar length; None when the model has no such tokenizer."""
         model = self.warm_up()
+        prompt = self._prompt("passage")
+        if isinstance(model, OnnxEncoder):
+            return [len(row) for row in model.token_ids(texts, prompt)]
         tokenizer = getattr(model, "tokenizer", None)
         if tokenizer is None or not callable(tokenizer):
             return None
-        name = self._prompts["passage"]
-        prompt = (model.prompts or {}).get(name, "") if name else ""
         limit = model.max_seq_length
         try:
             ids = tokenizer(
@@ -134,8 +171,8 @@ class SentenceTransformerEmbedder:
     def embed_queries(self, texts: list[str]) -> np.ndarray:
         """Queries are short: one torch thread is as fast, and several threads spinning beside the
         cross-lingual encoder's own threads in the same process made a query ten times slower
-        (bench/latency.py: 665 ms vs 26 ms)."""
-        if len(texts) > 4:
+        (bench/latency.py: 665 ms vs 26 ms). onnxruntime's threads do not spin, so it keeps its own."""
+        if isinstance(texts, str) or not texts or len(texts) > 4 or isinstance(self.warm_up(), OnnxEncoder):
             return self._embed(texts, "query")
         import torch
 
@@ -153,6 +190,8 @@ class SentenceTransformerEmbedder:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         model = self.warm_up()
+        if isinstance(model, OnnxEncoder):
+            return model.encode(texts, self._prompt(side), self.batch_size)
         vectors = model.encode(
             texts,
             prompt_name=self._prompts[side],
@@ -203,11 +242,26 @@ def _looks_like_path(name: str) -> bool:
     )
 
 
+def _prompt_names(prompts: dict, model_name: str) -> dict[str, str | None]:
+    """Side -> the model's prompt name for it, or None when the model has no prompt for that side."""
+    if "query" not in prompts and _E5_HUB_NAME.match(model_name):
+        prompts = E5_PROMPTS
+    return {
+        "query": "query" if prompts.get("query") else None,
+        # "document" is the newer sentence-transformers name for the passage side.
+        "passage": next((name for name in ("passage", "document") if prompts.get(name)), None),
+    }
+
+
+def _cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def _set_torch_threads() -> None:
     """One torch thread per core this process may use (2 here); OMP_NUM_THREADS wins if set."""
     if os.environ.get("OMP_NUM_THREADS"):
         return  # torch already read it
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    cores = _cores()
     import torch
 
     if torch.get_num_threads() != cores:

@@ -283,6 +283,9 @@ def _manifest(docs_dir, embedder, settings, faiss_kind, order, documents, chunks
         "built_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "docs_dir": str(docs_dir),
         "model_id": embedder.model_id,
+        # What embedded this build's new vectors (None: nothing embedded, or an embedder that does not
+        # say). Informational: the ONNX export is checked to give torch's vectors, so both read the index.
+        "encoder_runtime": getattr(embedder, "runtime_used", None),
         "dim": embedder.dim,
         "normalised": True,
         "metric": "inner_product",

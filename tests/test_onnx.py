@@ -1,0 +1,135 @@
+"""The onnxruntime path: which runtime is chosen and why (fast), and that the export gives torch's
+vectors (slow, the real model)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rag.encode import embedding, onnx
+from rag.encode.embedding import ModelLoadError, SentenceTransformerEmbedder
+from rag.settings import Settings, SettingsError
+
+
+class FakeTorchModel:
+    """Stands in for SentenceTransformer: records that the torch path ran."""
+
+    prompts = {"query": "query: ", "passage": "passage: "}
+    tokenizer = None
+
+    def encode(self, texts, prompt_name=None, **kwargs) -> np.ndarray:
+        return np.ones((len(texts), 3), np.float32) / np.sqrt(3)
+
+
+@pytest.fixture
+def torch_is_fake(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(SentenceTransformerEmbedder, "_load", lambda self: FakeTorchModel())
+
+
+def _model_folder(tmp_path: Path, pooling: dict | None = None) -> Path:
+    (tmp_path / "1_Pooling").mkdir(parents=True)
+    modules = [{"type": f"sentence_transformers.models.{t}"} for t in ("Transformer", "Pooling", "Normalize")]
+    (tmp_path / "modules.json").write_text(json.dumps(modules))
+    pooling = pooling or {"pooling_mode_mean_tokens": True, "include_prompt": True}
+    (tmp_path / "1_Pooling" / "config.json").write_text(json.dumps(pooling))
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "bert"}))
+    (tmp_path / "tokenizer.json").write_text("{}")
+    return tmp_path
+
+
+# ------------------------------------------------------------------------- fast
+
+
+def test_auto_falls_back_to_torch_without_onnxruntime(monkeypatch, torch_is_fake, tmp_path) -> None:
+    monkeypatch.setattr(embedding, "onnxruntime_available", lambda: False)
+    embedder = SentenceTransformerEmbedder(str(tmp_path), runtime="auto")
+    assert embedder.embed_queries(["肺栓塞"]).shape == (1, 3)
+    assert embedder.runtime_used == "torch"
+
+
+def test_auto_falls_back_to_torch_when_the_export_fails(monkeypatch, torch_is_fake, tmp_path) -> None:
+    def failing_export(folder: Path) -> Path:
+        raise ModelLoadError("cosine 0.991 to torch")
+
+    monkeypatch.setattr(embedding, "onnxruntime_available", lambda: True)
+    monkeypatch.setattr(embedding, "ensure_onnx", failing_export)
+    embedder = SentenceTransformerEmbedder(str(tmp_path))
+    embedder.embed_passages(["text"])
+    assert embedder.runtime_used == "torch"
+
+
+def test_onnx_runtime_that_cannot_run_says_why(monkeypatch, torch_is_fake, tmp_path) -> None:
+    monkeypatch.setattr(embedding, "onnxruntime_available", lambda: False)
+    embedder = SentenceTransformerEmbedder(str(tmp_path), runtime="onnx")
+    with pytest.raises(ModelLoadError, match="encoder.runtime is onnx .*pip install onnxruntime"):
+        embedder.warm_up()
+    assert embedder.runtime_used is None
+
+
+def test_torch_runtime_never_tries_the_export(monkeypatch, torch_is_fake, tmp_path) -> None:
+    def forbidden() -> bool:
+        raise AssertionError("looked for onnxruntime with runtime=torch")
+
+    monkeypatch.setattr(embedding, "onnxruntime_available", forbidden)
+    embedder = SentenceTransformerEmbedder(str(tmp_path), runtime="torch")
+    embedder.warm_up()
+    assert embedder.runtime_used == "torch"
+
+
+def test_a_hub_name_has_no_export_and_runs_in_torch(monkeypatch, torch_is_fake) -> None:
+    monkeypatch.setattr(embedding, "onnxruntime_available", lambda: True)
+    embedder = SentenceTransformerEmbedder("some-org/some-model")
+    embedder.warm_up()
+    assert embedder.runtime_used == "torch"
+
+
+def test_bad_runtime_is_rejected_with_the_choices() -> None:
+    with pytest.raises(ValueError, match="runtime must be one of auto, onnx, torch, got 'gpu'"):
+        SentenceTransformerEmbedder(runtime="gpu")
+    with pytest.raises(SettingsError, match="runtime must be one of auto, onnx, torch"):
+        Settings().with_(**{"encoder.runtime": "gpu"})
+
+
+def test_only_mean_pooled_normalised_bert_folders_are_exported(tmp_path: Path) -> None:
+    assert onnx.unsupported_reason(_model_folder(tmp_path / "a")) is None
+    cls = _model_folder(tmp_path / "b", {"pooling_mode_cls_token": True})
+    assert "expected mean tokens" in onnx.unsupported_reason(cls)
+    with pytest.raises(ModelLoadError, match="cannot be exported to ONNX: pooling .*encoder.runtime=torch"):
+        onnx.ensure_onnx(cls)
+    assert "not a sentence-transformers folder" in onnx.unsupported_reason(tmp_path)
+
+
+def test_an_export_whose_file_changed_is_not_reused(tmp_path: Path) -> None:
+    folder = _model_folder(tmp_path / "m")
+    (folder / "onnx").mkdir()
+    (folder / "onnx" / "model.onnx").write_bytes(b"x" * 10)
+    record = {"export_version": onnx.EXPORT_VERSION, "bytes": 10}
+    (folder / "onnx" / "rag_onnx.json").write_text(json.dumps(record))
+    assert onnx._check_record(folder) == record
+    (folder / "onnx" / "model.onnx").write_bytes(b"x" * 9)  # a copy cut short
+    assert onnx._check_record(folder) is None
+
+
+# ------------------------------------------------------------------------- slow
+
+
+@pytest.mark.slow
+def test_export_gives_torch_vectors(converted: Path) -> None:
+    onnx_file = onnx.ensure_onnx(converted)
+    record = json.loads((converted / "onnx" / "rag_onnx.json").read_text())
+    assert record["min_cosine_to_torch"] >= onnx.MIN_COSINE
+    assert onnx.ensure_onnx(converted) == onnx_file  # reused, not exported again
+    assert json.loads((converted / "onnx" / "rag_onnx.json").read_text())["created"] == record["created"]
+
+    fast = SentenceTransformerEmbedder(str(converted), runtime="onnx")
+    slow = SentenceTransformerEmbedder(str(converted), runtime="torch")
+    # Both languages, padding inside a batch of 8 and truncation past 512 tokens.
+    texts = ["肺栓塞的诊断", "Trousseau syndrome is treated with heparin.", "低分子肝素" * 300] * 4
+    for side in ("embed_queries", "embed_passages"):
+        cosines = np.sum(getattr(fast, side)(texts) * getattr(slow, side)(texts), axis=1)
+        assert cosines.min() >= onnx.MIN_COSINE, side
+    assert fast.token_lengths(texts) == slow.token_lengths(texts)
+    assert (fast.runtime_used, slow.runtime_used) == ("onnx", "torch")
