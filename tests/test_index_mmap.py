@@ -137,6 +137,18 @@ def test_cached_embedder_reads_only_the_rows_asked_for(built):
     assert len(cached) == len(set(index.sentence_texts)) + 1
 
 
+def test_cached_queries_answer_a_call_whose_misses_evict_its_hits():
+    """A full query cache drops its oldest texts to keep a miss; a text of the same call that was a
+    hit must still come back (it did not: a KeyError on the evicted hit)."""
+    from rag.encode import cache
+
+    cached = CachedPassageEmbedder(FakeEmbedder(), [], np.zeros((0, FakeEmbedder().dim), np.float32))
+    first = [f"问题{i}" for i in range(cache._QUERY_CACHE)]
+    cached.embed_queries(first)
+    out = cached.embed_queries([first[0], "一个新问题"])  # first[0] is the oldest, evicted by the miss
+    np.testing.assert_allclose(out, FakeEmbedder().embed_queries([first[0], "一个新问题"]), atol=1e-6)
+
+
 # ---- FAISS ------------------------------------------------------------------------------------
 
 

@@ -76,13 +76,17 @@ class CachedPassageEmbedder:
 
     def embed_queries(self, texts: list[str]) -> np.ndarray:
         texts = list(texts)
-        misses = list(dict.fromkeys(t for t in texts if t not in self._queries))
+        # The vectors of this call are gathered first: keeping a miss may evict a text asked for in the
+        # same call, which must still be answered.
+        found = {t: self._queries[t] for t in texts if t in self._queries}
+        misses = list(dict.fromkeys(t for t in texts if t not in found))
         if misses:
             fresh = np.asarray(self.embedder.embed_queries(misses), dtype=np.float32)
             for text, vec in zip(misses, fresh, strict=True):
+                found[text] = vec
                 if len(self._queries) >= _QUERY_CACHE:
                     self._queries.pop(next(iter(self._queries)))  # oldest first
                 self._queries[text] = vec
         if not texts:
             return np.empty((0, self.dim), dtype=np.float32)
-        return np.stack([self._queries[t] for t in texts])
+        return np.stack([found[t] for t in texts])
