@@ -77,6 +77,15 @@ def test_each_rule_refuses_for_its_own_reason_only():
     gate = EvidenceThreshold({"zh": 0.5}, evidence=lambda query, hits: 0.4)
     assert gate.check(q, [object()], None).note.startswith("evidence 0.400 below")
     assert gate.check(q, [], None) is None  # nothing retrieved: nothing to judge
+    # The note says whose calibration set the bar, from the rules the settings make.
+    (sourced,) = [
+        r
+        for r in refusal_rules(
+            Settings().with_(**{"abstain.zh": 0.5}), {}, lambda a, h: 0.4, "index/settings.json"
+        )
+        if r.code == "evidence"
+    ]
+    assert sourced.check(q, [object()], None).note.endswith("(calibration: index/settings.json)")
     assert EvidenceThreshold({"en": 0.5}, evidence=lambda query, hits: 0.0).check(q, [object()], None) is None
 
     assert NoRelevantSentence(0.5).check(q, [], draft(best=0.4)).code == "no_relevant_sentence"

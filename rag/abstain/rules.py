@@ -74,6 +74,7 @@ class EvidenceThreshold:
 
     thresholds: Mapping[str, float]
     evidence: Callable[[QueryAnalysis, Sequence[Hit]], float]  # Retriever.evidence
+    source: str = ""  # where the thresholds were calibrated (LoadedSettings.calibration_source)
     code = "evidence"
     stage = QUESTION
 
@@ -85,6 +86,9 @@ class EvidenceThreshold:
         if evidence >= threshold:
             return None
         note = f"evidence {evidence:.3f} below the calibrated threshold {threshold:.3f} for {query.lang} questions"
+        if self.source:
+            # A threshold made on other papers may not suit this index: the user should see whose it is.
+            note += f" (calibration: {self.source})"
         return Refusal(self.code, note)
 
 
@@ -147,8 +151,10 @@ def refusal_rules(
     settings: Settings,
     documents: Mapping[str, Document],
     evidence: Callable[[QueryAnalysis, Sequence[Hit]], float],
+    calibration_source: str = "",
 ) -> tuple[RefusalRule, ...]:
-    """The rules the settings switch on, in the order they are judged."""
+    """The rules the settings switch on, in the order they are judged; `calibration_source` (where the
+    evidence thresholds were calibrated) goes into the evidence rule's notes."""
     r = settings.refusal
     rules: list[RefusalRule] = []
     if r.unknown_names:
@@ -156,7 +162,7 @@ def refusal_rules(
     if r.absent_terms:
         rules.append(AbsentTerms())
     if r.evidence:
-        rules.append(EvidenceThreshold(settings.abstain.thresholds(), evidence))
+        rules.append(EvidenceThreshold(settings.abstain.thresholds(), evidence, calibration_source))
     rules += [NoRelevantSentence(settings.answer.min_score), NoVerifiedQuote()]
     if r.missing_rate:
         rules.append(MissingRate())
