@@ -171,11 +171,15 @@ class Pipeline:
         self.retriever = Retriever(self.index, self.answer_embedder, tree.retrieval)
         self.analyser = QueryAnalyser(self.index, self.answer_embedder, tree, lambda: self.glossary)
         self.sentence_signals: SentenceSignals | None = (
-            SentenceSignals(self.index, self.answer_embedder, tree.scoring.context_share)
+            SentenceSignals(
+                self.index, self.answer_embedder, tree.scoring.context_share, tree.scoring.focus_share
+            )
             if tree.scoring.use_retrieval_signals
             else None
         )
-        self.rules = refusal_rules(tree, self.index.documents, self.retriever.evidence)
+        self.rules = refusal_rules(
+            tree, self.index.documents, self.retriever.evidence, self.loaded.calibration_source
+        )
 
     def reload(self) -> None:
         """Re-open the index folder after it was rebuilt (e.g. after an upload)."""

@@ -143,12 +143,16 @@ class ScoringSettings:
     lift_neighbours: bool = knob(True, "a sentence scores at least neighbour_share of an adjacent one")
     neighbour_share: float = knob(0.6, "share of the better adjacent sentence's score a sentence gets")
     context_share: float = knob(0.5, "share of e5 similarity from the sentence read in place (0: off)")
+    focus_share: float = knob(
+        0.5, "share of e5 similarity from the question without its document's title words (0: off)"
+    )
     join_continuations: bool = knob(True, "quote a sentence with the next one when that one points back")
     max_quote_chars: int = knob(400, "longest quote such a join may make, in characters")
 
     def __post_init__(self) -> None:
         _check_range("dense_weight", self.dense_weight, 0.0, 1.0)
         _check_range("context_share", self.context_share, 0.0, 1.0)
+        _check_range("focus_share", self.focus_share, 0.0, 1.0)
         _check_range("neighbour_share", self.neighbour_share, 0.0, 1.0)
 
 

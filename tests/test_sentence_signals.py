@@ -201,3 +201,58 @@ def test_a_sentence_is_also_scored_as_it_reads_in_place(xl_pipeline):
     assert mixed[1] > alone[1]
     off = SentenceSignals(pipeline.index, pipeline.answer_embedder, 0.0)
     np.testing.assert_allclose(off(query, texts, [match, after]).dense, alone)
+
+
+class _NoStoredRows:
+    """An index without stored sentences: every sentence is embedded as it comes."""
+
+    sentence_vectors = np.zeros((0, 64), np.float32)
+    context_vectors = None
+
+
+def _encoded(question: str, embedder) -> object:
+    from dataclasses import replace
+
+    query = analyse_text(question)
+    return replace(query, e5=embedder.embed_queries([query.text])[0])
+
+
+def test_focus_text_drops_the_title_words_the_question_uses():
+    from rag.answer.signals import focus_text
+
+    assert focus_text("How many people are affected by Alagille syndrome ?", "Alagille syndrome") == (
+        "How many people are affected by ?"
+    )
+    assert focus_text("紫冠雉的蛋有什么特征？", "紫冠雉") == "的蛋有什么特征？"
+    assert focus_text("What causes gout?", "Alagille syndrome") == ""  # no title word: no focus
+    assert focus_text("Alagille syndrome", "alagille syndrome") == ""  # nothing left but the title
+
+
+def test_focus_lifts_the_sentence_that_answers_over_the_one_that_names_the_subject(fake_embedder):
+    # Every sentence of the article names its subject; the opening one names it twice and wins the
+    # whole question. Without the subject, the question asks about eggs, which the answer is about.
+    opening = Sentence("d", "紫冠雉", "S", 0, 14, "紫冠雉紫冠雉是一种凤冠雉。", "zh", 0)
+    answer = Sentence("d", "紫冠雉", "S", 20, 41, "雌鸡每次会生2-3只蛋,蛋表面粗糙及呈白色。", "zh", 0)
+    query = _encoded("紫冠雉的蛋有什么特征？", fake_embedder)
+    texts = [opening.text, answer.text]
+    plain = SentenceSignals(_NoStoredRows(), fake_embedder, context_share=0.0)(
+        query, texts, [opening, answer]
+    )
+    focused = SentenceSignals(_NoStoredRows(), fake_embedder, context_share=0.0, focus_share=0.5)(
+        query, texts, [opening, answer]
+    )
+    assert plain.dense[0] > plain.dense[1]
+    assert focused.dense[1] > focused.dense[0]
+
+
+def test_no_focus_for_a_title_in_another_language(fake_embedder):
+    # An English question names a Chinese paper's subject in other words: nothing to take out.
+    s = Sentence("d", "特鲁索综合征的诊治进展", "S", 0, 20, "特鲁索综合征首选抗凝治疗。", "zh", 0)
+    query = _encoded("What is Trousseau syndrome treated with?", fake_embedder)
+    plain = SentenceSignals(_NoStoredRows(), fake_embedder, context_share=0.0)(query, [s.text], [s])
+    n_calls = len(fake_embedder.calls)
+    focused = SentenceSignals(_NoStoredRows(), fake_embedder, context_share=0.0, focus_share=0.5)(
+        query, [s.text], [s]
+    )
+    np.testing.assert_allclose(focused.dense, plain.dense)
+    assert len(fake_embedder.calls) == n_calls + 1  # the sentence only, no focus text
