@@ -59,7 +59,9 @@ class SentenceTransformerEmbedder:
         show_progress: bool = False,
         device: str | None = None,
         runtime: str = "auto",
+        threads: int | None = None,
     ) -> None:
+        """`threads`: onnxruntime threads (None: one per core), e.g. 1 for a background build."""
         if runtime not in ENCODER_RUNTIMES:
             raise ValueError(f"runtime must be one of {', '.join(ENCODER_RUNTIMES)}, got {runtime!r}.")
         if batch_size < 1:
@@ -84,6 +86,7 @@ class SentenceTransformerEmbedder:
         self.device = device  # None: sentence-transformers picks (CPU here, a GPU if there is one)
         self.runtime = runtime  # asked for; `runtime_used` is what runs once loaded
         self.runtime_used: str | None = None
+        self.threads = threads
         self._model: SentenceTransformer | None = None
         self._onnx: OnnxEncoder | None = None
         self._prompts: dict[str, str | None] = {}
@@ -151,7 +154,7 @@ class SentenceTransformerEmbedder:
         folder = Path(resolve_model(self.name_or_path)).expanduser()
         if not folder.is_dir():
             raise ModelLoadError(f"{self.model_id!r} is not a local folder, so it has no export")
-        return OnnxEncoder(folder, ensure_onnx(folder), threads=_cores())
+        return OnnxEncoder(folder, ensure_onnx(folder), threads=self.threads or _cores())
 
     def _prompt(self, side: str) -> str:
         model = self.warm_up()
