@@ -17,6 +17,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 import gradio as gr
 
+from rag.answer.framing import templates
 from rag.answer.llm import add_llm_arguments
 from rag.cli import llm_options
 from rag.pipeline import MODES, Pipeline
@@ -327,19 +328,32 @@ def main(argv: list[str] | None = None) -> int:
     if worker.recovered:
         print(f"removed files of an unfinished upload: {', '.join(worker.recovered)}", file=sys.stderr)
     build_app(pipeline, args.docs, worker, args.concurrency).launch(
-        server_name=args.host,
-        server_port=args.port,
-        share=args.share,
-        auth=auth,
-        max_file_size=MAX_UPLOAD_BYTES,
-        theme=gr.themes.Soft(font=FONTS, font_mono=["ui-monospace", "monospace"]),
-        css=CSS,
-        footer_links=["api"],
-        ssr_mode=False,
-        mcp_server=False,
-        pwa=False,
+        server_name=args.host, server_port=args.port, share=args.share, **launch_options(auth)
     )
     return 0
+
+
+def launch_options(auth: tuple[str, str] | None) -> dict:
+    """`Blocks.launch` keywords besides the address: the look, the limits, and the login (throttled
+    per client address, webui/throttle.py)."""
+    from starlette.middleware import Middleware
+
+    from webui.throttle import LoginThrottle
+
+    def throttled(seconds: float) -> str:
+        return " / ".join(templates(lang)["login_throttled"].format(seconds=seconds) for lang in ("en", "zh"))
+
+    return {
+        "auth": auth,
+        "app_kwargs": {"middleware": [Middleware(LoginThrottle, message=throttled)]} if auth else None,
+        "max_file_size": MAX_UPLOAD_BYTES,
+        "theme": gr.themes.Soft(font=FONTS, font_mono=["ui-monospace", "monospace"]),
+        "css": CSS,
+        "footer_links": ["api"],
+        "ssr_mode": False,
+        "mcp_server": False,
+        "pwa": False,
+    }
 
 
 if __name__ == "__main__":

@@ -296,7 +296,7 @@ def test_safe_filename(name, expected):
         ("empty.txt", b"", "the file is empty"),
         ("fake.pdf", b"just text", r"not a PDF file \(no %PDF header\)"),
         ("image.txt", b"\x89PNG\r\n\x1a\n....", "this is a PNG image file, not text"),
-        ("wide.txt", "hello".encode("utf-16"), "save it as UTF-8"),
+        ("zeros.txt", b"\x00\x01\x02\x03" * 500, "looks like a binary file"),
         ("blank.md", b"  \n\n  ", "the file has no text"),
     ],
 )

@@ -99,10 +99,8 @@ def _check_text(shown: str, data: bytes) -> None:
     for magic, kind in _BINARY_MAGIC.items():
         if data.startswith(magic):
             raise UploadError(f"{shown}: this is {kind} file, not text; upload it with the right extension.")
-    if b"\x00" in data[:8192]:
-        raise UploadError(
-            f"{shown}: this is not a text file (or it is UTF-16); save it as UTF-8. / 请保存为 UTF-8 文本。"
-        )
+    # No refusal for NUL bytes as such: UTF-16 text is full of them, and `rag index` reads it. A binary
+    # file still fails below, as text full of control characters.
     try:
         text = decode_text(data)
     except LoadFailure as exc:
@@ -141,8 +139,11 @@ def _destination(uploads: Path, name: str, data: bytes) -> Path:
     return path
 
 
-def save_upload(name: str, data: bytes, docs_dir: Path, pending: list[Path] | None = None) -> Path:
-    """Check the file, then write it into <docs>/uploads/ and verify the loader can read it.
+def save_upload(
+    name: str, data: bytes, docs_dir: Path, pending: list[Path] | None = None, max_chars: int | None = None
+) -> Path:
+    """Check the file, then write it into <docs>/uploads/ and verify the loader can read it (and that
+    its text is at most `max_chars` long, `ingest.max_file_chars`).
 
     `pending`: files of the same upload saved before; the journal lists them all until the index
     holds them (`webui.staging`)."""
@@ -155,7 +156,9 @@ def save_upload(name: str, data: bytes, docs_dir: Path, pending: list[Path] | No
     partial.write_bytes(data)
     os.replace(partial, path)
     try:
-        load_file(path, doc_id_of(path, docs_dir))
+        doc = load_file(path, doc_id_of(path, docs_dir))
+        if max_chars is not None and len(doc.text) > max_chars:  # refused now, not after the build
+            raise LoadFailure(_both("too_long", n=len(doc.text), limit=max_chars))
     except LoadFailure as exc:
         path.unlink(missing_ok=True)
         raise UploadError(f"{Path(name).name}: {exc}") from exc
@@ -198,10 +201,14 @@ def add_documents(
         tell("checking", 0)
         for name, tmp in files:
             try:
-                saved.append(save_upload(name, _read_upload(name, Path(tmp)), docs_dir, saved))
+                data = _read_upload(name, Path(tmp))
+                saved.append(
+                    save_upload(name, data, docs_dir, saved, pipeline.settings.ingest.max_file_chars)
+                )
             except (UploadError, OSError) as exc:
                 result.errors.append(str(exc))
         if not saved:
+            _undo(saved, uploads, made_uploads)
             return result
         index = pipeline.index
         built_at = index.manifest.get("built_at")
@@ -225,10 +232,13 @@ def add_documents(
             staging.discard(stage)
     staging.clear_journal(uploads)
     failed = {Path(e.path).resolve(): e.message for e in report.errors}
+    # Same text as a paper already indexed: not kept twice; the message says which one it is.
+    same = {d: _both("duplicate_doc", doc=d, of=of) for d, of in report.duplicates}
     for path in saved:
-        if path.resolve() in failed:
+        reason = failed.get(path.resolve()) or same.get(doc_id_of(path, docs_dir))
+        if reason:
             path.unlink(missing_ok=True)
-            result.errors.append(f"{path.name}: {failed[path.resolve()]}")
+            result.errors.append(f"{path.name}: {reason}")
         else:
             result.added.append(doc_id_of(path, docs_dir))
     tell("reloading", -1)
@@ -264,6 +274,7 @@ def _build(docs_dir, stage, pipeline, cancel, tell, embedders) -> BuildReport:
         faiss_kind=manifest.get("faiss_kind_requested", "auto"),
         progress=False,
         crosslingual=staging.Watched(xl, cancel, count) if xl is not None else None,
+        max_file_chars=pipeline.settings.ingest.max_file_chars,
     )
 
 

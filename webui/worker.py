@@ -124,6 +124,7 @@ class UploadWorker:
         _lower_priority(self.nice)
         try:
             if self._embedders is None and self._make_embedders is not None:
+                self._tell("loading the encoders", 0)
                 self._embedders = self._make_embedders()
             result = add_documents(
                 files,
