@@ -18,6 +18,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -151,7 +152,9 @@ def run_concurrency(
     sequential: int = 40,
     llm_timeout: float = 2.0,
     upload_sentences: int = 1500,
+    load: Callable[..., Any] | None = None,
 ) -> Section:
+    """`load(index_dir, docs_dir, **pipeline_options)` opens the pipeline (default: as app.py does)."""
     import app
     from bench.latency import forget_queries
     from rag.cli import llm_options
@@ -164,7 +167,8 @@ def run_concurrency(
     with tempfile.TemporaryDirectory(prefix="rag-bench-conc-") as name:
         tmp = Path(name)
         index, docs = _copy(index_dir, docs_dir, tmp)
-        extractive = app.load_pipeline(index, docs)
+        load = load or app.load_pipeline
+        extractive = load(index, docs)
         worker = UploadWorker(extractive, docs, embedders=app.build_encoders(extractive))
         demo, url = _launch(extractive, docs, worker)
         rows = []
@@ -204,7 +208,7 @@ def run_concurrency(
         args = app.build_parser().parse_args(
             ["--llm-base-url", llm.url, "--llm-model", "bench-llm", "--llm-timeout", str(llm_timeout)]
         )
-        generative = app.load_pipeline(index, docs, **llm_options(args))
+        generative = load(index, docs, **llm_options(args))
         demo, url = _launch(generative, docs)
         rows = []
         try:
