@@ -220,8 +220,9 @@ class Pipeline:
         """Re-open the index folder after it was rebuilt (e.g. after an upload).
 
         The new state replaces the old one in one assignment: an ask in flight finishes on the index it
-        started with, the next one sees the new index whole. `warm` answers a question on the new
-        state first, so its lazily read tables (drug names, corpus mentions) do not land on a user."""
+        started with, the next one sees the new index whole. `warm` searches and judges a question on
+        the new state first (no answer is generated, so no LLM is called), so its lazily read tables
+        (drug names, corpus mentions) do not land on a user."""
         old = self._state
         index_dir = old.index.index_dir
         xl = old.index.crosslingual
@@ -233,7 +234,8 @@ class Pipeline:
         state = self._derive(Index.load(index_dir, self.embedder, crosslingual=xl))
         if warm:
             with self._pin(state):
-                self.ask("warm-up 预热", k=1)
+                query = self.analyse("warm-up 预热 aspirin")
+                self.question_refusal(query, self.search(query, 1), 1)
         self._state = state
 
     # Every attribute below reads the state pinned for this ask (see _pin), else the current one.

@@ -70,7 +70,8 @@ class ChunkerSettings:
 class IngestSettings:
     # A 45 MB text made 91,820 chunks and an 8-hour build; a long paper is under 200,000 characters.
     max_file_chars: int = knob(
-        1_000_000, "longest document a build indexes, in characters of normalised text; longer ones are refused"
+        1_000_000,
+        "longest document a build indexes, in characters of normalised text; longer ones are refused",
     )
 
     def __post_init__(self) -> None:
