@@ -177,7 +177,7 @@ def build_app(
                         file_count="multiple",
                         file_types=list(ALLOWED_SUFFIXES),
                         type="filepath",
-                        label=f".txt .md .pdf, ≤ {MAX_UPLOAD_BYTES // 2**20} MB",
+                        label=f"{' '.join(ALLOWED_SUFFIXES)}, ≤ {MAX_UPLOAD_BYTES // 2**20} MB",
                         interactive=uploads_off is None,
                     )
                     with gr.Row():

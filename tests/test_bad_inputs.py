@@ -117,3 +117,22 @@ def test_an_upload_accepts_utf16_text_as_rag_index_does(fake_index, tiny_corpus,
     assert pipeline.documents["uploads/wide"].text.startswith("佐拉替尼的一期研究")
     answer = pipeline.ask("佐拉替尼的推荐剂量是多少？", k=3)
     assert answer.quotes and answer.quotes[0].doc_id == "uploads/wide"
+
+
+def test_an_upload_accepts_word_and_html_papers_as_rag_index_does(fake_index, tiny_corpus, tmp_path):
+    import io
+
+    import docx
+
+    paper = docx.Document()
+    paper.add_paragraph("佐拉替尼的一期研究")
+    paper.add_paragraph("佐拉替尼是一种虚构的口服激酶抑制剂。推荐剂量为每日两次、每次137毫克。")
+    buffer = io.BytesIO()
+    paper.save(buffer)
+    page = "<html><body><h1>Hydroxyurea note</h1><p>Hydroxyurea lowers the platelet count.</p></body></html>"
+    pipeline = _pipeline(fake_index)
+    files = [_upload(tmp_path, "word.docx", buffer.getvalue()), _upload(tmp_path, "page.html", page.encode())]
+    result = add_documents(files, tiny_corpus, pipeline)
+    assert result.added == ["uploads/word", "uploads/page"], result.errors
+    assert "137毫克" in pipeline.documents["uploads/word"].text
+    assert "platelet count" in pipeline.documents["uploads/page"].text

@@ -290,8 +290,9 @@ def test_safe_filename(name, expected):
 @pytest.mark.parametrize(
     ("name", "data", "message"),
     [
-        ("tool.exe", b"MZ...", r"\.exe cannot be added; upload \.txt, \.md or \.pdf"),
-        ("paper.docx", b"PK\x03\x04", r"\.docx cannot be added"),
+        ("tool.exe", b"MZ...", r"\.exe cannot be added; upload \.txt, \.md, \.pdf, \.docx, \.html, \.htm"),
+        ("paper.doc", b"\xd0\xcf\x11\xe0", r"\.doc cannot be added"),
+        ("paper.docx", b"just text", r"not a Word \.docx file"),
         ("notes", b"text", "files without an extension cannot be added"),
         ("empty.txt", b"", "the file is empty"),
         ("fake.pdf", b"just text", r"not a PDF file \(no %PDF header\)"),

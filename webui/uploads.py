@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from rag.answer.framing import templates
 from rag.indexing.index import BuildReport, build_index
-from rag.ingest.loading import LoadFailure, decode_text, load_file
+from rag.ingest.loading import SUPPORTED, LoadFailure, decode_text, load_file
 from rag.settings import ChunkerSettings
 from webui import staging
 
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from rag.encode.embedding import Embedder
     from rag.pipeline import Pipeline
 
-ALLOWED_SUFFIXES = (".txt", ".md", ".pdf")
+ALLOWED_SUFFIXES = SUPPORTED  # what `rag index` reads: .txt .md .pdf .docx .html .htm
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024
 UPLOADS_DIR = "uploads"
 _MAX_NAME_CHARS = 80
@@ -77,8 +77,8 @@ def check_upload(name: str, data: bytes) -> None:
     shown = Path(name or "").name or "(no name)"
     if suffix not in ALLOWED_SUFFIXES:
         raise UploadError(
-            f"{shown}: {suffix or 'files without an extension'} cannot be added; upload .txt, .md or .pdf. "
-            f"/ 仅支持 .txt、.md、.pdf 文件。"
+            f"{shown}: {suffix or 'files without an extension'} cannot be added; upload "
+            f"{', '.join(ALLOWED_SUFFIXES)}. / 仅支持 {'、'.join(ALLOWED_SUFFIXES)} 文件。"
         )
     if not data:
         raise UploadError(f"{shown}: the file is empty. / 文件为空。")
@@ -91,6 +91,10 @@ def check_upload(name: str, data: bytes) -> None:
         # The PDF header may follow a little junk, but must be in the first kilobyte.
         if b"%PDF-" not in data[:1024]:
             raise UploadError(f"{shown}: this is not a PDF file (no %PDF header). / 不是有效的 PDF 文件。")
+        return
+    if suffix == ".docx":  # a ZIP archive; the loader's read after saving checks the rest
+        if not data.startswith(b"PK\x03\x04"):
+            raise UploadError(f"{shown}: this is not a Word .docx file. / 不是有效的 .docx 文件。")
         return
     _check_text(shown, data)
 
