@@ -131,3 +131,30 @@ def test_glossary_matches_from_many_threads(fake_index, n):
     with ThreadPoolExecutor(n) as pool:
         got = list(pool.map(glossary.matches, texts))
     assert [tuple(g) for g in got[:10]] == expected
+
+
+def test_a_streamed_answer_reads_the_index_it_was_prepared_on(tiny_corpus, tmp_path):
+    """Gradio runs each step of a streamed answer in whichever worker thread is free; a reload
+    between the steps must not mix the two indexes."""
+    index_dir = tmp_path / "index"
+    build_index(tiny_corpus, index_dir, FakeEmbedder(), progress=False)
+    pipeline = _pipeline(index_dir)
+    seen = []
+    pipeline.generator.stream = lambda *a, **kw: iter(
+        [_record(pipeline, seen), pipeline.generator.generate(*a, **kw)]
+    )
+    old = pipeline.index
+    pieces = pipeline.ask_stream("抗凝治疗首选什么药物？")
+    pipeline.reload()
+    with ThreadPoolExecutor(1) as other_thread:
+        first = other_thread.submit(next, pieces).result()
+        answer = other_thread.submit(next, pieces).result()
+    assert first == "draft" and seen == [old] and pipeline.index is not old
+    assert answer.quotes and all(
+        old.documents[q.doc_id].text[q.start : q.end] == q.text for q in answer.quotes
+    )
+
+
+def _record(pipeline: Pipeline, seen: list) -> str:
+    seen.append(pipeline.index)  # evaluated when the step runs: inside the pin
+    return "draft"
