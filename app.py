@@ -17,12 +17,14 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 import gradio as gr
 
+from rag.answer.framing import templates
 from rag.answer.llm import add_llm_arguments
 from rag.cli import llm_options
 from rag.pipeline import MODES, Pipeline
 from webui.chat import MAX_K, ask, open_document, respond_stream
 from webui.render import escape_markdown, quotes_json, status_line
-from webui.uploads import ALLOWED_SUFFIXES, MAX_UPLOAD_BYTES, add_documents, docs_mismatch
+from webui.uploads import ALLOWED_SUFFIXES, MAX_UPLOAD_BYTES, UploadResult, docs_mismatch
+from webui.worker import UploadWorker
 
 if TYPE_CHECKING:
     from rag.encode.embedding import Embedder
@@ -66,11 +68,20 @@ focusQuote();
 watch('value', focusQuote);
 """
 PRIVATE = {"api_visibility": "private"}  # only /ask is part of the API
+CONCURRENCY = 20  # questions answered at once by default (--concurrency)
+UPLOAD_POLL_S = 1.0  # how often the page asks how far an upload got, while one is indexed
 
 
-def build_app(pipeline: Pipeline, docs_dir: str | Path) -> gr.Blocks:
+def build_app(
+    pipeline: Pipeline,
+    docs_dir: str | Path,
+    worker: UploadWorker | None = None,
+    concurrency: int = CONCURRENCY,
+) -> gr.Blocks:
+    """The Blocks app; `concurrency` questions are answered at once (the rest wait in Gradio's queue)."""
     docs_dir = Path(docs_dir)
     uploads_off = docs_mismatch(pipeline, docs_dir)
+    worker = worker or UploadWorker(pipeline, docs_dir)
 
     def on_submit(question: str, history: list, pairs: list, mode: str, k: int):
         # A generator: with an LLM the draft streams in, then the verified answer replaces it.
@@ -91,13 +102,27 @@ def build_app(pipeline: Pipeline, docs_dir: str | Path) -> gr.Blocks:
 
     def on_upload(paths: list[str] | None):
         files = [(Path(p).name, Path(p)) for p in paths or []]
-        try:
-            result = add_documents(files, docs_dir, pipeline)
-        finally:
-            for _, tmp in files:  # Gradio's copy is no longer needed; do not keep papers in /tmp
-                tmp.unlink(missing_ok=True)
+        if not files:
+            return escape_markdown(UploadResult().message()), gr.skip(), gr.Timer(active=False)
+        busy = worker.start(files)  # indexed in the background: questions are answered meanwhile
+        if busy:
+            return escape_markdown(busy), None, gr.Timer(active=False)
+        return escape_markdown(worker.progress().message()), None, gr.Timer(active=True)
+
+    def on_tick():
         # File names come from the browser: shown literally, never as Markdown.
-        return escape_markdown(result.message()), status_line(pipeline.status()), None
+        progress = worker.progress()
+        busy = progress.running
+        return (
+            escape_markdown(progress.message()),
+            status_line(pipeline.status()) if not busy else gr.skip(),
+            gr.Timer(active=busy),
+            gr.Button(interactive=busy),
+        )
+
+    def on_cancel():
+        worker.cancel()
+        return escape_markdown(worker.progress().message())
 
     def api_ask(question: str, mode: str = "hybrid", k: int = 5) -> tuple[str, list[dict]]:
         """Answer a question from the papers: (answer text with [n] citations, quotes as JSON)."""
@@ -152,13 +177,21 @@ def build_app(pipeline: Pipeline, docs_dir: str | Path) -> gr.Blocks:
                         file_count="multiple",
                         file_types=list(ALLOWED_SUFFIXES),
                         type="filepath",
-                        label=f".txt .md .pdf, ≤ {MAX_UPLOAD_BYTES // 2**20} MB",
+                        label=f"{' '.join(ALLOWED_SUFFIXES)}, ≤ {MAX_UPLOAD_BYTES // 2**20} MB",
                         interactive=uploads_off is None,
                     )
-                    add = gr.Button(
-                        "Add to library · 加入文献库", variant="primary", interactive=uploads_off is None
-                    )
+                    with gr.Row():
+                        add = gr.Button(
+                            "Add to library · 加入文献库",
+                            variant="primary",
+                            interactive=uploads_off is None,
+                            elem_id="upload-add",
+                        )
+                        cancel = gr.Button(
+                            "Cancel · 取消", variant="stop", interactive=False, elem_id="upload-cancel"
+                        )
                     upload_msg = gr.Markdown(escape_markdown(uploads_off or ""), elem_id="upload-msg")
+                    ticker = gr.Timer(UPLOAD_POLL_S, active=False)
                 status = gr.HTML(status_line(pipeline.status()), elem_id="status")
 
         outputs = [chatbot, question, sources, quotes, pairs]
@@ -167,10 +200,16 @@ def build_app(pipeline: Pipeline, docs_dir: str | Path) -> gr.Blocks:
         examples.load_input_event.then(on_submit, inputs, outputs, **PRIVATE)
         clear.click(lambda: ([], "", SOURCES_PLACEHOLDER, [], []), None, outputs, **PRIVATE)
         sources.click(on_open, [quotes], [doc_view, doc_box], **PRIVATE)
-        add.click(on_upload, [files], [upload_msg, status, files], concurrency_limit=1, **PRIVATE)
+        add.click(on_upload, [files], [upload_msg, files, ticker], concurrency_limit=1, **PRIVATE).then(
+            lambda: gr.Button(interactive=worker.progress().running), None, cancel, **PRIVATE
+        )
+        ticker.tick(on_tick, None, [upload_msg, status, ticker, cancel], **PRIVATE)
+        cancel.click(on_cancel, None, upload_msg, **PRIVATE)
         # Each page load shows the index as it is now, e.g. after someone else's upload.
         demo.load(lambda: status_line(pipeline.status()), None, status, **PRIVATE)
         gr.api(api_ask, api_name="ask")
+    # Per event, `concurrency` calls at once: a question waiting on a slow LLM holds one slot, not the app.
+    demo.queue(default_concurrency_limit=concurrency)
     return demo
 
 
@@ -210,6 +249,23 @@ def load_pipeline(index_dir: Path, docs_dir: Path, **options) -> Pipeline:
     return pipeline
 
 
+def build_encoders(pipeline: Pipeline):
+    """What makes the encoders an upload's build uses: copies of the pipeline's, with one
+    onnxruntime thread, so a build leaves a core to the questions asked meanwhile."""
+    from rag.encode.embedding import SentenceTransformerEmbedder
+    from rag.encode.use import USEEmbedder
+
+    e5, xl = pipeline.embedder, pipeline.index.crosslingual
+    if not isinstance(e5, SentenceTransformerEmbedder):
+        return None
+
+    def make():
+        copy = SentenceTransformerEmbedder(e5.name_or_path, runtime=e5.runtime, threads=1)
+        return copy, USEEmbedder() if isinstance(xl, USEEmbedder) else xl
+
+    return make
+
+
 def _is_loopback(host: str) -> bool:
     try:
         return ipaddress.ip_address(host).is_loopback
@@ -239,6 +295,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--share", action="store_true", help="also open a public *.gradio.live link (off by default)"
     )
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=CONCURRENCY,
+        help="questions answered at once; more wait in the queue (default: %(default)s)",
+    )
     add_llm_arguments(parser)
     return parser
 
@@ -259,20 +321,39 @@ def main(argv: list[str] | None = None) -> int:
             "warning: the app is reachable from other machines without a login; use --auth user:password",
             file=sys.stderr,
         )
-    build_app(pipeline, args.docs).launch(
-        server_name=args.host,
-        server_port=args.port,
-        share=args.share,
-        auth=auth,
-        max_file_size=MAX_UPLOAD_BYTES,
-        theme=gr.themes.Soft(font=FONTS, font_mono=["ui-monospace", "monospace"]),
-        css=CSS,
-        footer_links=["api"],
-        ssr_mode=False,
-        mcp_server=False,
-        pwa=False,
+    if args.concurrency < 1:
+        print(f"error: --concurrency must be at least 1, got {args.concurrency}", file=sys.stderr)
+        return 2
+    worker = UploadWorker(pipeline, args.docs, embedders=build_encoders(pipeline))
+    if worker.recovered:
+        print(f"removed files of an unfinished upload: {', '.join(worker.recovered)}", file=sys.stderr)
+    build_app(pipeline, args.docs, worker, args.concurrency).launch(
+        server_name=args.host, server_port=args.port, share=args.share, **launch_options(auth)
     )
     return 0
+
+
+def launch_options(auth: tuple[str, str] | None) -> dict:
+    """`Blocks.launch` keywords besides the address: the look, the limits, and the login (throttled
+    per client address, webui/throttle.py)."""
+    from starlette.middleware import Middleware
+
+    from webui.throttle import LoginThrottle
+
+    def throttled(seconds: float) -> str:
+        return " / ".join(templates(lang)["login_throttled"].format(seconds=seconds) for lang in ("en", "zh"))
+
+    return {
+        "auth": auth,
+        "app_kwargs": {"middleware": [Middleware(LoginThrottle, message=throttled)]} if auth else None,
+        "max_file_size": MAX_UPLOAD_BYTES,
+        "theme": gr.themes.Soft(font=FONTS, font_mono=["ui-monospace", "monospace"]),
+        "css": CSS,
+        "footer_links": ["api"],
+        "ssr_mode": False,
+        "mcp_server": False,
+        "pwa": False,
+    }
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ from bench.common import Section, spread
 from bench.report import text_section, write
 
 REPO = Path(__file__).resolve().parent.parent
-SECTIONS = ("latency", "coldstart", "build", "scale", "langchain", "memory", "encoder")
+SECTIONS = ("latency", "coldstart", "build", "scale", "langchain", "memory", "encoder", "concurrency")
 
 
 @dataclass
@@ -37,18 +37,21 @@ class Profile:
     scale_budget_s: float
     langchain_questions: int | None
     memory_queries: int
+    concurrency: tuple[int, int, int]  # clients, questions per client, sequential questions
 
 
 QUICK = Profile(
     questions=24, repeats=1, warmup=2,
     scale_sizes=(2_000, 10_000), uniform_sizes=(2_000,), bm25_sizes=(2_000, 10_000),
     scale_queries=50, scale_budget_s=60.0, langchain_questions=40, memory_queries=50,
+    concurrency=(20, 5, 40),
 )  # fmt: skip
 FULL = Profile(
     questions=None, repeats=3, warmup=5,
     scale_sizes=(10_000, 100_000, 1_000_000), uniform_sizes=(10_000, 100_000),
     bm25_sizes=(10_000, 100_000, 1_000_000),
     scale_queries=200, scale_budget_s=300.0, langchain_questions=None, memory_queries=1000,
+    concurrency=(20, 20, 200),
 )  # fmt: skip
 
 
@@ -176,6 +179,14 @@ def run_encoder(ctx: Context) -> Section:
     )
 
 
+def run_concurrency(ctx: Context) -> Section:
+    from bench.concurrency import run_concurrency as run
+
+    ctx.pipeline()  # builds the index if missing
+    clients, per_client, sequential = ctx.profile.concurrency
+    return run(ctx.args.index, ctx.args.docs, ctx.questions(None), clients, per_client, sequential)
+
+
 RUNNERS = {
     "latency": run_latency,
     "coldstart": run_coldstart,
@@ -184,6 +195,7 @@ RUNNERS = {
     "langchain": run_langchain,
     "memory": run_memory,
     "encoder": run_encoder,
+    "concurrency": run_concurrency,
 }
 
 

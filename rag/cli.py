@@ -160,6 +160,8 @@ def cmd_index(args: argparse.Namespace) -> int:
     runtime = load_settings(overrides=_overrides(args)).settings.encoder.runtime
     embedder = SentenceTransformerEmbedder(args.model, show_progress=False, runtime=runtime)
     crosslingual = None if args.no_crosslingual else USEEmbedder()
+    # The index's own settings.json may raise the limit too (the app's uploads read it there).
+    ingest = load_settings(args.index, overrides=_overrides(args)).settings.ingest
     report = build_index(
         args.docs,
         args.index,
@@ -168,6 +170,7 @@ def cmd_index(args: argparse.Namespace) -> int:
         faiss_kind=args.faiss,
         progress=not args.quiet,
         crosslingual=crosslingual,
+        max_file_chars=ingest.max_file_chars,
     )
     print(report.summary())
     for err in report.errors:

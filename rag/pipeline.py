@@ -6,8 +6,11 @@ follow-up) -> retrieve k hits -> generator (extractive by default; an LLM genera
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,7 +24,7 @@ from rag.indexing.index import Index
 from rag.lang import question_lang
 from rag.query.analysis import QueryAnalyser, QueryAnalysis
 from rag.retrieve.retriever import MODES, Retriever
-from rag.settings import AnswerSettings, load_settings
+from rag.settings import AnswerSettings, LoadedSettings, Settings, load_settings
 from rag.terms.glossary import Glossary
 from rag.types import Answer, Chunk, Document, Hit, Refusal
 
@@ -88,6 +91,39 @@ class _Prepared:
     k: int  # the hits asked for
 
 
+@dataclass(eq=False)
+class _State:
+    """What follows one index folder. An ask reads one state from start to end (`Pipeline._pin`), so
+    an upload swapping in a new index never mixes two indexes in one answer."""
+
+    index: Index
+    loaded: LoadedSettings
+    settings: Settings
+    settings_notes: tuple[str, ...]
+    answer_embedder: Any
+    retriever: Retriever = field(init=False)
+    analyser: QueryAnalyser = field(init=False)
+    sentence_signals: SentenceSignals | None = field(init=False)
+    rules: list = field(init=False)
+    _glossary: Glossary | None = field(default=None, init=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
+
+    def glossary(self) -> Glossary:
+        if self._glossary is None:
+            with self._lock:  # mined once even when several questions arrive together
+                if self._glossary is None:
+                    self._glossary = getattr(self.index, "glossary", None) or Glossary.build(
+                        self.index.documents.values()
+                    )
+        return self._glossary
+
+
+# (pipeline, state) an ask in this thread (or generator step) has pinned; see Pipeline._pin.
+_PINNED: contextvars.ContextVar[tuple[Pipeline, _State] | None] = contextvars.ContextVar(
+    "rag_pipeline_state", default=None
+)
+
+
 class Pipeline:
     def __init__(
         self,
@@ -105,14 +141,14 @@ class Pipeline:
         `overrides`, e.g. {"answer.max_quotes": 2}). `answer_settings` replaces that section and also
         means no calibrated thresholds. `chat_model` (any object with LangChain's `.invoke`) condenses follow-ups and, with
         `translate_queries`, adds a Chinese translation to English questions before searching."""
-        self.index = index
         self.embedder = embedder
         self._fixed = (overrides, answer_settings)
         self.chat_model = chat_model
         self.translate_queries = translate_queries
         self.llm_timeout = llm_timeout
         self._translations: dict[str, str] = {}
-        self._load_derived()
+        self._translations_lock = threading.Lock()
+        self._state = self._derive(index)
         if generator is None:
             generator = ExtractiveGenerator(self.compose)
         elif not hasattr(generator, "generate"):
@@ -151,40 +187,109 @@ class Pipeline:
             llm_timeout=llm_timeout,
         )
 
-    def _load_derived(self) -> None:
+    def _derive(self, index: Index) -> _State:
         """State that follows the index folder: the settings, glossary, caches, retriever and rules."""
         overrides, answer = self._fixed
-        self.loaded = load_settings(
-            self.index.index_dir, self.index.model_id, overrides, self.index.manifest.get("chunker")
-        )
-        tree = self.loaded.settings
+        loaded = load_settings(index.index_dir, index.model_id, overrides, index.manifest.get("chunker"))
+        tree = loaded.settings
         if answer is not None:
             tree = replace(tree, answer=answer, abstain=type(tree.abstain)())
-            self.loaded = replace(self.loaded, calibration={}, calibration_source="none", notes=())
-        self.settings = tree
-        self.settings_notes = self.loaded.notes
-        if self.index.context_vectors is None:
-            self.settings_notes = (*self.settings_notes, OLD_INDEX_NOTE)
-        self._glossary: Glossary | None = None
-        self._answer_embedder: Any = None
-        # Retrieval shares the answerer's embedder, and so its query cache.
-        self.retriever = Retriever(self.index, self.answer_embedder, tree.retrieval)
-        self.analyser = QueryAnalyser(self.index, self.answer_embedder, tree, lambda: self.glossary)
-        self.sentence_signals: SentenceSignals | None = (
-            SentenceSignals(
-                self.index, self.answer_embedder, tree.scoring.context_share, tree.scoring.focus_share
-            )
+            loaded = replace(loaded, calibration={}, calibration_source="none", notes=())
+        notes = loaded.notes if index.context_vectors is not None else (*loaded.notes, OLD_INDEX_NOTE)
+        texts = getattr(index, "sentence_texts", None)
+        vectors = getattr(index, "sentence_vectors", None)
+        # The embedder that scores sentences: the index's sentence vectors first, the model for the
+        # rest. Retrieval shares it, and so its query cache.
+        answer_embedder = (
+            CachedPassageEmbedder(self.embedder, texts, vectors)
+            if texts is not None and vectors is not None
+            else self.embedder
+        )
+        state = _State(index, loaded, tree, tuple(notes), answer_embedder)
+        state.retriever = Retriever(index, answer_embedder, tree.retrieval)
+        state.analyser = QueryAnalyser(index, answer_embedder, tree, state.glossary)
+        state.sentence_signals = (
+            SentenceSignals(index, answer_embedder, tree.scoring.context_share, tree.scoring.focus_share)
             if tree.scoring.use_retrieval_signals
             else None
         )
-        self.rules = refusal_rules(
-            tree, self.index.documents, self.retriever.evidence, self.loaded.calibration_source
+        state.rules = refusal_rules(
+            tree, index.documents, state.retriever.evidence, loaded.calibration_source
         )
+        return state
 
-    def reload(self) -> None:
-        """Re-open the index folder after it was rebuilt (e.g. after an upload)."""
-        self.index = Index.load(self.index.index_dir, self.embedder)
-        self._load_derived()
+    def reload(self, warm: bool = False) -> None:
+        """Re-open the index folder after it was rebuilt (e.g. after an upload).
+
+        The new state replaces the old one in one assignment: an ask in flight finishes on the index it
+        started with, the next one sees the new index whole. `warm` searches and judges a question on
+        the new state first (no answer is generated, so no LLM is called), so its lazily read tables
+        (drug names, corpus mentions) do not land on a user."""
+        old = self._state
+        index_dir = old.index.index_dir
+        xl = old.index.crosslingual
+        if xl is not None:
+            from rag.indexing.store import read_manifest
+
+            if read_manifest(index_dir).get("crosslingual_model_id") != xl.model_id:
+                xl = None  # Index.load picks the encoder the new index names
+        state = self._derive(Index.load(index_dir, self.embedder, crosslingual=xl))
+        if warm:
+            with self._pin(state):
+                query = self.analyse("warm-up 预热 aspirin")
+                self.question_refusal(query, self.search(query, 1), 1)
+        self._state = state
+
+    # Every attribute below reads the state pinned for this ask (see _pin), else the current one.
+    def _now(self) -> _State:
+        pinned = _PINNED.get()
+        return pinned[1] if pinned is not None and pinned[0] is self else self._state
+
+    @contextlib.contextmanager
+    def _pin(self, state: _State | None = None) -> Iterator[_State]:
+        """Read one state from here to the end of the block, whatever reload does meanwhile."""
+        pinned = _PINNED.get()
+        if pinned is not None and pinned[0] is self and state in (None, pinned[1]):
+            yield pinned[1]
+            return
+        state = state or self._state
+        token = _PINNED.set((self, state))
+        try:
+            yield state
+        finally:
+            _PINNED.reset(token)
+
+    @property
+    def index(self) -> Index:
+        return self._now().index
+
+    @property
+    def loaded(self) -> LoadedSettings:
+        return self._now().loaded
+
+    @property
+    def settings(self) -> Settings:
+        return self._now().settings
+
+    @property
+    def settings_notes(self) -> tuple[str, ...]:
+        return self._now().settings_notes
+
+    @property
+    def retriever(self) -> Retriever:
+        return self._now().retriever
+
+    @property
+    def analyser(self) -> QueryAnalyser:
+        return self._now().analyser
+
+    @property
+    def sentence_signals(self) -> SentenceSignals | None:
+        return self._now().sentence_signals
+
+    @property
+    def rules(self) -> list:
+        return self._now().rules
 
     @property
     def answer_settings(self) -> AnswerSettings:
@@ -206,24 +311,12 @@ class Pipeline:
     @property
     def glossary(self) -> Glossary:
         """The index's mined glossary; an index without one gets it mined once, on first use."""
-        if self._glossary is None:
-            self._glossary = getattr(self.index, "glossary", None) or Glossary.build(
-                self.index.documents.values()
-            )
-        return self._glossary
+        return self._now().glossary()
 
     @property
     def answer_embedder(self) -> Any:
         """The embedder that scores sentences: the index's sentence vectors first, the model for the rest."""
-        if self._answer_embedder is None:
-            texts = getattr(self.index, "sentence_texts", None)
-            vectors = getattr(self.index, "sentence_vectors", None)
-            self._answer_embedder = (
-                CachedPassageEmbedder(self.embedder, texts, vectors)
-                if texts is not None and vectors is not None
-                else self.embedder
-            )
-        return self._answer_embedder
+        return self._now().answer_embedder
 
     @property
     def streams(self) -> bool:
@@ -231,6 +324,10 @@ class Pipeline:
         return not isinstance(self.generator, ExtractiveGenerator)
 
     def status(self) -> dict:
+        with self._pin():
+            return self._status()
+
+    def _status(self) -> dict:
         m = self.index.manifest
         return {
             "index_dir": str(self.index.index_dir),
@@ -263,7 +360,8 @@ class Pipeline:
         return self.analyser.analyse(check_question(question), encode=encode)
 
     def retrieve(self, question: str, k: int = 10, mode: str = "hybrid") -> list[Hit]:
-        return self.search(self.analyse(question, encode=mode == "hybrid"), k, mode)
+        with self._pin():
+            return self.search(self.analyse(question, encode=mode == "hybrid"), k, mode)
 
     def search(self, query: QueryAnalysis, k: int = 10, mode: str = "hybrid") -> list[Hit]:
         """The k best chunks for an analysed question."""
@@ -280,13 +378,16 @@ class Pipeline:
         mode: str = "hybrid",
         history: Sequence[tuple[str, str]] | None = None,
     ) -> Answer:
-        """Answer a question; `history` holds (question, answer) pairs of earlier turns, for follow-ups."""
-        p = self._prepare(question, k, mode, history)
-        refusal = self.question_refusal(p.query, p.hits, p.k)
-        if refusal is not None:
-            return self._finish(self._refuse(p.query, p.hits, refusal), p)
-        q = p.query
-        return self._finish(self.generator.generate(q.text, q.lang, p.hits, self.documents, query=q), p)
+        """Answer a question; `history` holds (question, answer) pairs of earlier turns, for follow-ups.
+
+        Thread-safe: several questions may be answered at once, also while `reload` swaps the index."""
+        with self._pin():
+            p = self._prepare(question, k, mode, history)
+            refusal = self.question_refusal(p.query, p.hits, p.k)
+            if refusal is not None:
+                return self._finish(self._refuse(p.query, p.hits, refusal), p)
+            q = p.query
+            return self._finish(self.generator.generate(q.text, q.lang, p.hits, self.documents, query=q), p)
 
     def ask_stream(
         self,
@@ -298,8 +399,19 @@ class Pipeline:
         """Draft text pieces (unverified: show them as a draft), then the final Answer that replaces them.
 
         The question is checked and retrieval done before this returns, so a QuestionError is raised here.
+        Every step reads the state the question was prepared on, whichever thread runs it.
         """
-        return self._stream(self._prepare(question, k, mode, history))
+        with self._pin() as state:
+            prepared = self._prepare(question, k, mode, history)
+        return self._steps(state, self._stream(prepared))
+
+    def _steps(self, state: _State, pieces: Iterator[str | Answer]) -> Iterator[str | Answer]:
+        while True:
+            with self._pin(state):
+                piece = next(pieces, None)
+            if piece is None:
+                return
+            yield piece
 
     def _stream(self, p: _Prepared) -> Iterator[str | Answer]:
         refusal = self.question_refusal(p.query, p.hits, p.k)
@@ -327,25 +439,27 @@ class Pipeline:
     ) -> Answer:
         """The extractive answer (the default generator, and the fallback of an LLM one), or its refusal
         by the rules that judge the chosen quotes."""
-        if query is None:
-            query = self.analyser.analyse(question)
-        scorer = Scorer(
-            self.glossary,
-            self.answer_embedder,
-            self.sentence_signals,
-            self.settings.scoring,
-            self.index.sentences_of,
-        )
-        return compose_answer(
-            query,
-            hits,
-            documents,
-            settings=self.answer_settings,
-            scorer=scorer,
-            judge=lambda draft: first_refusal(self.rules, QUOTES, query, hits, draft),
-            # Without retrieval's signals a part needs no encoding: its words and e5 on its text do.
-            analyse_part=self.analyser.part if self.sentence_signals is not None else self._plain_part,
-        )
+        with self._pin() as st:
+            if query is None:
+                query = st.analyser.analyse(question)
+            scorer = Scorer(
+                st.glossary(),
+                st.answer_embedder,
+                st.sentence_signals,
+                st.settings.scoring,
+                st.index.sentences_of,
+            )
+            rules = st.rules
+            return compose_answer(
+                query,
+                hits,
+                documents,
+                settings=st.settings.answer,
+                scorer=scorer,
+                judge=lambda draft: first_refusal(rules, QUOTES, query, hits, draft),
+                # Without retrieval's signals a part needs no encoding: its words and e5 on its text do.
+                analyse_part=st.analyser.part if st.sentence_signals is not None else self._plain_part,
+            )
 
     def _plain_part(self, text: str) -> QueryAnalysis:
         return self.analyser.analyse(text, encode=False)
@@ -396,11 +510,14 @@ class Pipeline:
     def _translate(self, question: str) -> str:
         from rag.answer.llm import translate_for_retrieval
 
-        if question in self._translations:
-            return self._translations[question]
+        with self._translations_lock:
+            if question in self._translations:
+                return self._translations[question]
+        # The LLM call is outside the lock: a slow server must not hold other questions.
         zh = translate_for_retrieval(self.chat_model, question, self.llm_timeout)
         if zh != question:  # a failure (the question back) is not kept: the server may be back next time
-            if len(self._translations) >= _TRANSLATION_CACHE:
-                self._translations.pop(next(iter(self._translations)))
-            self._translations[question] = zh
+            with self._translations_lock:
+                if len(self._translations) >= _TRANSLATION_CACHE:
+                    self._translations.pop(next(iter(self._translations)))
+                self._translations[question] = zh
         return zh

@@ -1,6 +1,7 @@
 """Every knob of the pipeline in one typed tree, and where each value comes from.
 
     Settings
+    ├── ingest      what a build accepts (the longest file)
     ├── chunking    how papers are cut (fixed when the index is built; its manifest records them)
     ├── encoder     which runtime runs e5 (onnxruntime or torch)
     ├── retrieval   candidate depth, fusion and the weight of each signal
@@ -60,6 +61,21 @@ class ChunkerSettings:
                 f"overlap_chars must be >= 0 and less than half of max_chars ({self.max_chars}), "
                 f"got {self.overlap_chars}."
             )
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class IngestSettings:
+    # A 45 MB text made 91,820 chunks and an 8-hour build; a long paper is under 200,000 characters.
+    max_file_chars: int = knob(
+        1_000_000,
+        "longest document a build indexes, in characters of normalised text; longer ones are refused",
+    )
+
+    def __post_init__(self) -> None:
+        _check_range("max_file_chars", self.max_file_chars, 1)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -213,6 +229,7 @@ class AbstainSettings:
 
 @dataclass(frozen=True)
 class Settings:
+    ingest: IngestSettings = field(default_factory=IngestSettings)
     chunking: ChunkerSettings = field(default_factory=ChunkerSettings)
     encoder: EncoderSettings = field(default_factory=EncoderSettings)
     retrieval: RetrievalSettings = field(default_factory=RetrievalSettings)

@@ -240,3 +240,30 @@ def test_cli_rejects_an_unknown_section():
 
 def test_paths_resolve():
     assert parse_args([]).index.is_absolute() and isinstance(parse_args([]).out, Path)
+
+
+def test_concurrency_section_reports_every_run_and_target(fake_index, tiny_corpus):
+    from bench.concurrency import run_concurrency
+    from rag.answer.compose import AnswerSettings
+
+    def load(index_dir, docs_dir, **options):
+        return Pipeline.load(
+            index_dir, embedder=FakeEmbedder(), answer_settings=AnswerSettings(min_score=0.1), **options
+        )
+
+    questions = [
+        "特鲁索综合征的一线治疗药物是什么？",
+        "What is everolimus used for?",
+        "抗凝治疗首选什么药物？",
+    ]
+    sec = run_concurrency(
+        fake_index, tiny_corpus, questions, 3, 2, 3, llm_timeout=0.5, upload_sentences=40, load=load
+    )
+    extractive, llm = sec.tables
+    assert [r[1] for r in extractive.rows] == [3, 6, 6] and all(r[2] == 0 for r in extractive.rows)
+    assert [r[1] for r in llm.rows] == [4, 4, 2, 6]  # 2 others x 2, the hung client's 2, 3 x 2
+    hung = sec.data["hung_client"]
+    assert hung["p50"] >= 500  # each of its calls waited the LLM timeout, then got the extractive answer
+    assert {t.name.split(":")[0] for t in sec.targets} >= {"3 concurrent clients"}
+    assert len(sec.targets) == 4 and all(t.passed is not None for t in sec.targets)
+    assert not (tiny_corpus / "uploads").exists()  # the bench worked on copies

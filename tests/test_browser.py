@@ -256,13 +256,47 @@ def test_uploaded_document_becomes_searchable(page, app_server, tmp_path):
     )
 
 
+def test_upload_shows_progress_and_cancel_leaves_the_library_as_it_was(page, app_server, tmp_path):
+    # Long enough (distinct sentences, each embedded) that the build is still running at the click.
+    paper = tmp_path / "long-cancelled.txt"
+    paper.write_text(
+        "长篇病例汇编\n\n"
+        + "\n".join(
+            f"第{i}例患者的血小板计数为{i * 7 % 500}，随访{i % 37}个月后病情稳定。" for i in range(3000)
+        ),
+        encoding="utf-8",
+    )
+    docs = app_server["docs"]
+    before = sorted(p.relative_to(docs).as_posix() for p in docs.rglob("*"))
+    status = page.locator("#status").inner_text()
+    page.get_by_text("Add documents · 添加文献").click()
+    page.locator('input[type="file"]').set_input_files(str(paper))
+    page.get_by_role("button", name="Add to library · 加入文献库").click()
+    page.wait_for_function(
+        "() => document.querySelector('#upload-msg')?.innerText.includes('texts embedded')"
+    )
+    shot(page, "upload-progress")
+    answer = ask(page, "特鲁索综合征的首选治疗是什么？")  # answered while the upload is indexed
+    assert "[1]" in answer
+    page.locator("#upload-cancel").click()
+    page.wait_for_function(
+        "() => document.querySelector('#upload-msg')?.innerText.includes('Upload cancelled')", timeout=120_000
+    )
+    shot(page, "upload-cancelled")
+    assert sorted(p.relative_to(docs).as_posix() for p in docs.rglob("*")) == before
+    page.reload()
+    page.wait_for_function("s => document.querySelector('#status')?.innerText === s", arg=status)
+
+
 def test_html_in_a_document_is_shown_as_text_never_run(page, tmp_path):
     paper = tmp_path / "storage-note.md"
     paper.write_text(XSS_NOTE, encoding="utf-8")
     page.get_by_text("Add documents · 添加文献").click()
     page.locator('input[type="file"]').set_input_files(str(paper))
     page.get_by_role("button", name="Add to library · 加入文献库").click()
-    page.wait_for_function("() => document.querySelector('#upload-msg')?.innerText.includes('storage-note')")
+    page.wait_for_function(
+        "() => document.querySelector('#upload-msg')?.innerText.includes('uploads/storage-note')"
+    )
 
     answer = ask(page, "佐拉替尼的储存温度是多少？")
     assert "2至8摄氏度" in answer and "<img" in answer  # shown literally in the chat

@@ -195,3 +195,17 @@ def test_eval_notes_the_abstention_thresholds_it_ran_with(fake_index, fake_model
     gold.write_text(json.dumps({**row, "evidence": ["VTE"], "answer": ["VTE"]}), encoding="utf-8")
     assert main(["eval", "--gold", str(gold), "--index", str(fake_index), "--modes", "bm25"]) == 0
     assert "abstention thresholds zh 0.5, en 0.25" in capsys.readouterr().out
+
+
+def test_index_takes_the_file_limit_from_set(tiny_corpus, tmp_path, monkeypatch, capsys):
+    import rag.encode.embedding
+
+    monkeypatch.setattr(rag.encode.embedding, "SentenceTransformerEmbedder", lambda *a, **kw: FakeEmbedder())
+    index = tmp_path / "index"
+    args = ["index", "--docs", str(tiny_corpus), "--index", str(index), "--quiet", "--no-crosslingual"]
+    assert main([*args, "--set", "ingest.max_file_chars=200"]) == 0
+    out = capsys.readouterr()
+    assert "2 documents" in out.out  # the 299-character English paper is over the limit
+    assert "more than the limit of 200 (setting ingest.max_file_chars)" in out.err
+    assert main(args) == 0  # the packaged limit (1,000,000) lets it in
+    assert "added 1" in capsys.readouterr().out

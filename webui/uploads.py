@@ -1,26 +1,32 @@
 """Adding papers from the browser: check each file, copy it into <docs>/uploads/, re-index, reload.
 
-Nothing already indexed is lost: build_index is atomic, and a file that fails is removed again so
-the documents folder keeps matching the index.
+Nothing already indexed is lost: the upload is built beside the index and swapped in whole
+(webui/staging.py), and a file that fails is removed again so the documents folder keeps matching
+the index.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import threading
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from rag.indexing.index import build_index
-from rag.ingest.loading import LoadFailure, decode_text, load_file
+from rag.answer.framing import templates
+from rag.indexing.index import BuildReport, build_index
+from rag.ingest.loading import SUPPORTED, LoadFailure, decode_text, load_file
 from rag.settings import ChunkerSettings
+from webui import staging
 
 if TYPE_CHECKING:
+    from rag.encode.embedding import Embedder
     from rag.pipeline import Pipeline
 
-ALLOWED_SUFFIXES = (".txt", ".md", ".pdf")
+ALLOWED_SUFFIXES = SUPPORTED  # what `rag index` reads: .txt .md .pdf .docx .html .htm
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024
 UPLOADS_DIR = "uploads"
 _MAX_NAME_CHARS = 80
@@ -71,8 +77,8 @@ def check_upload(name: str, data: bytes) -> None:
     shown = Path(name or "").name or "(no name)"
     if suffix not in ALLOWED_SUFFIXES:
         raise UploadError(
-            f"{shown}: {suffix or 'files without an extension'} cannot be added; upload .txt, .md or .pdf. "
-            f"/ 仅支持 .txt、.md、.pdf 文件。"
+            f"{shown}: {suffix or 'files without an extension'} cannot be added; upload "
+            f"{', '.join(ALLOWED_SUFFIXES)}. / 仅支持 {'、'.join(ALLOWED_SUFFIXES)} 文件。"
         )
     if not data:
         raise UploadError(f"{shown}: the file is empty. / 文件为空。")
@@ -86,6 +92,10 @@ def check_upload(name: str, data: bytes) -> None:
         if b"%PDF-" not in data[:1024]:
             raise UploadError(f"{shown}: this is not a PDF file (no %PDF header). / 不是有效的 PDF 文件。")
         return
+    if suffix == ".docx":  # a ZIP archive; the loader's read after saving checks the rest
+        if not data.startswith(b"PK\x03\x04"):
+            raise UploadError(f"{shown}: this is not a Word .docx file. / 不是有效的 .docx 文件。")
+        return
     _check_text(shown, data)
 
 
@@ -93,10 +103,8 @@ def _check_text(shown: str, data: bytes) -> None:
     for magic, kind in _BINARY_MAGIC.items():
         if data.startswith(magic):
             raise UploadError(f"{shown}: this is {kind} file, not text; upload it with the right extension.")
-    if b"\x00" in data[:8192]:
-        raise UploadError(
-            f"{shown}: this is not a text file (or it is UTF-16); save it as UTF-8. / 请保存为 UTF-8 文本。"
-        )
+    # No refusal for NUL bytes as such: UTF-16 text is full of them, and `rag index` reads it. A binary
+    # file still fails below, as text full of control characters.
     try:
         text = decode_text(data)
     except LoadFailure as exc:
@@ -135,17 +143,26 @@ def _destination(uploads: Path, name: str, data: bytes) -> Path:
     return path
 
 
-def save_upload(name: str, data: bytes, docs_dir: Path) -> Path:
-    """Check the file, then write it into <docs>/uploads/ and verify the loader can read it."""
+def save_upload(
+    name: str, data: bytes, docs_dir: Path, pending: list[Path] | None = None, max_chars: int | None = None
+) -> Path:
+    """Check the file, then write it into <docs>/uploads/ and verify the loader can read it (and that
+    its text is at most `max_chars` long, `ingest.max_file_chars`).
+
+    `pending`: files of the same upload saved before; the journal lists them all until the index
+    holds them (`webui.staging`)."""
     check_upload(name, data)
     uploads = Path(docs_dir) / UPLOADS_DIR
     uploads.mkdir(parents=True, exist_ok=True)
     path = _destination(uploads, safe_filename(name), data)
+    staging.write_journal(uploads, [*(pending or []), path])
     partial = uploads / f".{path.name}.part"  # hidden: the loader skips it if we crash mid-write
     partial.write_bytes(data)
     os.replace(partial, path)
     try:
-        load_file(path, doc_id_of(path, docs_dir))
+        doc = load_file(path, doc_id_of(path, docs_dir))
+        if max_chars is not None and len(doc.text) > max_chars:  # refused now, not after the build
+            raise LoadFailure(_both("too_long", n=len(doc.text), limit=max_chars))
     except LoadFailure as exc:
         path.unlink(missing_ok=True)
         raise UploadError(f"{Path(name).name}: {exc}") from exc
@@ -156,10 +173,22 @@ def doc_id_of(path: Path, docs_dir: Path) -> str:
     return path.relative_to(docs_dir).with_suffix("").as_posix()
 
 
-def add_documents(files: list[tuple[str, Path]], docs_dir: Path, pipeline: Pipeline) -> UploadResult:
+def add_documents(
+    files: list[tuple[str, Path]],
+    docs_dir: Path,
+    pipeline: Pipeline,
+    *,
+    cancel: threading.Event | None = None,
+    progress: Callable[[str, int], None] | None = None,
+    embedders: tuple[Embedder, Embedder | None] | None = None,
+) -> UploadResult:
     """Add uploaded files (original name, temporary path) to the library and the index.
 
-    Each file is checked on its own; good ones are indexed together, then the pipeline reloads.
+    Each file is checked on its own; good ones are indexed together beside the live index
+    (`webui.staging`), which is swapped in whole, then the pipeline reloads: questions are answered
+    all along. A failure or `cancel` leaves the index and the documents folder as they were.
+    `progress(stage, texts embedded)` is told how far it got; `embedders` (e5, cross-lingual) build
+    instead of the pipeline's own, e.g. encoders made in a low-priority thread.
     """
     docs_dir = Path(docs_dir)
     result = UploadResult()
@@ -167,43 +196,99 @@ def add_documents(files: list[tuple[str, Path]], docs_dir: Path, pipeline: Pipel
     if mismatch:
         result.errors.append(mismatch)
         return result
+    uploads = docs_dir / UPLOADS_DIR
+    made_uploads = not uploads.exists()
+    tell = progress or (lambda stage, n: None)
     saved: list[Path] = []
-    for name, tmp in files:
-        try:
-            size = Path(tmp).stat().st_size
-            if size > MAX_UPLOAD_BYTES:  # before reading: never pull a huge file into memory
-                raise UploadError(
-                    f"{Path(name).name}: the file is {size / 2**20:.1f} MB; the limit is "
-                    f"{MAX_UPLOAD_BYTES // 2**20} MB. / 文件超过上限。"
-                )
-            saved.append(save_upload(name, Path(tmp).read_bytes(), docs_dir))
-        except (UploadError, OSError) as exc:
-            result.errors.append(str(exc))
-    if not saved:
-        return result
-    manifest = pipeline.index.manifest
+    stage: Path | None = None
     try:
-        # Same chunking and FAISS settings as the existing index, so nothing else is re-embedded.
-        report = build_index(
-            docs_dir,
-            pipeline.index.index_dir,
-            pipeline.embedder,
-            ChunkerSettings(**manifest.get("chunker", {})),
-            faiss_kind=manifest.get("faiss_kind_requested", "auto"),
-            progress=False,
-            crosslingual=pipeline.index.crosslingual,
-        )
-    except Exception as exc:  # the old index is untouched (atomic build); undo the copies too
-        for path in saved:
-            path.unlink(missing_ok=True)
-        result.errors.append(f"Indexing failed, nothing was added ({exc}). / 索引失败，未添加任何文件。")
+        tell("checking", 0)
+        for name, tmp in files:
+            try:
+                data = _read_upload(name, Path(tmp))
+                saved.append(
+                    save_upload(name, data, docs_dir, saved, pipeline.settings.ingest.max_file_chars)
+                )
+            except (UploadError, OSError) as exc:
+                result.errors.append(str(exc))
+        if not saved:
+            _undo(saved, uploads, made_uploads)
+            return result
+        index = pipeline.index
+        built_at = index.manifest.get("built_at")
+        stage = staging.stage_copy(index.index_dir)
+        report = _build(docs_dir, stage, pipeline, cancel, tell, embedders)
+        if cancel is not None and cancel.is_set():
+            raise staging.UploadCancelled
+        tell("swapping in", -1)
+        staging.commit(stage, index.index_dir, built_at)
+        stage = None
+    except staging.UploadCancelled:
+        _undo(saved, uploads, made_uploads)
+        result.errors.append(_both("upload_cancelled"))
         return result
+    except Exception as exc:  # the live index is untouched (built beside it); undo the copies too
+        _undo(saved, uploads, made_uploads)
+        result.errors.append(_both("upload_failed", error=exc))
+        return result
+    finally:
+        if stage is not None:
+            staging.discard(stage)
+    staging.clear_journal(uploads)
     failed = {Path(e.path).resolve(): e.message for e in report.errors}
+    # Same text as a paper already indexed: not kept twice; the message says which one it is.
+    same = {d: _both("duplicate_doc", doc=d, of=of) for d, of in report.duplicates}
     for path in saved:
-        if path.resolve() in failed:
+        reason = failed.get(path.resolve()) or same.get(doc_id_of(path, docs_dir))
+        if reason:
             path.unlink(missing_ok=True)
-            result.errors.append(f"{path.name}: {failed[path.resolve()]}")
+            result.errors.append(f"{path.name}: {reason}")
         else:
             result.added.append(doc_id_of(path, docs_dir))
-    pipeline.reload()
+    tell("reloading", -1)
+    pipeline.reload(warm=True)
     return result
+
+
+def _read_upload(name: str, tmp: Path) -> bytes:
+    size = tmp.stat().st_size
+    if size > MAX_UPLOAD_BYTES:  # before reading: never pull a huge file into memory
+        raise UploadError(
+            f"{Path(name).name}: the file is {size / 2**20:.1f} MB; the limit is "
+            f"{MAX_UPLOAD_BYTES // 2**20} MB. / 文件超过上限。"
+        )
+    return tmp.read_bytes()
+
+
+def _build(docs_dir, stage, pipeline, cancel, tell, embedders) -> BuildReport:
+    embedded = [0]
+
+    def count(n: int) -> None:
+        embedded[0] += n
+        tell("embedding", embedded[0])
+
+    embedder, xl = embedders or (pipeline.embedder, pipeline.index.crosslingual)
+    manifest = pipeline.index.manifest
+    # Same chunking and FAISS settings as the existing index, so nothing else is re-embedded.
+    return build_index(
+        docs_dir,
+        stage,
+        staging.Watched(embedder, cancel, count),
+        ChunkerSettings(**manifest.get("chunker", {})),
+        faiss_kind=manifest.get("faiss_kind_requested", "auto"),
+        progress=False,
+        crosslingual=staging.Watched(xl, cancel, count) if xl is not None else None,
+        max_file_chars=pipeline.settings.ingest.max_file_chars,
+    )
+
+
+def _undo(saved: list[Path], uploads: Path, made_uploads: bool) -> None:
+    for path in saved:
+        path.unlink(missing_ok=True)
+    staging.clear_journal(uploads)
+    if made_uploads and uploads.is_dir() and not any(uploads.iterdir()):
+        uploads.rmdir()
+
+
+def _both(key: str, **values: object) -> str:
+    return " / ".join(templates(lang)[key].format(**values) for lang in ("en", "zh"))

@@ -3,6 +3,7 @@ embed the same sentences again on every ask."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -43,6 +44,9 @@ class CachedPassageEmbedder:
         self._rows: dict[str, int] = {text: row for row, text in enumerate(texts)}
         self._fresh: dict[str, np.ndarray] = {}  # misses embedded by this object
         self._queries: dict[str, np.ndarray] = {}
+        # Several questions are answered at once in the app: the dicts change under a lock, and the
+        # model is called outside it, so one slow encode does not hold the others.
+        self._lock = threading.Lock()
 
     @property
     def model_id(self) -> str:
@@ -57,13 +61,17 @@ class CachedPassageEmbedder:
 
     def embed_passages(self, texts: list[str]) -> np.ndarray:
         texts = list(texts)
-        rows, fresh = self._rows, self._fresh
+        rows = self._rows
+        with self._lock:
+            fresh = {t: self._fresh[t] for t in texts if t not in rows and t in self._fresh}
         misses = list(dict.fromkeys(t for t in texts if t not in rows and t not in fresh))
         if misses:
             vecs = np.asarray(self.embedder.embed_passages(misses), dtype=np.float32)
+            fresh.update(zip(misses, vecs, strict=True))
             # Misses are kept: they are sentences of the indexed papers (cut where a chunk boundary
             # split them), so the cache stays bounded by the corpus and the next ask reuses them.
-            fresh.update(zip(misses, vecs, strict=True))
+            with self._lock:
+                self._fresh.update(zip(misses, vecs, strict=True))
         out = np.empty((len(texts), self.dim), dtype=np.float32)
         known = [(i, rows[t]) for i, t in enumerate(texts) if t in rows]
         if known:
@@ -76,17 +84,17 @@ class CachedPassageEmbedder:
 
     def embed_queries(self, texts: list[str]) -> np.ndarray:
         texts = list(texts)
-        # The vectors of this call are gathered first: keeping a miss may evict a text asked for in the
-        # same call, which must still be answered.
-        found = {t: self._queries[t] for t in texts if t in self._queries}
+        with self._lock:
+            found = {t: self._queries[t] for t in texts if t in self._queries}
         misses = list(dict.fromkeys(t for t in texts if t not in found))
         if misses:
             fresh = np.asarray(self.embedder.embed_queries(misses), dtype=np.float32)
-            for text, vec in zip(misses, fresh, strict=True):
-                found[text] = vec
-                if len(self._queries) >= _QUERY_CACHE:
-                    self._queries.pop(next(iter(self._queries)))  # oldest first
-                self._queries[text] = vec
+            found.update(zip(misses, fresh, strict=True))
+            with self._lock:
+                for text, vec in zip(misses, fresh, strict=True):
+                    if len(self._queries) >= _QUERY_CACHE:
+                        self._queries.pop(next(iter(self._queries)))  # oldest first
+                    self._queries[text] = vec
         if not texts:
             return np.empty((0, self.dim), dtype=np.float32)
         return np.stack([found[t] for t in texts])

@@ -6,9 +6,11 @@ onnxruntime when the model's export passes its check against torch (`rag.encode.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
@@ -57,7 +59,9 @@ class SentenceTransformerEmbedder:
         show_progress: bool = False,
         device: str | None = None,
         runtime: str = "auto",
+        threads: int | None = None,
     ) -> None:
+        """`threads`: onnxruntime threads (None: one per core), e.g. 1 for a background build."""
         if runtime not in ENCODER_RUNTIMES:
             raise ValueError(f"runtime must be one of {', '.join(ENCODER_RUNTIMES)}, got {runtime!r}.")
         if batch_size < 1:
@@ -82,9 +86,15 @@ class SentenceTransformerEmbedder:
         self.device = device  # None: sentence-transformers picks (CPU here, a GPU if there is one)
         self.runtime = runtime  # asked for; `runtime_used` is what runs once loaded
         self.runtime_used: str | None = None
+        self.threads = threads
         self._model: SentenceTransformer | None = None
         self._onnx: OnnxEncoder | None = None
         self._prompts: dict[str, str | None] = {}
+        # The app answers several questions at once: the model loads once, and torch's encode (whose
+        # tokenizer refuses concurrent calls, "Already borrowed") runs one call at a time. The
+        # onnxruntime session needs no lock.
+        self._load_lock = threading.RLock()
+        self._torch_lock = threading.Lock()
 
     def __repr__(self) -> str:
         state = f"loaded, {self.runtime_used}" if self.runtime_used else "not loaded"
@@ -104,7 +114,15 @@ class SentenceTransformerEmbedder:
         return int(dim)
 
     def warm_up(self) -> SentenceTransformer | OnnxEncoder:
-        """Load the model now (idempotent); returns it: the onnxruntime encoder, or the torch model."""
+        """Load the model now (idempotent, thread-safe); returns it: the onnxruntime encoder, or the torch model."""
+        if self._onnx is not None:
+            return self._onnx
+        if self._model is not None:
+            return self._model
+        with self._load_lock:
+            return self._warm_up()
+
+    def _warm_up(self) -> SentenceTransformer | OnnxEncoder:
         if self._onnx is not None:
             return self._onnx
         if self._model is None and self.runtime != "torch":
@@ -136,7 +154,7 @@ class SentenceTransformerEmbedder:
         folder = Path(resolve_model(self.name_or_path)).expanduser()
         if not folder.is_dir():
             raise ModelLoadError(f"{self.model_id!r} is not a local folder, so it has no export")
-        return OnnxEncoder(folder, ensure_onnx(folder), threads=_cores())
+        return OnnxEncoder(folder, ensure_onnx(folder), threads=self.threads or _cores())
 
     def _prompt(self, side: str) -> str:
         model = self.warm_up()
@@ -158,12 +176,13 @@ class SentenceTransformerEmbedder:
             return None
         limit = model.max_seq_length
         try:
-            ids = tokenizer(
-                [prompt + t for t in texts],
-                truncation=limit is not None,
-                max_length=limit,
-                add_special_tokens=True,
-            )["input_ids"]
+            with self._torch_lock:
+                ids = tokenizer(
+                    [prompt + t for t in texts],
+                    truncation=limit is not None,
+                    max_length=limit,
+                    add_special_tokens=True,
+                )["input_ids"]
         except (TypeError, ValueError, KeyError):  # an unusual tokenizer: callers fall back to characters
             return None
         return [len(row) for row in ids]
@@ -176,14 +195,15 @@ class SentenceTransformerEmbedder:
             return self._embed(texts, "query")
         import torch
 
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
-            return self._embed(texts, "query")
-        finally:
-            torch.set_num_threads(threads)
+        with self._torch_lock:  # the thread count is process-wide: set and restored by one call at a time
+            threads = torch.get_num_threads()
+            torch.set_num_threads(1)
+            try:
+                return self._embed(texts, "query", locked=True)
+            finally:
+                torch.set_num_threads(threads)
 
-    def _embed(self, texts: list[str], side: str) -> np.ndarray:
+    def _embed(self, texts: list[str], side: str, locked: bool = False) -> np.ndarray:
         if isinstance(texts, str):
             raise TypeError("expected a list of texts, got a single str; wrap it in a list.")
         texts = list(texts)
@@ -192,14 +212,15 @@ class SentenceTransformerEmbedder:
         model = self.warm_up()
         if isinstance(model, OnnxEncoder):
             return model.encode(texts, self._prompt(side), self.batch_size)
-        vectors = model.encode(
-            texts,
-            prompt_name=self._prompts[side],
-            batch_size=self.batch_size,
-            show_progress_bar=self.show_progress,
-            convert_to_numpy=True,
-            normalize_embeddings=True,  # also for models without a Normalize module
-        )
+        with contextlib.nullcontext() if locked else self._torch_lock:
+            vectors = model.encode(
+                texts,
+                prompt_name=self._prompts[side],
+                batch_size=self.batch_size,
+                show_progress_bar=self.show_progress,
+                convert_to_numpy=True,
+                normalize_embeddings=True,  # also for models without a Normalize module
+            )
         return np.ascontiguousarray(vectors, dtype=np.float32)
 
     def _load(self) -> SentenceTransformer:

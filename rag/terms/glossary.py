@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -361,6 +362,7 @@ class Glossary:
         self._max_zh = max((len(z) for z in self._by_zh), default=0)
         # Answers match the same corpus sentences again and again (scoring, glosses, twins).
         self._matches: dict[str, tuple[Match, ...]] = {}
+        self._lock = threading.Lock()
 
     def __len__(self) -> int:
         return len(self.terms)
@@ -412,9 +414,11 @@ class Glossary:
         """
         cached = self._matches.get(text)
         if cached is None:
-            if len(self._matches) >= _MATCH_CACHE:
-                self._matches.pop(next(iter(self._matches)))  # oldest first
-            cached = self._matches[text] = tuple(self._find(text))
+            cached = tuple(self._find(text))
+            with self._lock:  # questions are answered in several threads at once
+                if len(self._matches) >= _MATCH_CACHE:
+                    self._matches.pop(next(iter(self._matches)))  # oldest first
+                self._matches[text] = cached
         return list(cached)
 
     def _find(self, text: str) -> list[Match]:
