@@ -39,3 +39,13 @@ def test_terms_in_a_script_the_corpus_hardly_uses_are_not_judged():
         "thanatophoric",
         "dysplasia",
     ]
+
+
+def test_a_word_glued_to_digits_is_not_a_term():
+    # "33RE's" is a compound's name: its letters after the digits are no English word ("re's").
+    m = CorpusMentions(EN)
+    assert m.absent("Which cells explain 33RE's selectivity for thanatophoric dysplasia?") == [
+        "selectivity",
+        "thanatophoric",
+        "dysplasia",
+    ]

@@ -102,3 +102,16 @@ def test_threshold_search_counts_questions_refused_anyway():
     # A forced refusal of an answerable question counts against precision.
     _, stats = choose_threshold([0.8, 0.9], [0.1], refused_anyway=(1, 0))
     assert stats["wrongly_refused"] == 1 and stats["precision"] == pytest.approx(0.5)
+
+
+def test_chinese_words_are_not_judged_over_papers_written_in_english():
+    # A Chinese question about English papers writes their names in Chinese (卡穆祖 for Kamuzu): that
+    # the papers never write those characters proves nothing.
+    english = UnknownNames(
+        ["Kamuzu Central Hospital serves central Malawi. Patients at the outpatient department waited long."]
+    )
+    assert english.find("卡穆祖中心医院的门诊患者等了多久？", "zh") == []
+    # The same question over Chinese papers does name something they never mention.
+    assert UnknownNames(PAPERS).find("卡穆祖中心医院的门诊患者等了多久？", "zh") != []
+    # English drug names are still checked over English papers.
+    assert english.find("Does apixaban shorten the wait?", "en") == ["apixaban"]

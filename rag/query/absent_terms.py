@@ -33,7 +33,7 @@ from rag.lang import HAN, HAN_RE
 from rag.terms.lexical import STOPWORDS
 
 _HAN_RUN = re.compile(f"[{HAN}]+")
-_LATIN_WORD = re.compile(r"[a-z][a-z'-]*[a-z]")
+_LATIN_WORD = re.compile(r"(?<![a-z0-9])[a-z][a-z'-]*[a-z](?![a-z0-9])")  # not a piece of "33re's"
 _MIN_LATIN = 3
 # English words may end differently in the papers (plural, -al, -ic): this many letters at most are
 # left free, and at least _MIN_STEM must match.
@@ -62,15 +62,21 @@ def _zipf(word: str, lang: str) -> float:
     return zipf_frequency(word, lang)
 
 
+def corpus_scripts(text: str, language_share: float = 0.3) -> frozenset[str]:
+    """The scripts ("zh", "en") a corpus is written in: those with at least `language_share` of its
+    Han characters and Latin words. Terms of a question are judged only in these."""
+    han = len(HAN_RE.findall(text))
+    words = len(_LATIN_WORD.findall(text))
+    total = han + words or 1
+    return frozenset(s for s, n in (("zh", han), ("en", words)) if n / total >= language_share)
+
+
 class CorpusMentions:
     """Which words the indexed documents write, read once per index."""
 
     def __init__(self, texts: Iterable[str], language_share: float = 0.3, common_zipf: float = 4.0) -> None:
         self.text = unicodedata.normalize("NFKC", "\n".join(texts)).lower()
-        han = len(HAN_RE.findall(self.text))
-        words = len(_LATIN_WORD.findall(self.text))
-        total = han + words or 1
-        self.scripts = frozenset(s for s, n in (("zh", han), ("en", words)) if n / total >= language_share)
+        self.scripts = corpus_scripts(self.text, language_share)
         self.common_zipf = common_zipf
 
     def absent(self, question: str) -> list[str]:

@@ -188,5 +188,6 @@ class QueryAnalyser:
     def unknown_checker(self) -> UnknownNames:
         if self._unknown is None:
             drugs = self.drug_names() if self.settings.refusal.unknown_drug_names else _NoDrugNames()
-            self._unknown = UnknownNames((d.text for d in self.index.documents.values()), drugs=drugs)
+            texts = (d.text for d in self.index.documents.values())
+            self._unknown = UnknownNames(texts, drugs, self.settings.refusal.language_share)
         return self._unknown

@@ -20,6 +20,10 @@ What gives it away is the name. Four tests, all cheap and all about the question
   when they write 血栓栓塞症. So are words for a kind of illness (并发症, 传染病, 实体肿瘤, 血栓性疾病)
   and words for a treatment against one (抗肿瘤).
 
+The Chinese tests run only over papers written in Chinese (`corpus_scripts`): a Chinese question about
+English papers writes in Chinese (卡穆祖, 下腔静脉) what they write in English, so its words being
+absent proves nothing there.
+
 English questions do not get the second test: their Latin words are compared with Chinese papers
 that often name a drug in Chinese alone (everolimus is 依维莫司 throughout its paper), so an absent
 English word that is not a drug name proves nothing.
@@ -32,6 +36,7 @@ from collections.abc import Iterable
 
 from rag.knowledge import domain_blocks
 from rag.lang import HAN, HAN_RE
+from rag.query.absent_terms import corpus_scripts
 from rag.terms.drug_names import DrugNames
 from rag.terms.lexical import _jieba
 
@@ -64,8 +69,11 @@ class UnknownNames:
     """Built once from the indexed documents' text; `find` is then a few set lookups per question,
     and a search of the text for a disease name the question uses (a few ms for 5 MB of text)."""
 
-    def __init__(self, texts: Iterable[str], drugs: DrugNames | None = None) -> None:
-        """`drugs`: the papers' drug names when already read (the retriever reads them too)."""
+    def __init__(
+        self, texts: Iterable[str], drugs: DrugNames | None = None, language_share: float = 0.3
+    ) -> None:
+        """`drugs`: the papers' drug names when already read (the retriever reads them too);
+        `language_share`: the share of the papers' text from which they are written in Chinese."""
         self._chars: set[str] = set()
         self._words: set[str] = set()
         texts = list(texts)
@@ -75,12 +83,13 @@ class UnknownNames:
         # The papers' text without spaces ("该 疾 病"), searched for the disease names of a question.
         self._text = "\n".join(re.sub(r"[ \t]+", "", text) for text in texts)
         self._drugs = drugs if drugs is not None else DrugNames(texts)
+        self._chinese = "zh" in corpus_scripts(self._text, language_share)
 
     def find(self, question: str, lang: str) -> list[str]:
         """The question's names that the papers never mention, in question order (empty: none)."""
-        found = []
+        found: list[str] = []
         jieba = _jieba()
-        for run in HAN_RUN.findall(question):
+        for run in HAN_RUN.findall(question) if self._chinese else ():
             for word in jieba.lcut(run, HMM=True):
                 unknown_to_dictionary = jieba.FREQ.get(word, 0) == 0
                 if unknown_to_dictionary and any(self._foreign_char(c) for c in word):
@@ -89,7 +98,9 @@ class UnknownNames:
                     found.append(word)
         if lang == "zh":
             found += [w for w in _NAME.findall(question) if w.lower() not in self._words]
-        found += self._drugs.find_zh(question, common_word) + self._drugs.find_en(question, self._words)
+        if self._chinese:
+            found += self._drugs.find_zh(question, common_word)
+        found += self._drugs.find_en(question, self._words)
         return list(dict.fromkeys(found))
 
     def _foreign_char(self, char: str) -> bool:
