@@ -169,3 +169,14 @@ def test_repeated_matches_are_equal_and_callers_cannot_change_them(glossary):
     assert first and [m.zh for m in first] == [m.zh for m in glossary.matches(text)]
     first.clear()  # the answerer keeps matches per sentence; a caller's list is its own
     assert glossary.matches(text) == glossary.matches(text) != []
+
+
+def test_a_term_of_english_papers_with_no_chinese_name_gets_no_empty_gloss():
+    from rag.answer.framing import glosses
+
+    doc = _doc(
+        "Deep venous thrombosis (DVT) is common after trauma. Prophylaxis against DVT reduces it.", "en"
+    )
+    g = Glossary.build([doc])
+    assert any(t.abbr == "DVT" and not t.zh for t in g.terms)  # the term is known, in English only
+    assert glosses(doc.text, "zh", g) == []  # a Chinese answer has nothing to gloss it with

@@ -47,7 +47,8 @@ def glosses(text: str, lang: str, glossary: Glossary | None, limit: int = 4) -> 
     if lang == "en":
         pairs = [(zh, en) for zh, en in glossary.en_terms_for(text) if zh not in in_en]
     else:
-        pairs = [(text[m.start : m.end], m.zh) for m in matches if m.zh in in_en - in_zh]
+        # A term of English papers may have no Chinese name at all: nothing to gloss it with.
+        pairs = [(text[m.start : m.end], m.zh) for m in matches if m.zh and m.zh in in_en - in_zh]
     return list(dict.fromkeys(pairs))[:limit]
 
 
