@@ -181,7 +181,8 @@ def ask_json(answer) -> dict:
         "lang": answer.lang,
         "abstained": answer.abstained,
         "answer": answer.answer,
-        "quotes": [asdict(q) for q in answer.quotes],  # n, doc_id, title, section, start, end, text
+        # n, doc_id, title, section, start, end, text, page (None: not a paged format), ocr
+        "quotes": [asdict(q) for q in answer.quotes],
         "hits": [
             {
                 "rank": h.rank,
@@ -191,6 +192,8 @@ def ask_json(answer) -> dict:
                 "section": h.chunk.section,
                 "start": h.chunk.start,
                 "end": h.chunk.end,
+                "page": h.chunk.page,
+                "ocr": h.chunk.ocr,
                 "score": round(h.score, 6),
                 "text": h.chunk.text,
             }
@@ -235,6 +238,7 @@ def llm_options(args: argparse.Namespace) -> dict:
 
 
 def cmd_ask(args: argparse.Namespace) -> int:
+    from rag.answer.framing import page_label
     from rag.pipeline import Pipeline
 
     pipeline = Pipeline.load(args.index, model=args.model, overrides=_overrides(args), **llm_options(args))
@@ -246,9 +250,10 @@ def cmd_ask(args: argparse.Namespace) -> int:
         return 0
     print(answer.answer)
     print()
-    # The answer already names each source's title and section; this adds where to find the quote.
+    # The answer already names each source's title, section and page; this adds where to find the quote.
     for q in answer.quotes:
-        print(f"[{q.n}] {q.doc_id} [{q.start}:{q.end}]")
+        page = page_label(q.page, q.ocr, answer.lang)
+        print(f"[{q.n}] {q.doc_id}{' · ' + page if page else ''} [{q.start}:{q.end}]")
     return 0
 
 

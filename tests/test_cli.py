@@ -13,8 +13,8 @@ from rag.cli import main
 from .conftest import DOCS, FakeEmbedder
 
 ASK_KEYS = {"question", "lang", "abstained", "answer", "quotes", "hits"}
-QUOTE_KEYS = {"n", "doc_id", "title", "section", "start", "end", "text"}
-HIT_KEYS = {"rank", "chunk_id", "doc_id", "title", "section", "start", "end", "score", "text"}
+QUOTE_KEYS = {"n", "doc_id", "title", "section", "start", "end", "text", "page", "ocr"}
+HIT_KEYS = {"rank", "chunk_id", "doc_id", "title", "section", "start", "end", "score", "text", "page", "ocr"}
 
 
 @pytest.fixture

@@ -187,7 +187,8 @@ def build_index(
             old = prev.documents.get(doc.doc_id)
             documents[doc.doc_id] = doc
             # Title is compared too: catalog.json can rename a paper without touching its bytes.
-            if old is not None and (old.sha256, old.text, old.title) == (doc.sha256, doc.text, doc.title):
+            same = (old.sha256, old.text, old.title, old.pages) if old is not None else None
+            if same == (doc.sha256, doc.text, doc.title, doc.pages):
                 chunks[doc.doc_id] = prev.chunks.get(doc.doc_id, [])
                 vectors[doc.doc_id] = prev.vectors.get(doc.doc_id, np.empty((0, embedder.dim), np.float32))
                 report.unchanged.append(doc.doc_id)

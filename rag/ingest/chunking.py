@@ -122,7 +122,8 @@ def _windows(spans: list[tuple[int, int]], settings: ChunkerSettings) -> list[tu
 
 
 def chunk_document(doc: Document, settings: ChunkerSettings | None = None) -> list[Chunk]:
-    """Chunks of doc.text; `doc.text[c.start:c.end] == c.text` holds for every chunk."""
+    """Chunks of doc.text; `doc.text[c.start:c.end] == c.text` holds for every chunk, and a chunk of a
+    paged document knows the page it starts on."""
     settings = settings or ChunkerSettings()
     chunks = []
     for sec in find_sections(doc.text, doc.lang):
@@ -131,6 +132,7 @@ def chunk_document(doc: Document, settings: ChunkerSettings | None = None) -> li
             continue  # a heading whose text is all in its subsections: nothing to retrieve
         for start, end in _windows(spans, settings):
             body = doc.text[start:end]
+            page, ocr = doc.page_and_ocr(start)
             chunks.append(
                 Chunk(
                     id=f"{doc.doc_id}:{start}-{end}",
@@ -141,6 +143,8 @@ def chunk_document(doc: Document, settings: ChunkerSettings | None = None) -> li
                     end=end,
                     text=body,
                     lang=detect_lang(body),
+                    page=page,
+                    ocr=ocr,
                 )
             )
     return chunks

@@ -12,7 +12,7 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rag.ingest.normalise import normalise
+from rag.ingest.normalise import first_line_title, normalise_pages
 from rag.ingest.pdf import Page, PdfError, read_pages
 from rag.lang import detect_lang
 from rag.types import Document
@@ -20,7 +20,8 @@ from rag.types import Document
 SUPPORTED = (".txt", ".md", ".pdf", ".docx", ".html", ".htm")
 CATALOG = "catalog.json"
 # Bump when normalisation changes, so incremental re-indexing re-reads every document.
-NORMALISER_VERSION = "2"  # 2: PDFs through pypdfium2, furniture and OCR pages dropped
+# 2: PDFs through pypdfium2, furniture and OCR pages dropped; 3: page offsets, paragraphs, titles
+NORMALISER_VERSION = "3"
 MAX_FILE_BYTES = 50 * 1024 * 1024
 
 log = logging.getLogger(__name__)
@@ -34,6 +35,15 @@ class LoadFailure(Exception):
 class LoadError:
     path: str
     message: str
+
+
+@dataclass(frozen=True)
+class RawText:
+    """A file's text before normalisation: one string per page of a paged format (PDF), else one."""
+
+    pages: tuple[str, ...]
+    paged: bool = False
+    ocr_pages: tuple[int, ...] = ()  # 1-based pages whose text came from OCR
 
 
 @dataclass
@@ -81,7 +91,7 @@ def _ocr_notes(pages: list[Page]) -> list[str]:
     ]
 
 
-def _pdf_text(path: Path, warnings: list[str]) -> str:
+def _pdf_text(path: Path, warnings: list[str]) -> RawText:
     try:
         pages = read_pages(path)
     except PdfError as exc:
@@ -92,7 +102,7 @@ def _pdf_text(path: Path, warnings: list[str]) -> str:
             raise LoadFailure("no readable text, nothing indexed: " + "; ".join(_ocr_notes(ocr)))
         raise LoadFailure("empty PDF: no page has text or images")
     warnings += [f"not indexed: {note}" for note in _ocr_notes(ocr)]
-    return "\n".join(p.text for p in pages)
+    return RawText(tuple(p.text for p in pages), paged=True)
 
 
 def _docx_text(path: Path) -> str:
@@ -115,8 +125,9 @@ def _html_text(data: bytes) -> str:
     return soup.get_text("\n")
 
 
-def read_raw_text(path: Path, warnings: list[str] | None = None) -> tuple[str, bytes]:
-    """Return the raw text of one file and its bytes; raise LoadFailure with a readable reason.
+def read_raw_text(path: Path, warnings: list[str] | None = None) -> tuple[RawText, bytes]:
+    """Return the raw text of one file (page by page for a PDF) and its bytes; raise LoadFailure with
+    a readable reason.
     Parts left out (PDF pages that need OCR) are described in `warnings`."""
     suffix = path.suffix.lower()
     if suffix not in SUPPORTED:
@@ -133,10 +144,10 @@ def read_raw_text(path: Path, warnings: list[str] | None = None) -> tuple[str, b
     if suffix == ".pdf":
         return _pdf_text(path, [] if warnings is None else warnings), data
     if suffix == ".docx":
-        return _docx_text(path), data
+        return RawText((_docx_text(path),)), data
     if suffix in (".html", ".htm"):
-        return _html_text(data), data
-    return decode_text(data), data
+        return RawText((_html_text(data),)), data
+    return RawText((decode_text(data),)), data
 
 
 def read_catalog(folder: Path) -> dict[str, dict]:
@@ -152,8 +163,10 @@ def read_catalog(folder: Path) -> dict[str, dict]:
         return {}
 
 
-def title_of(entry: dict, stem: str) -> str:
-    return entry.get("title") or entry.get("title_zh") or entry.get("topic_en") or stem
+def title_of(entry: dict, stem: str, text: str = "") -> str:
+    """The catalog's title, else the text's first line when it reads as a title, else the file name."""
+    catalog = entry.get("title") or entry.get("title_zh") or entry.get("topic_en")
+    return catalog or first_line_title(text) or stem
 
 
 def load_file(
@@ -167,14 +180,16 @@ def load_file(
         log.warning("%s: %s", path, note)
     if warnings is not None:
         warnings += notes
-    text = normalise(raw)
+    text, starts = normalise_pages(raw.pages)
     if not text.strip():
         # Scanned PDFs are caught page by page above; this file really holds no text.
         raise LoadFailure("empty: no text in the file")
     entry = entry or {}
     digest = hashlib.sha256(data + NORMALISER_VERSION.encode()).hexdigest()
     meta = {k: v for k, v in entry.items() if k != "file"}
-    return Document(doc_id, title_of(entry, path.stem), str(path), text, digest, detect_lang(text), meta)
+    title = title_of(entry, path.stem, text)
+    pages = starts if raw.paged else ()
+    return Document(doc_id, title, str(path), text, digest, detect_lang(text), meta, pages, raw.ocr_pages)
 
 
 def load_folder(folder: str | Path) -> LoadResult:
