@@ -157,8 +157,8 @@ def cmd_index(args: argparse.Namespace) -> int:
         max_chars=args.max_chars or defaults.max_chars,
         overlap_chars=defaults.overlap_chars if args.overlap is None else args.overlap,
     )
-    runtime = load_settings(overrides=_overrides(args)).settings.encoder.runtime
-    embedder = SentenceTransformerEmbedder(args.model, show_progress=False, runtime=runtime)
+    effective = load_settings(overrides=_overrides(args)).settings
+    embedder = SentenceTransformerEmbedder(args.model, show_progress=False, runtime=effective.encoder.runtime)
     crosslingual = None if args.no_crosslingual else USEEmbedder()
     report = build_index(
         args.docs,
@@ -168,6 +168,7 @@ def cmd_index(args: argparse.Namespace) -> int:
         faiss_kind=args.faiss,
         progress=not args.quiet,
         crosslingual=crosslingual,
+        ingest=effective.ingest,
     )
     print(report.summary())
     for err in report.errors:

@@ -1,6 +1,7 @@
 """Every knob of the pipeline in one typed tree, and where each value comes from.
 
     Settings
+    ├── ingest      how papers are read (OCR of pages without a usable text layer)
     ├── chunking    how papers are cut (fixed when the index is built; its manifest records them)
     ├── encoder     which runtime runs e5 (onnxruntime or torch)
     ├── retrieval   candidate depth, fusion and the weight of each signal
@@ -60,6 +61,20 @@ class ChunkerSettings:
                 f"overlap_chars must be >= 0 and less than half of max_chars ({self.max_chars}), "
                 f"got {self.overlap_chars}."
             )
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class IngestSettings:
+    ocr: bool = knob(True, "read PDF pages with no usable text layer (scans, garbage) by offline OCR")
+    ocr_dpi: int = knob(200, "resolution a page is rendered at for OCR, in dots per inch (capped at 2000 px)")
+    ocr_min_score: float = knob(0.7, "lowest recognition confidence of an OCR line that is kept, in [0, 1]")
+
+    def __post_init__(self) -> None:
+        _check_range("ocr_dpi", self.ocr_dpi, 50, 600)
+        _check_range("ocr_min_score", self.ocr_min_score, 0, 1)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -209,6 +224,7 @@ class AbstainSettings:
 
 @dataclass(frozen=True)
 class Settings:
+    ingest: IngestSettings = field(default_factory=IngestSettings)
     chunking: ChunkerSettings = field(default_factory=ChunkerSettings)
     encoder: EncoderSettings = field(default_factory=EncoderSettings)
     retrieval: RetrievalSettings = field(default_factory=RetrievalSettings)

@@ -27,7 +27,7 @@ from rag.indexing.store import IndexLoadError
 from rag.indexing.vectors import VectorIndex, resolve_kind
 from rag.ingest.chunking import chunk_document
 from rag.ingest.loading import LoadError, load_folder
-from rag.settings import ChunkerSettings
+from rag.settings import ChunkerSettings, IngestSettings
 from rag.terms.lexical import TOKENIZER_VERSION, BM25Index
 from rag.types import Chunk, Document
 
@@ -150,11 +150,13 @@ def build_index(
     faiss_kind: str = "auto",
     progress: bool = True,
     crosslingual: Embedder | None = None,
+    ingest: IngestSettings | None = None,
 ) -> BuildReport:
     """Index every paper in docs_dir into index_dir, reusing the chunks and vectors of unchanged papers.
 
     `crosslingual` is a second embedder (rag.encode.use.USEEmbedder in the CLI and app) whose chunk and
     sentence vectors let English questions find Chinese passages; without it those signals are off.
+    `ingest` says how papers are read (OCR on or off; default: on).
 
     A file that fails to load is reported and skipped; if it was indexed before, its previous
     version is kept. The new index is written beside index_dir and swapped in only when complete.
@@ -169,7 +171,7 @@ def build_index(
         store.recover_interrupted_swap(index_dir)
         store.remove_stale_build_dirs(index_dir)
         with timer("load documents"):
-            loaded = load_folder(docs_dir)
+            loaded = load_folder(docs_dir, ingest)
         with timer("read previous index"):
             previous, reason = _load_previous(index_dir, embedder, settings)
         report = BuildReport(
