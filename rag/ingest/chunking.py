@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 
 from rag.ingest.headings import ABSTRACT_LABELS, UNTITLED, WHOLE, Heading, parse_heading
 from rag.ingest.sentences import sentence_spans
@@ -26,8 +27,20 @@ class _Outline:
         self.stack: list[tuple[int, str]] = []  # (level, label)
         self.numbers: tuple[int, ...] = ()  # last accepted heading number, for sequence checks
         self.cn: tuple[int, ...] = ()
+        self.abstract_parts: set[str] = set()  # structured-abstract labels seen in the open abstract
 
     def accept(self, h: Heading) -> bool:
+        in_abstract = bool(self.stack) and self.stack[0][1] in ABSTRACT_LABELS
+        if h.kind == "abstract":
+            self.abstract_parts = set()
+        if h.kind == "structured":
+            # A part of the open abstract, unless the abstract already had it: then the paper's own
+            # "Methods" has begun, a top-level section (as it is in a paper with no abstract heading).
+            part = h.label.lower()
+            if in_abstract and part not in self.abstract_parts:
+                self.abstract_parts.add(part)
+            else:
+                h = replace(h, level=1)
         if h.kind == "numbered":
             if not _follows(self.numbers, h.number):
                 return False
@@ -37,7 +50,7 @@ class _Outline:
             if len(new) != h.level or not _follows(self.cn, new):
                 return False
             self.cn = new
-        elif h.kind == "keywords" and not (self.stack and self.stack[0][1] in ABSTRACT_LABELS):
+        elif h.kind == "keywords" and not in_abstract:
             return False  # keywords belong under an abstract
         while self.stack and self.stack[-1][0] >= h.level:
             self.stack.pop()

@@ -210,7 +210,8 @@ def load_file(
     entry = entry or {}
     digest = hashlib.sha256(data + NORMALISER_VERSION.encode()).hexdigest()
     meta = {k: v for k, v in entry.items() if k != "file"}
-    title = title_of(entry, path.stem, text)
+    # A PDF's first line is a journal's running head as often as its title: only text files use it.
+    title = title_of(entry, path.stem, "" if raw.paged else text)
     pages = starts if raw.paged else ()
     return Document(doc_id, title, str(path), text, digest, detect_lang(text), meta, pages, raw.ocr_pages)
 

@@ -43,6 +43,7 @@ _HYPHEN_BREAK = re.compile(r"[A-Za-z]-$")
 # A first line this short with no full stop is a title (when the catalog gives none).
 TITLE_MAX_CHARS = 120
 _MIN_SPACING_LINES = 3
+_TITLE_WIDTH_SHARE = 0.8
 
 
 def is_cjk(ch: str) -> bool:
@@ -151,7 +152,7 @@ def normalise_pages(pages: Sequence[str]) -> tuple[str, tuple[int, ...]]:
             paragraphs[-1] = _join(paragraphs[-1], line.text)
         page_starts.setdefault(line.page, para_start + len(paragraphs[-1]) - len(line.text))
         open_para = not heading and not _SENTENCE_END.search(paragraphs[-1])
-        if i == 0 and len(lines) > 1 and _title_like(line.text) and _starts_paragraph(lines[1]):
+        if i == 0 and len(lines) > 1 and _title_like(line.text) and _after_title(line, lines[1]):
             open_para = False  # a title line is never glued to the first paragraph
     text = "\n".join(paragraphs)
     starts = [len(text)] * len(pages)
@@ -176,11 +177,13 @@ def _title_like(line: str, clauses: bool = False) -> bool:
     return len(line) <= TITLE_MAX_CHARS and not re.search(marks, line)
 
 
-def _starts_paragraph(line: _Line) -> bool:
-    """Whether a line after a title-like first line opens the text rather than finishing the first
-    line's sentence: after a blank line, or (with no clause mark in the first line, which a wrapped
-    sentence would have) opening with anything but a lower-case letter."""
-    return line.after_blank or not line.text[:1].islower()
+def _after_title(first: _Line, nxt: _Line) -> bool:
+    """Whether the line after a title-like first line opens the text rather than finishing the first
+    line's sentence: it comes after a blank line, or it does not go on in lower case and the first
+    line is clearly shorter (a wrapped first line is as wide as the next one)."""
+    if nxt.after_blank:
+        return True
+    return not nxt.text[:1].islower() and len(first.text) < _TITLE_WIDTH_SHARE * len(nxt.text)
 
 
 def first_line_title(text: str) -> str | None:
