@@ -112,3 +112,18 @@ def test_run_in_headings_are_split_from_their_body_text():
 
 def test_crlf_and_bom_are_handled():
     assert normalise("\ufeff第一句,\r\n第二句。\r\n") == "第一句,第二句。"
+
+
+def test_characters_whose_nfkc_form_changes_the_meaning_are_kept():
+    # NFKC would write 6½ as 61⁄2 (read "61/2") and 10⁹/L as 109/L
+    assert normalise("患儿6½岁,白细胞 12×10⁹/L。") == "患儿6½岁,白细胞 12×10⁹/L。"
+    assert normalise("A dose of ¾ tablet per m² for CD4⁺ cells and H₂O.") == (
+        "A dose of ¾ tablet per m² for CD4⁺ cells and H₂O."
+    )
+    # everything else is still NFKC: full-width letters, digits and punctuation
+    assert normalise("ＣＤ４⁺细胞，约２½倍。") == "CD4⁺细胞,约2½倍。"
+
+
+def test_radical_look_alikes_in_any_format_become_the_ideographs():
+    # U+2ED4 (CJK Radicals Supplement, left alone by NFKC) and U+2F8E (a Kangxi radical)
+    assert normalise("\u2ed4诊\u2f8e常规检查。") == "门诊血常规检查。"

@@ -1,4 +1,5 @@
-"""Normalise PDF-extracted text: NFKC, page furniture, broken lines, spaced-out CJK, hyphenation.
+"""Normalise PDF-extracted text: NFKC (but for characters it would change the meaning of, and with
+radical look-alikes mapped), page furniture, broken lines, spaced-out CJK, hyphenation.
 
 Every offset used later (chunks, hits, quotes) refers to the string this module returns, and the index
 stores it, so a quote can always be checked against it. Heading lines are kept on lines of their own so
@@ -7,12 +8,16 @@ that `rag.ingest.chunking` can find sections; `headings.py` holds the patterns b
 
 from __future__ import annotations
 
+import json
 import re
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cache
+from importlib import resources
 
 from rag.ingest.headings import is_heading_line, split_run_in_heading
+from rag.ingest.pdf import radical_table
 from rag.knowledge import domain_blocks
 
 
@@ -46,6 +51,21 @@ _MIN_SPACING_LINES = 3
 _TITLE_WIDTH_SHARE = 0.8
 
 
+@cache
+def _kept() -> re.Pattern[str]:
+    """The characters NFKC would rewrite into something else (rag/data/normalise.json), as a class."""
+    data = json.loads(resources.files("rag").joinpath("data/normalise.json").read_text(encoding="utf-8"))
+    return re.compile(f"([{re.escape(''.join(data['keep'].values()))}])")
+
+
+def nfkc(text: str) -> str:
+    """NFKC, but for the characters whose NFKC form changes the meaning (6½ stays 6½, not 61⁄2), and
+    with radical look-alikes mapped to the ideographs they show (⻔ -> 门, which NFKC leaves)."""
+    parts = _kept().split(text.translate(radical_table()))
+    # split() with a group puts the kept characters at the odd positions
+    return "".join(p if i % 2 else unicodedata.normalize("NFKC", p) for i, p in enumerate(parts))
+
+
 def is_cjk(ch: str) -> bool:
     return bool(_CJK_CHAR.match(ch))
 
@@ -58,7 +78,7 @@ def _clean_line(raw: str) -> tuple[str, bool]:
     """NFKC one raw line; return it stripped and whether it opened an indented paragraph."""
     # A leading ideographic indent ("　　") is the only reliable paragraph mark these PDFs keep.
     indented = raw.lstrip(" ").startswith("\u3000\u3000")
-    line = unicodedata.normalize("NFKC", raw).replace("⁃", "-").replace("\u00ad", "")
+    line = nfkc(raw).replace("⁃", "-").replace("\u00ad", "")
     line = _SPACE_BETWEEN_CJK.sub("", line.strip())
     return re.sub(r"[ \t]{2,}", " ", line), indented
 

@@ -47,7 +47,8 @@ def rules() -> dict[str, Any]:
 
 
 @cache
-def _radicals() -> dict[int, str]:
+def radical_table() -> dict[int, str]:
+    """str.translate table: radical look-alikes (U+2E80-U+2FDF) -> the ideographs they show."""
     table = {ord(k): v for k, v in rules()["radicals"]["map"].items()}
     # NFKC maps each Kangxi radical to its ideograph; applied to that block only, as NFKC elsewhere
     # (full-width punctuation) is normalise()'s business.
@@ -91,7 +92,7 @@ def page_problem(raw: str, has_images: bool) -> str | None:
 
 def clean_page(raw: str) -> str:
     """Join soft-hyphenated words, map radical look-alikes, drop control characters but \\n and \\t."""
-    text = _soft_hyphen().sub("", raw.replace("\r\n", "\n")).translate(_radicals())
+    text = _soft_hyphen().sub("", raw.replace("\r\n", "\n")).translate(radical_table())
     return "".join(c for c in text if c in "\n\t" or unicodedata.category(c) not in ("Cc", "Cs", "Cn"))
 
 
