@@ -277,6 +277,8 @@ def inspect_json(index) -> dict:
                 "path": doc.path,
                 "chars": len(doc.text),
                 "chunks": per_doc.get(doc.doc_id, 0),
+                "pages": len(doc.pages) or None,  # None: not a paged format
+                "ocr_pages": list(doc.ocr_pages),
                 "sections": tops,
             }
         )
@@ -292,7 +294,9 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         return 0
     print(f"model: {info['model']}\nchunks: {info['chunks']}\ndocuments: {len(info['documents'])}")
     for d in info["documents"]:
-        print(f"- {d['doc_id']} ({d['chars']} chars, {d['chunks']} chunks): {d['title']}")
+        pages = f", {d['pages']} pages" if d["pages"] else ""
+        ocr = f", OCR on {len(d['ocr_pages'])}" if d["ocr_pages"] else ""
+        print(f"- {d['doc_id']} ({d['chars']} chars, {d['chunks']} chunks{pages}{ocr}): {d['title']}")
         print(f"    sections: {' | '.join(d['sections'])}")
     return 0
 

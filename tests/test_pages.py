@@ -144,6 +144,8 @@ def test_quotes_and_citations_name_the_page(paged_index: Path, monkeypatch, caps
     assert main(["ask", question, "--index", str(paged_index), *NO_RULES]) == 0
     printed = capsys.readouterr().out
     assert f"[1] trial · p. {out['quotes'][0]['page']} [" in printed
+    assert main(["inspect", "--index", str(paged_index)]) == 0
+    assert "chunks, 4 pages): trial" in capsys.readouterr().out
 
 
 def test_the_app_card_shows_the_page(paged: Document):
