@@ -155,3 +155,43 @@ def test_a_text_pdf_with_a_scanned_page_marks_only_that_page_as_ocr(tmp_path: Pa
     assert {c.page: c.ocr for c in chunks} == {1: False, 2: True}
     assert "glycoprotein" in doc.text[doc.pages[1] :] and "血常规" in doc.text[: doc.pages[1]]
     assert list((tmp_path / "cache").glob("*.txt"))  # kept for the next build
+
+
+@pytest.mark.slow  # the engine on a whole page: seconds
+def test_a_scanned_page_ocr_cannot_read_is_still_reported_by_file_and_page(tmp_path: Path):
+    from fpdf import FPDF
+    from PIL import Image
+
+    Image.new("RGB", (400, 300), "white").save(tmp_path / "blank.png")  # a scan of an empty page
+    pdf = FPDF(format=(120, 90))  # small pages: OCR time grows with the pixels
+    pdf.set_font("Helvetica", size=8)
+    pdf.add_page()
+    pdf.cell(0, 8, "Heparin prevents deep vein thrombosis after surgery.")
+    pdf.add_page()
+    pdf.image(str(tmp_path / "blank.png"), x=5, y=5, w=100)
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    pdf.output(str(docs / "paper.pdf"))
+    result = load_folder(docs, IngestSettings())
+    assert [w.message for w in result.warnings] == [
+        "not indexed: page 2: no text layer, only images (a scan); OCR found no text on it"
+    ]
+    assert result.documents[0].ocr_pages == () and "Heparin prevents" in result.documents[0].text
+
+
+@needs_shared
+def test_without_rapidocr_scans_are_reported_with_how_to_install_it(monkeypatch):
+    import builtins
+
+    from rag.ingest.loading import LoadFailure
+
+    real_import = builtins.__import__
+
+    def no_rapidocr(name, *args, **kwargs):
+        if name == "rapidocr":
+            raise ImportError("No module named 'rapidocr'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_rapidocr)
+    with pytest.raises(LoadFailure, match=r"page 1: no text layer.*needs OCR, OCR needs rapidocr 3.x"):
+        load_file(SHARED / EN_SCAN, "en-scan", ingest=IngestSettings())
