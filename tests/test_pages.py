@@ -218,3 +218,15 @@ def test_real_pdf_pages_match_their_text_layer():
     assert checked > 100
     for c in chunk_document(doc):
         assert doc.text[c.start : c.end] == c.text and c.page == doc.page_at(c.start)
+
+
+def test_an_llm_answers_verified_quotes_know_their_page(paged: Document):
+    from rag.answer.generate import verify_answer
+    from rag.types import Hit
+
+    hits = [Hit(c, 1.0, i) for i, c in enumerate(chunk_document(paged))]
+    n = next(i for i, h in enumerate(hits, 1) if "Bleeding was rare" in h.chunk.text)
+    v = verify_answer(
+        f"“Bleeding was rare with low molecular weight heparin” [{n}]", "en", hits, {"trial": paged}
+    )
+    assert [(q.page, q.ocr) for q in v.quotes] == [(4, False)]
