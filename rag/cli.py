@@ -157,8 +157,8 @@ def cmd_index(args: argparse.Namespace) -> int:
         max_chars=args.max_chars or defaults.max_chars,
         overlap_chars=defaults.overlap_chars if args.overlap is None else args.overlap,
     )
-    runtime = load_settings(overrides=_overrides(args)).settings.encoder.runtime
-    embedder = SentenceTransformerEmbedder(args.model, show_progress=False, runtime=runtime)
+    effective = load_settings(overrides=_overrides(args)).settings
+    embedder = SentenceTransformerEmbedder(args.model, show_progress=False, runtime=effective.encoder.runtime)
     crosslingual = None if args.no_crosslingual else USEEmbedder()
     # The index's own settings.json may raise the limit too (the app's uploads read it there).
     ingest = load_settings(args.index, overrides=_overrides(args)).settings.ingest
@@ -171,6 +171,7 @@ def cmd_index(args: argparse.Namespace) -> int:
         progress=not args.quiet,
         crosslingual=crosslingual,
         max_file_chars=ingest.max_file_chars,
+        ingest=ingest,
     )
     print(report.summary())
     for err in report.errors:
@@ -184,7 +185,8 @@ def ask_json(answer) -> dict:
         "lang": answer.lang,
         "abstained": answer.abstained,
         "answer": answer.answer,
-        "quotes": [asdict(q) for q in answer.quotes],  # n, doc_id, title, section, start, end, text
+        # n, doc_id, title, section, start, end, text, page (None: not a paged format), ocr
+        "quotes": [asdict(q) for q in answer.quotes],
         "hits": [
             {
                 "rank": h.rank,
@@ -194,6 +196,8 @@ def ask_json(answer) -> dict:
                 "section": h.chunk.section,
                 "start": h.chunk.start,
                 "end": h.chunk.end,
+                "page": h.chunk.page,
+                "ocr": h.chunk.ocr,
                 "score": round(h.score, 6),
                 "text": h.chunk.text,
             }
@@ -238,6 +242,7 @@ def llm_options(args: argparse.Namespace) -> dict:
 
 
 def cmd_ask(args: argparse.Namespace) -> int:
+    from rag.answer.framing import page_label
     from rag.pipeline import Pipeline
 
     pipeline = Pipeline.load(args.index, model=args.model, overrides=_overrides(args), **llm_options(args))
@@ -249,9 +254,10 @@ def cmd_ask(args: argparse.Namespace) -> int:
         return 0
     print(answer.answer)
     print()
-    # The answer already names each source's title and section; this adds where to find the quote.
+    # The answer already names each source's title, section and page; this adds where to find the quote.
     for q in answer.quotes:
-        print(f"[{q.n}] {q.doc_id} [{q.start}:{q.end}]")
+        page = page_label(q.page, q.ocr, answer.lang)
+        print(f"[{q.n}] {q.doc_id}{' · ' + page if page else ''} [{q.start}:{q.end}]")
     return 0
 
 
@@ -274,6 +280,8 @@ def inspect_json(index) -> dict:
                 "path": doc.path,
                 "chars": len(doc.text),
                 "chunks": per_doc.get(doc.doc_id, 0),
+                "pages": len(doc.pages) or None,  # None: not a paged format
+                "ocr_pages": list(doc.ocr_pages),
                 "sections": tops,
             }
         )
@@ -289,7 +297,9 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         return 0
     print(f"model: {info['model']}\nchunks: {info['chunks']}\ndocuments: {len(info['documents'])}")
     for d in info["documents"]:
-        print(f"- {d['doc_id']} ({d['chars']} chars, {d['chunks']} chunks): {d['title']}")
+        pages = f", {d['pages']} pages" if d["pages"] else ""
+        ocr = f", OCR on {len(d['ocr_pages'])}" if d["ocr_pages"] else ""
+        print(f"- {d['doc_id']} ({d['chars']} chars, {d['chunks']} chunks{pages}{ocr}): {d['title']}")
         print(f"    sections: {' | '.join(d['sections'])}")
     return 0
 

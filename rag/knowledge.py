@@ -53,6 +53,7 @@ DOMAIN_BLOCK = {
             "named": WORDS,
             "run_in_bracketed": WORDS,
             "run_in_colon": WORDS,
+            "structured": Omittable(WORDS),
             "untitled": TEXT,
             "whole": TEXT,
         }

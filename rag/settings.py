@@ -1,7 +1,7 @@
 """Every knob of the pipeline in one typed tree, and where each value comes from.
 
     Settings
-    ├── ingest      what a build accepts (the longest file)
+    ├── ingest      what a build accepts and how papers are read (the longest file, OCR)
     ├── chunking    how papers are cut (fixed when the index is built; its manifest records them)
     ├── encoder     which runtime runs e5 (onnxruntime or torch)
     ├── retrieval   candidate depth, fusion and the weight of each signal
@@ -73,9 +73,14 @@ class IngestSettings:
         1_000_000,
         "longest document a build indexes, in characters of normalised text; longer ones are refused",
     )
+    ocr: bool = knob(True, "read PDF pages with no usable text layer (scans, garbage) by offline OCR")
+    ocr_dpi: int = knob(200, "resolution a page is rendered at for OCR, in dots per inch (capped at 2000 px)")
+    ocr_min_score: float = knob(0.7, "lowest recognition confidence of an OCR line that is kept, in [0, 1]")
 
     def __post_init__(self) -> None:
         _check_range("max_file_chars", self.max_file_chars, 1)
+        _check_range("ocr_dpi", self.ocr_dpi, 50, 600)
+        _check_range("ocr_min_score", self.ocr_min_score, 0, 1)
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass, field
 
 
@@ -9,7 +10,8 @@ from dataclasses import dataclass, field
 class Document:
     """One source document after loading and normalisation.
 
-    `text` is the normalised text; every chunk, hit and quote offset refers to it.
+    `text` is the normalised text; every chunk, hit and quote offset refers to it. A paged format
+    (PDF) keeps where each page starts in it, so any offset knows its page.
     """
 
     doc_id: str
@@ -19,6 +21,20 @@ class Document:
     sha256: str  # hash of the raw file bytes, for incremental re-indexing
     lang: str = "zh"  # dominant language of the body text: "zh" or "en"
     meta: dict = field(default_factory=dict, hash=False, compare=False)
+    pages: tuple[int, ...] = ()  # offset in `text` where page i + 1 starts; () for unpaged formats
+    ocr_pages: tuple[int, ...] = ()  # 1-based numbers of the pages whose text came from OCR
+
+    def page_at(self, offset: int) -> int | None:
+        """The 1-based page holding `offset`, or None for an unpaged format. A page left empty (a
+        blank page) starts where the next one does, so the text there belongs to the later page."""
+        if not self.pages:
+            return None
+        return max(1, bisect.bisect_right(self.pages, offset))
+
+    def page_and_ocr(self, offset: int) -> tuple[int | None, bool]:
+        """The page holding `offset` (see `page_at`) and whether that page was read by OCR."""
+        page = self.page_at(offset)
+        return page, page is not None and page in self.ocr_pages
 
 
 @dataclass(frozen=True)
@@ -46,6 +62,8 @@ class Chunk:
     end: int
     text: str
     lang: str = "zh"
+    page: int | None = None  # 1-based page where the chunk starts (paged formats only)
+    ocr: bool = False  # that page's text came from OCR
 
 
 @dataclass(frozen=True)
@@ -66,6 +84,8 @@ class Quote:
     start: int
     end: int
     text: str
+    page: int | None = None  # 1-based page where the quote starts (paged formats only)
+    ocr: bool = False  # that page's text came from OCR
 
     def matches(self, doc_text: str) -> bool:
         """True when the quote is exactly `doc_text[start:end]`, the one check every caller shares."""

@@ -48,6 +48,15 @@ class FakeEmbedder:
         return self._embed(list(texts))
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _ocr_cache(tmp_path_factory: pytest.TempPathFactory):
+    """OCR'd pages are cached in a temp folder, never in the user's cache."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("RAG_OCR_CACHE", str(tmp_path_factory.mktemp("ocr-cache")))
+    yield
+    mp.undo()
+
+
 @pytest.fixture
 def fake_embedder() -> FakeEmbedder:
     return FakeEmbedder()

@@ -13,8 +13,8 @@ from rag.cli import main
 from .conftest import DOCS, FakeEmbedder
 
 ASK_KEYS = {"question", "lang", "abstained", "answer", "quotes", "hits"}
-QUOTE_KEYS = {"n", "doc_id", "title", "section", "start", "end", "text"}
-HIT_KEYS = {"rank", "chunk_id", "doc_id", "title", "section", "start", "end", "score", "text"}
+QUOTE_KEYS = {"n", "doc_id", "title", "section", "start", "end", "text", "page", "ocr"}
+HIT_KEYS = {"rank", "chunk_id", "doc_id", "title", "section", "start", "end", "score", "text", "page", "ocr"}
 
 
 @pytest.fixture
@@ -40,7 +40,10 @@ def test_inspect_json_schema(fake_index, capsys):
     assert set(out) == {"model", "chunks", "documents"}
     assert out["model"] == "fake-hash-64"
     docs = {d["doc_id"]: d for d in out["documents"]}
-    assert set(docs["zh-thrombosis"]) == {"doc_id", "title", "path", "chars", "chunks", "sections"}
+    assert set(docs["zh-thrombosis"]) == {
+        "doc_id", "title", "path", "chars", "chunks", "pages", "ocr_pages", "sections",
+    }  # fmt: skip
+    assert docs["zh-thrombosis"]["pages"] is None and docs["zh-thrombosis"]["ocr_pages"] == []
     assert docs["zh-thrombosis"]["sections"] == ["摘要", "1 引言", "2 治疗"]
     assert sum(d["chunks"] for d in out["documents"]) == out["chunks"]
 

@@ -75,7 +75,7 @@ def test_chunks_are_verbatim_spans_of_stored_text(built):
 
 def test_manifest_contents(built, docs):
     manifest = json.loads((built / "manifest.json").read_text(encoding="utf-8"))
-    assert manifest["format"] == "rag-index" and manifest["format_version"] == 2
+    assert manifest["format"] == "rag-index" and manifest["format_version"] == 3
     assert manifest["package_version"] == rag.__version__
     assert (manifest["model_id"], manifest["dim"], manifest["normalised"]) == ("fake-hash-64", 64, True)
     assert manifest["chunker"] == SETTINGS.to_dict()
@@ -364,7 +364,7 @@ def test_newer_format_version(built):
     manifest = json.loads((built / "manifest.json").read_text(encoding="utf-8"))
     manifest["format_version"] = 99
     (built / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
-    with pytest.raises(IndexVersionError, match="format version 99; this version of rag reads version 2"):
+    with pytest.raises(IndexVersionError, match="format version 99; this version of rag reads versions 2-3"):
         Index.load(built)
 
 

@@ -11,10 +11,12 @@ import pytest
 
 from rag.ingest.loading import LoadFailure, load_file, load_folder
 from rag.ingest.pdf import clean_page, drop_furniture, page_problem, read_pages
+from rag.settings import IngestSettings
 
 from .conftest import REPO
 
 SHARED = REPO / ".." / "shared" / "pdfs"
+NO_OCR = IngestSettings(ocr=False)  # the text layers alone (OCR: tests/test_ocr.py)
 
 
 # --- synthetic pages -------------------------------------------------------------------------
@@ -117,7 +119,7 @@ def loaded(catalog) -> dict[str, str | LoadFailure]:
     out: dict[str, str | LoadFailure] = {}
     for name in catalog:
         try:
-            out[name] = load_file(SHARED / name, Path(name).stem).text
+            out[name] = load_file(SHARED / name, Path(name).stem, ingest=NO_OCR).text
         except LoadFailure as exc:
             out[name] = exc
     return out
@@ -170,14 +172,15 @@ def test_gbk_font_page_and_radical_look_alikes_decode(loaded):
 
 
 @needs_shared
-def test_scans_and_garbage_pages_are_reported_by_file_and_page_as_needing_ocr(loaded):
+def test_scans_and_garbage_pages_are_reported_by_file_and_page_when_ocr_is_off(loaded):
     for name, pages in [
         ("en-scanned-clinical-proteomics-2015-p6.pdf", "page 1:"),
         ("zh-scanned-book-8p.pdf", "pages 1-8:"),
         ("zh-math-problems-no-tounicode.pdf", "page 1:"),
     ]:
         message = str(loaded[name])
-        assert isinstance(loaded[name], LoadFailure) and pages in message and "needs OCR" in message, name
+        assert isinstance(loaded[name], LoadFailure) and pages in message, name
+        assert "needs OCR, which is switched off (ingest.ocr = false)" in message, name
         assert "empty" not in message
 
 
@@ -191,10 +194,11 @@ def test_a_text_pdf_with_a_scanned_page_is_indexed_with_a_warning(tmp_path: Path
     docs = tmp_path / "docs"
     docs.mkdir()
     mixed.save(str(docs / "mixed.pdf"))
-    result = load_folder(docs)
+    result = load_folder(docs, NO_OCR)
     assert "血常规" in result.documents[0].text and not result.errors
     assert [w.message for w in result.warnings] == [
-        "not indexed: page 2: no text layer, only images (a scan); needs OCR, which is not installed yet"
+        "not indexed: page 2: no text layer, only images (a scan); needs OCR, which is switched off "
+        "(ingest.ocr = false)"
     ]
     assert "mixed.pdf: not indexed: page 2" in caplog.text
 
@@ -202,7 +206,7 @@ def test_a_text_pdf_with_a_scanned_page_is_indexed_with_a_warning(tmp_path: Path
 
     from .helpers_index import RecordingEmbedder
 
-    report = build_index(docs, tmp_path / "index", RecordingEmbedder(), progress=False)
+    report = build_index(docs, tmp_path / "index", RecordingEmbedder(), progress=False, ingest=NO_OCR)
     assert f"warning {docs / 'mixed.pdf'}: not indexed: page 2: no text layer" in report.summary()
     manifest = json.loads((tmp_path / "index" / "manifest.json").read_text(encoding="utf-8"))
     assert [w["message"][:20] for w in manifest["load_warnings"]] == ["not indexed: page 2:"]

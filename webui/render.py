@@ -12,7 +12,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict
 
-from rag.answer.framing import templates
+from rag.answer.framing import page_label, templates
 from rag.ingest.chunking import find_sections
 from rag.types import Answer, Document, Hit, Quote
 
@@ -62,7 +62,7 @@ def format_draft(text: str, lang: str) -> str:
 
 def quotes_json(answer: Answer) -> list[dict]:
     """The quotes as plain JSON rows (API output and UI state)."""
-    return [asdict(q) for q in answer.quotes]  # n, doc_id, title, section, start, end, text
+    return [asdict(q) for q in answer.quotes]  # n, doc_id, title, section, start, end, text, page, ocr
 
 
 def quote_from_json(row: Mapping) -> Quote:
@@ -74,6 +74,8 @@ def quote_from_json(row: Mapping) -> Quote:
         int(row["start"]),
         int(row["end"]),
         str(row["text"]),
+        None if row.get("page") is None else int(row["page"]),
+        bool(row.get("ocr", False)),
     )
 
 
@@ -132,7 +134,10 @@ def highlight(text: str, start: int, end: int, lo: int, hi: int, mark_attrs: str
     )
 
 
-def _card(n: int, title: str, section: str, body: str, button: str) -> str:
+def _card(n: int, title: str, section: str, body: str, button: str, page: str = "") -> str:
+    """`page`: the page label ("p. 4"), "" for an unpaged format."""
+    if page:
+        section = f"{section}{templates('en')['page_sep']}{page}"
     return (
         f'<article class="src-card" data-n="{n}">'
         f'<div class="src-head"><span class="src-n">{n}</span>'
@@ -148,10 +153,11 @@ def render_quote(q: Quote, documents: Mapping[str, Document], lang: str = "en") 
     doc = documents.get(q.doc_id)
     if not _quote_matches(doc, q):
         body = f'<mark>{html.escape(q.text)}</mark><div class="src-note">{labels["changed"]}</div>'
-        return _card(q.n, q.title, q.section, body, "")
+        return _card(q.n, q.title, q.section, body, "", page_label(q.page, q.ocr, lang))
     lo, hi = context_window(doc.text, q.start, q.end, bounds=section_bounds(doc, q.start))
     button = f'<button type="button" class="src-open" data-quote="{q.n}">{labels["open"]} ↗</button>'
-    return _card(q.n, q.title, q.section, highlight(doc.text, q.start, q.end, lo, hi), button)
+    page = page_label(q.page, q.ocr, lang)
+    return _card(q.n, q.title, q.section, highlight(doc.text, q.start, q.end, lo, hi), button, page)
 
 
 def render_sources(
@@ -170,7 +176,14 @@ def render_sources(
     elif hits:
         # Retrieved passages are context, not evidence: shown plain, without a highlight.
         cards = [
-            _card(i, h.chunk.title, h.chunk.section, html.escape(h.chunk.text), "")
+            _card(
+                i,
+                h.chunk.title,
+                h.chunk.section,
+                html.escape(h.chunk.text),
+                "",
+                page_label(h.chunk.page, h.chunk.ocr, lang),
+            )
             for i, h in enumerate(hits[:max_hits], 1)
         ]
     else:

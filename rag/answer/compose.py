@@ -95,7 +95,8 @@ def draft_answer(
         chosen = _answer_parts(query, chosen, hits, documents, settings, scorer, analyse_part)
     quotes: list[tuple[Quote, bool]] = []
     for s, is_counterpart in chosen:
-        quote = Quote(len(quotes) + 1, s.doc_id, s.title, s.section, s.start, s.end, s.text)
+        place = documents[s.doc_id].page_and_ocr(s.start) if s.doc_id in documents else (None, False)
+        quote = Quote(len(quotes) + 1, s.doc_id, s.title, s.section, s.start, s.end, s.text, *place)
         if not verify_quote(quote, documents):
             notes.append(f"dropped a quote from {s.doc_id} at {s.start}:{s.end}: it is not the stored text")
             continue

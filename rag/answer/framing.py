@@ -86,9 +86,19 @@ def display_section(section: str, lang: str) -> str:
     return leaf
 
 
-def where(doc: Document | None, section: str, lang: str) -> str:
+def page_label(page: int | None, ocr: bool, lang: str) -> str:
+    """The page's label in `lang`: "p. 4", "p. 4 (OCR)" for a page read by OCR, "" when unpaged."""
+    if page is None:
+        return ""
+    return templates(lang)["page_ocr" if ocr else "page"].format(page=page)
+
+
+def where(doc: Document | None, section: str, lang: str, page: int | None = None, ocr: bool = False) -> str:
+    """Title, section and page of a passage as the answer names them: "Title, section 3 · p. 4"."""
+    t = templates(lang)
     parts = [display_title(doc, lang) if doc else "", display_section(section, lang)]
-    return templates(lang)["where_sep"].join(p for p in parts if p)
+    place = t["where_sep"].join(p for p in parts if p)
+    return t["page_sep"].join(p for p in (place, page_label(page, ocr, lang)) if p)
 
 
 def _excerpt(text: str) -> str:
@@ -118,7 +128,8 @@ def frame_answer(
             lines.append(t["gloss_line"].format(items=_gloss_items(pairs, t)))
     lines += ["", t["sources"]]
     lines += [
-        t["source_line"].format(n=q.n, where=where(documents[q.doc_id], q.section, lang)) for q, _ in quotes
+        t["source_line"].format(n=q.n, where=where(documents[q.doc_id], q.section, lang, q.page, q.ocr))
+        for q, _ in quotes
     ]
     return Answer(
         question, lang, False, "\n".join(lines), tuple(q for q, _ in quotes), tuple(hits), tuple(notes)
@@ -143,7 +154,8 @@ def abstain_answer(
     if hits:
         lines.append(t["nearest"])
     for h in sorted(hits, key=lambda h: h.rank)[:_NEAREST]:
-        line = t["nearest_line"].format(where=where(documents.get(h.chunk.doc_id), h.chunk.section, lang))
+        c = h.chunk
+        line = t["nearest_line"].format(where=where(documents.get(c.doc_id), c.section, lang, c.page, c.ocr))
         if h.chunk.lang == lang:
             line += t["nearest_excerpt"].format(excerpt=_excerpt(h.chunk.text))
         elif pairs := glosses(h.chunk.text, lang, glossary)[:3]:

@@ -206,7 +206,9 @@ def verify_answer(text: str, lang: str, hits: list[Hit], documents: dict[str, Do
             continue
         n, i, j = found
         c = hits[n - 1].chunk
-        quote = Quote(n, c.doc_id, c.title, c.section, c.start + i, c.start + j, passages[n - 1][i:j])
+        doc = documents.get(c.doc_id)
+        place = doc.page_and_ocr(c.start + i) if doc is not None else (None, False)
+        quote = Quote(n, c.doc_id, c.title, c.section, c.start + i, c.start + j, passages[n - 1][i:j], *place)
         if quote not in quotes:
             quotes.append(quote)
         if not group:  # verified by containment: show the reader where it came from

@@ -174,6 +174,13 @@ def _quote_failure_lines(report: EvalReport) -> list[str]:
     ]
 
 
+def _page(row: dict[str, Any]) -> str:
+    """The page after a passage's section: " · p. 4", " · p. 4 (OCR)" when OCR read it, else ""."""
+    if row.get("page") is None:  # unpaged, or a report written before pages
+        return ""
+    return f" · p. {row['page']}{' (OCR)' if row.get('ocr') else ''}"
+
+
 def _failure_lines(failure: dict[str, Any]) -> list[str]:
     """One failure as a title line and indented detail lines."""
     lines = [
@@ -185,9 +192,12 @@ def _failure_lines(failure: dict[str, Any]) -> list[str]:
     for hit in failure["top"]:
         mark = " (relevant)" if hit["relevant"] else ""
         text = " ".join(hit["text"].split())
+        page = _page(hit)
         lines.append(
-            f"top {hit['rank']}: {hit['doc_id']} > {hit['section']} [{hit['score']:.3f}]{mark}: {text}"
+            f"top {hit['rank']}: {hit['doc_id']} > {hit['section']}{page} [{hit['score']:.3f}]{mark}: {text}"
         )
+    for q in failure.get("quotes", ()):  # reports written before pages have none
+        lines.append(f"quote [{q['n']}]: {q['doc_id']} > {q['section']}{_page(q)}")
     answer = " ".join(failure["answer"].split())
     refused = (
         f" (refused by {failure['refused_by']}: {failure['refusal_note']})"

@@ -465,6 +465,8 @@ def _failure(r: QuestionResult) -> dict[str, Any] | None:
                 "rank": i,
                 "doc_id": h.chunk.doc_id,
                 "section": h.chunk.section,
+                "page": h.chunk.page,
+                "ocr": h.chunk.ocr,
                 "text": h.chunk.text[:80],
                 "score": float(h.score),
                 "relevant": rel,
@@ -472,6 +474,10 @@ def _failure(r: QuestionResult) -> dict[str, Any] | None:
             for i, (h, rel) in enumerate(
                 zip(r.rankings[PIPELINE][:3], r.rels[PIPELINE][:3], strict=True), start=1
             )
+        ],
+        "quotes": [
+            {"n": q.n, "doc_id": q.doc_id, "section": q.section, "page": q.page, "ocr": q.ocr}
+            for q in answer.quotes
         ],
         "abstained": answer.abstained,
         "refused_by": answer.refusal.code if answer.refusal is not None else None,

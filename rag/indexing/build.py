@@ -28,7 +28,7 @@ from rag.indexing.store import IndexLoadError
 from rag.indexing.vectors import VectorIndex, resolve_kind
 from rag.ingest.chunking import chunk_document
 from rag.ingest.loading import LoadError, load_folder
-from rag.settings import ChunkerSettings
+from rag.settings import ChunkerSettings, IngestSettings
 from rag.terms.lexical import TOKENIZER_VERSION, BM25Index
 from rag.types import Chunk, Document
 
@@ -154,6 +154,7 @@ def build_index(
     progress: bool = True,
     crosslingual: Embedder | None = None,
     max_file_chars: int | None = None,
+    ingest: IngestSettings | None = None,
 ) -> BuildReport:
     """Index every paper in docs_dir into index_dir, reusing the chunks and vectors of unchanged papers.
 
@@ -163,6 +164,7 @@ def build_index(
 
     `crosslingual` is a second embedder (rag.encode.use.USEEmbedder in the CLI and app) whose chunk and
     sentence vectors let English questions find Chinese passages; without it those signals are off.
+    `ingest` says how papers are read (OCR on or off; default: on).
 
     A file that fails to load is reported and skipped; if it was indexed before, its previous
     version is kept. The new index is written beside index_dir and swapped in only when complete.
@@ -177,7 +179,7 @@ def build_index(
         store.recover_interrupted_swap(index_dir)
         store.remove_stale_build_dirs(index_dir)
         with timer("load documents"):
-            loaded = load_folder(docs_dir)
+            loaded = load_folder(docs_dir, ingest)
         with timer("read previous index"):
             previous, reason = _load_previous(index_dir, embedder, settings)
         report = BuildReport(
@@ -201,7 +203,8 @@ def build_index(
             old = prev.documents.get(doc.doc_id)
             documents[doc.doc_id] = doc
             # Title is compared too: catalog.json can rename a paper without touching its bytes.
-            if old is not None and (old.sha256, old.text, old.title) == (doc.sha256, doc.text, doc.title):
+            same = (old.sha256, old.text, old.title, old.pages) if old is not None else None
+            if same == (doc.sha256, doc.text, doc.title, doc.pages):
                 chunks[doc.doc_id] = prev.chunks.get(doc.doc_id, [])
                 vectors[doc.doc_id] = prev.vectors.get(doc.doc_id, np.empty((0, embedder.dim), np.float32))
                 report.unchanged.append(doc.doc_id)

@@ -17,7 +17,10 @@ import numpy as np
 from rag.types import Chunk, Document
 
 FORMAT = "rag-index"
-FORMAT_VERSION = 2  # 2: sentence units, cross-lingual vectors, glossary, lexicon
+FORMAT_VERSION = 3  # 2: sentence units, cross-lingual vectors, glossary, lexicon; 3: pages
+# Versions this one still reads: a version-2 index has no page offsets, so its citations name no page
+# until it is rebuilt (the loader version changed, so `rag index` re-reads every paper anyway).
+READABLE_VERSIONS = (2, 3)
 MANIFEST = "manifest.json"
 DOCUMENTS = "documents.jsonl"
 CHUNKS = "chunks.jsonl"
@@ -98,6 +101,8 @@ def document_row(doc: Document) -> dict:
         "sha256": doc.sha256,
         "lang": doc.lang,
         "meta": doc.meta,
+        "pages": list(doc.pages),
+        "ocr_pages": list(doc.ocr_pages),
         "text": doc.text,
     }
 
@@ -111,6 +116,8 @@ def chunk_row(chunk: Chunk) -> dict:
         "start": chunk.start,
         "end": chunk.end,
         "lang": chunk.lang,
+        "page": chunk.page,
+        "ocr": chunk.ocr,
         "text": chunk.text,
     }
 
@@ -145,10 +152,10 @@ def read_manifest(index_dir: Path) -> dict:
         raise corrupt(index_dir, f"{MANIFEST} is not a {FORMAT} manifest")
     docs_dir = manifest.get("docs_dir")
     version = manifest.get("format_version")
-    if version != FORMAT_VERSION:
+    if version not in READABLE_VERSIONS:
         raise IndexVersionError(
-            f"Index {index_dir} has format version {version}; this version of rag reads version "
-            f"{FORMAT_VERSION}. Rebuild it with: {rebuild_hint(index_dir, docs_dir)}"
+            f"Index {index_dir} has format version {version}; this version of rag reads versions "
+            f"{READABLE_VERSIONS[0]}-{FORMAT_VERSION}. Rebuild it with: {rebuild_hint(index_dir, docs_dir)}"
         )
     for key in ("model_id", "dim", "chunker", "counts", "documents"):
         if key not in manifest:
@@ -183,6 +190,8 @@ def read_documents(index_dir: Path, docs_dir: str | None = None) -> dict[str, Do
                 row["sha256"],
                 row["lang"],
                 row.get("meta") or {},
+                tuple(int(p) for p in row.get("pages") or ()),
+                tuple(int(p) for p in row.get("ocr_pages") or ()),
             )
         except (KeyError, TypeError) as exc:
             raise corrupt(index_dir, f"{DOCUMENTS} has a bad row ({exc})", docs_dir) from exc
@@ -193,7 +202,18 @@ def read_documents(index_dir: Path, docs_dir: str | None = None) -> dict[str, Do
 def read_chunks(index_dir: Path, docs_dir: str | None = None) -> list[Chunk]:
     try:
         return [
-            Chunk(r["id"], r["doc_id"], r["title"], r["section"], r["start"], r["end"], r["text"], r["lang"])
+            Chunk(
+                r["id"],
+                r["doc_id"],
+                r["title"],
+                r["section"],
+                r["start"],
+                r["end"],
+                r["text"],
+                r["lang"],
+                r.get("page"),  # absent in version 2
+                bool(r.get("ocr", False)),
+            )
             for r in _jsonl_rows(index_dir, CHUNKS, docs_dir)
         ]
     except (KeyError, TypeError) as exc:

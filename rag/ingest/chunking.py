@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 
 from rag.ingest.headings import ABSTRACT_LABELS, UNTITLED, WHOLE, Heading, parse_heading
 from rag.ingest.sentences import sentence_spans
@@ -26,8 +27,20 @@ class _Outline:
         self.stack: list[tuple[int, str]] = []  # (level, label)
         self.numbers: tuple[int, ...] = ()  # last accepted heading number, for sequence checks
         self.cn: tuple[int, ...] = ()
+        self.abstract_parts: set[str] = set()  # structured-abstract labels seen in the open abstract
 
     def accept(self, h: Heading) -> bool:
+        in_abstract = bool(self.stack) and self.stack[0][1] in ABSTRACT_LABELS
+        if h.kind == "abstract":
+            self.abstract_parts = set()
+        if h.kind == "structured":
+            # A part of the open abstract, unless the abstract already had it: then the paper's own
+            # "Methods" has begun, a top-level section (as it is in a paper with no abstract heading).
+            part = h.label.lower()
+            if in_abstract and part not in self.abstract_parts:
+                self.abstract_parts.add(part)
+            else:
+                h = replace(h, level=1)
         if h.kind == "numbered":
             if not _follows(self.numbers, h.number):
                 return False
@@ -37,7 +50,7 @@ class _Outline:
             if len(new) != h.level or not _follows(self.cn, new):
                 return False
             self.cn = new
-        elif h.kind == "keywords" and not (self.stack and self.stack[0][1] in ABSTRACT_LABELS):
+        elif h.kind == "keywords" and not in_abstract:
             return False  # keywords belong under an abstract
         while self.stack and self.stack[-1][0] >= h.level:
             self.stack.pop()
@@ -122,7 +135,8 @@ def _windows(spans: list[tuple[int, int]], settings: ChunkerSettings) -> list[tu
 
 
 def chunk_document(doc: Document, settings: ChunkerSettings | None = None) -> list[Chunk]:
-    """Chunks of doc.text; `doc.text[c.start:c.end] == c.text` holds for every chunk."""
+    """Chunks of doc.text; `doc.text[c.start:c.end] == c.text` holds for every chunk, and a chunk of a
+    paged document knows the page it starts on."""
     settings = settings or ChunkerSettings()
     chunks = []
     for sec in find_sections(doc.text, doc.lang):
@@ -131,6 +145,7 @@ def chunk_document(doc: Document, settings: ChunkerSettings | None = None) -> li
             continue  # a heading whose text is all in its subsections: nothing to retrieve
         for start, end in _windows(spans, settings):
             body = doc.text[start:end]
+            page, ocr = doc.page_and_ocr(start)
             chunks.append(
                 Chunk(
                     id=f"{doc.doc_id}:{start}-{end}",
@@ -141,6 +156,8 @@ def chunk_document(doc: Document, settings: ChunkerSettings | None = None) -> li
                     end=end,
                     text=body,
                     lang=detect_lang(body),
+                    page=page,
+                    ocr=ocr,
                 )
             )
     return chunks

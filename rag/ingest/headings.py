@@ -23,7 +23,7 @@ _MARKDOWN = re.compile(r"^(?P<hashes>#{1,6})\s+(?P<title>\S.{0,78})$")
 
 def _labels(kind: str) -> str:
     """The section labels of `kind` in every language (rag/data/domain/papers.json), as one alternation."""
-    return "|".join(label for _, sections in domain_blocks("sections") for label in sections[kind])
+    return "|".join(label for _, sections in domain_blocks("sections") for label in sections.get(kind, ()))
 
 
 # Labels are regex pieces ("Key\s?words", "Conclusions?"), except abstract labels: headings say them
@@ -37,6 +37,11 @@ WHOLE = {lang: sections["whole"] for lang, sections in domain_blocks("sections")
 _ABSTRACT = re.compile(rf"^[\[【]?(?P<title>{'|'.join(map(re.escape, ABSTRACT_LABELS))})[\]】]?\s*[:：]?$")
 _KEYWORDS = re.compile(rf"^[\[【]?(?P<title>{_labels('keywords')})[\]】]?\s*[:：]?$")
 _NAMED = re.compile(rf"^(?P<title>{_labels('named')})$", re.I)
+# The labels of a structured abstract ("OBJECTIVE", "Results:"), on their own line or running into
+# the text: after a colon or full stop in any case ("Results. Participants…"), or in capitals before
+# a capitalised word ("OBJECTIVE To determine…"). Longer labels come first in the data.
+_STRUCTURED_LABELS = _labels("structured")
+_STRUCTURED = re.compile(rf"^(?P<title>(?i:{_STRUCTURED_LABELS}))\s*[:：.]?$") if _STRUCTURED_LABELS else None
 
 # Run-in headings in the raw PDF text: "１．１　一般资料　２０１３年…" and "［摘要］　目的：…".
 _RUN_IN_NUMBERED = re.compile(
@@ -48,17 +53,42 @@ _RUN_IN_LABEL = re.compile(
     re.I,
 )
 
+# Where a label opens a part of a structured abstract: a line's start, or after a sentence's end
+# ("…thrombosis. DESIGN Randomised trial."), as PubMed prints an abstract in one paragraph.
+_STRUCTURED_AT = (
+    re.compile(
+        rf"(?:^[\s\u3000]*|(?<=[.!?。])\s+)(?P<head>(?i:{_STRUCTURED_LABELS}))"
+        r"(?P<mark>\s*[:：.]\s*(?=\S)|\s+(?=[A-Z][a-z]|\d))"
+    )
+    if _STRUCTURED_LABELS
+    else None
+)
+
+
+def _split_structured(line: str) -> list[str]:
+    """A line cut before and after each structured-abstract label in it (the label without its mark)."""
+    pieces, pos = [], 0
+    for m in _STRUCTURED_AT.finditer(line) if _STRUCTURED_AT else ():
+        if m.start() < pos or not (m["mark"].strip() or m["head"].isupper()):
+            continue  # a capitalised word is a label only in capitals ("Setting up…" is not)
+        if before := line[pos : m.start("head")].strip():
+            pieces.append(before)
+        pieces.append(m["head"])
+        pos = m.end()
+    return [*pieces, line[pos:]] if pieces else [line]
+
 
 @dataclass(frozen=True)
 class Heading:
-    kind: str  # "numbered", "cn", "abstract", "keywords", "named", "markdown"
+    kind: str  # "numbered", "cn", "abstract", "keywords", "structured", "named", "markdown"
     level: int
     number: tuple[int, ...]  # empty unless kind == "numbered" or "cn"
     label: str  # canonical section label, e.g. "2.3 ALK 基因突变与 VTE 的研究"
 
 
 def split_run_in_heading(raw_line: str) -> list[str]:
-    """Split a raw line whose heading runs into body text into [heading, body]."""
+    """Split a raw line whose heading runs into body text into [heading, body] (for a structured
+    abstract in one paragraph: [text, label, text, label, text])."""
     m = _RUN_IN_NUMBERED.match(raw_line)
     if m:
         return [m["head"], m["rest"]]
@@ -66,7 +96,7 @@ def split_run_in_heading(raw_line: str) -> list[str]:
     if m:
         # keep the heading without its colon so it stands alone as a heading line
         return [m["head"].rstrip(":：").strip(), m["rest"]]
-    return [raw_line]
+    return _split_structured(raw_line)
 
 
 def _cn_value(num: str) -> int:
@@ -108,6 +138,10 @@ def parse_heading(line: str) -> Heading | None:
         return Heading("cn", 2, (_cn_value(m["num"]),), f"（{m['num']}）{m['title'].strip()}")
     if m := _MARKDOWN.match(line):
         return Heading("markdown", len(m["hashes"]), (), m["title"].strip())
+    # On its own line a label is capitalised: a lower-case "patients" is a word cut off a table cell.
+    if _STRUCTURED and (m := _STRUCTURED.match(line)) and m["title"][0].isupper():
+        # level 2: a part of the abstract when one is open (the chunker decides, rag/ingest/chunking.py)
+        return Heading("structured", 2, (), m["title"])
     if m := _NAMED.match(line):
         return Heading("named", 1, (), m["title"])
     return None

@@ -1,7 +1,8 @@
 """Load a folder of papers (.txt .md .pdf .docx .html) into normalised `Document`s.
 
 A file that cannot be read is reported by name and skipped; it never stops the others. PDF pages that
-need OCR are left out and reported by file and page as warnings (rag/ingest/pdf.py).
+need OCR are read by offline OCR (`ingest.ocr`, rag/ingest/ocr.py); a page that still yields nothing
+is left out and reported by file and page as a warning (rag/ingest/pdf.py).
 """
 
 from __future__ import annotations
@@ -12,15 +13,18 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rag.ingest.normalise import normalise
+from rag.ingest.normalise import first_line_title, normalise_pages
+from rag.ingest.ocr import OcrUnavailable, PageOcr
 from rag.ingest.pdf import Page, PdfError, read_pages
 from rag.lang import detect_lang
+from rag.settings import IngestSettings
 from rag.types import Document
 
 SUPPORTED = (".txt", ".md", ".pdf", ".docx", ".html", ".htm")
 CATALOG = "catalog.json"
 # Bump when normalisation changes, so incremental re-indexing re-reads every document.
-NORMALISER_VERSION = "2"  # 2: PDFs through pypdfium2, furniture and OCR pages dropped
+# 2: PDFs through pypdfium2, furniture and OCR pages dropped; 3: page offsets, paragraphs, titles
+NORMALISER_VERSION = "3"
 MAX_FILE_BYTES = 50 * 1024 * 1024
 
 log = logging.getLogger(__name__)
@@ -34,6 +38,15 @@ class LoadFailure(Exception):
 class LoadError:
     path: str
     message: str
+
+
+@dataclass(frozen=True)
+class RawText:
+    """A file's text before normalisation: one string per page of a paged format (PDF), else one."""
+
+    pages: tuple[str, ...]
+    paged: bool = False
+    ocr_pages: tuple[int, ...] = ()  # 1-based pages whose text came from OCR
 
 
 @dataclass
@@ -70,29 +83,35 @@ def _page_list(numbers: list[int]) -> str:
     return ("pages " if len(numbers) > 1 else "page ") + ", ".join(spans)
 
 
-def _ocr_notes(pages: list[Page]) -> list[str]:
-    """One line per kind of problem, naming its pages."""
+def _ocr_notes(pages: list[Page], why_not: str) -> list[str]:
+    """One line per kind of problem, naming its pages; `why_not` says why OCR did not run ("" if it did)."""
     by_problem: dict[str, list[int]] = {}
     for page in pages:
         by_problem.setdefault(page.problem or "", []).append(page.number)
-    return [
-        f"{_page_list(numbers)}: {problem}; needs OCR, which is not installed yet"
-        for problem, numbers in by_problem.items()
-    ]
+    tail = f"; needs OCR, {why_not}" if why_not else ""
+    return [f"{_page_list(numbers)}: {problem}{tail}" for problem, numbers in by_problem.items()]
 
 
-def _pdf_text(path: Path, warnings: list[str]) -> str:
+def _pdf_text(path: Path, warnings: list[str], ocr: PageOcr | None) -> RawText:
+    why_not = "" if ocr is not None else "which is switched off (ingest.ocr = false)"
     try:
-        pages = read_pages(path)
+        try:
+            pages = read_pages(path, ocr)
+        except OcrUnavailable as exc:
+            why_not = str(exc)
+            pages = read_pages(path)
     except PdfError as exc:
         raise LoadFailure(f"cannot read the PDF ({exc}); is it damaged or encrypted?") from exc
-    ocr = [p for p in pages if p.problem]
+    unread = [p for p in pages if p.problem]
     if not any(p.text.strip() for p in pages):
-        if ocr:
-            raise LoadFailure("no readable text, nothing indexed: " + "; ".join(_ocr_notes(ocr)))
+        if unread:
+            raise LoadFailure("no readable text, nothing indexed: " + "; ".join(_ocr_notes(unread, why_not)))
         raise LoadFailure("empty PDF: no page has text or images")
-    warnings += [f"not indexed: {note}" for note in _ocr_notes(ocr)]
-    return "\n".join(p.text for p in pages)
+    warnings += [f"not indexed: {note}" for note in _ocr_notes(unread, why_not)]
+    ocr_pages = tuple(p.number for p in pages if p.ocr)
+    if ocr_pages:
+        log.info("%s: read by OCR: %s", path, _page_list(list(ocr_pages)))
+    return RawText(tuple(p.text for p in pages), paged=True, ocr_pages=ocr_pages)
 
 
 def _docx_text(path: Path) -> str:
@@ -115,8 +134,11 @@ def _html_text(data: bytes) -> str:
     return soup.get_text("\n")
 
 
-def read_raw_text(path: Path, warnings: list[str] | None = None) -> tuple[str, bytes]:
-    """Return the raw text of one file and its bytes; raise LoadFailure with a readable reason.
+def read_raw_text(
+    path: Path, warnings: list[str] | None = None, ocr: PageOcr | None = None
+) -> tuple[RawText, bytes]:
+    """Return the raw text of one file (page by page for a PDF) and its bytes; raise LoadFailure with
+    a readable reason.
     Parts left out (PDF pages that need OCR) are described in `warnings`."""
     suffix = path.suffix.lower()
     if suffix not in SUPPORTED:
@@ -131,12 +153,12 @@ def read_raw_text(path: Path, warnings: list[str] | None = None) -> tuple[str, b
     if not data:
         raise LoadFailure("empty file (0 bytes)")
     if suffix == ".pdf":
-        return _pdf_text(path, [] if warnings is None else warnings), data
+        return _pdf_text(path, [] if warnings is None else warnings, ocr), data
     if suffix == ".docx":
-        return _docx_text(path), data
+        return RawText((_docx_text(path),)), data
     if suffix in (".html", ".htm"):
-        return _html_text(data), data
-    return decode_text(data), data
+        return RawText((_html_text(data),)), data
+    return RawText((decode_text(data),)), data
 
 
 def read_catalog(folder: Path) -> dict[str, dict]:
@@ -152,34 +174,52 @@ def read_catalog(folder: Path) -> dict[str, dict]:
         return {}
 
 
-def title_of(entry: dict, stem: str) -> str:
-    return entry.get("title") or entry.get("title_zh") or entry.get("topic_en") or stem
+def title_of(entry: dict, stem: str, text: str = "") -> str:
+    """The catalog's title, else the text's first line when it reads as a title, else the file name."""
+    catalog = entry.get("title") or entry.get("title_zh") or entry.get("topic_en")
+    return catalog or first_line_title(text) or stem
+
+
+def page_ocr(ingest: IngestSettings | None) -> PageOcr | None:
+    """The OCR reader the settings ask for (its engine loads on the first page that needs it), or None."""
+    ingest = ingest or IngestSettings()
+    return PageOcr(ingest) if ingest.ocr else None
 
 
 def load_file(
-    path: Path, doc_id: str, entry: dict | None = None, warnings: list[str] | None = None
+    path: Path,
+    doc_id: str,
+    entry: dict | None = None,
+    warnings: list[str] | None = None,
+    ingest: IngestSettings | None = None,
+    ocr: PageOcr | None = None,
 ) -> Document:
     """Load and normalise one file; raise LoadFailure if it has no usable text. What was left out of it
-    (PDF pages that need OCR) is logged and added to `warnings`."""
+    (PDF pages no OCR could read) is logged and added to `warnings`. `ocr` (shared by the files of a
+    folder) defaults to the reader `ingest` asks for."""
     notes: list[str] = []
-    raw, data = read_raw_text(path, notes)
+    raw, data = read_raw_text(path, notes, ocr if ocr is not None else page_ocr(ingest))
     for note in notes:
         log.warning("%s: %s", path, note)
     if warnings is not None:
         warnings += notes
-    text = normalise(raw)
+    text, starts = normalise_pages(raw.pages)
     if not text.strip():
         # Scanned PDFs are caught page by page above; this file really holds no text.
         raise LoadFailure("empty: no text in the file")
     entry = entry or {}
     digest = hashlib.sha256(data + NORMALISER_VERSION.encode()).hexdigest()
     meta = {k: v for k, v in entry.items() if k != "file"}
-    return Document(doc_id, title_of(entry, path.stem), str(path), text, digest, detect_lang(text), meta)
+    # A PDF's first line is a journal's running head as often as its title: only text files use it.
+    title = title_of(entry, path.stem, "" if raw.paged else text)
+    pages = starts if raw.paged else ()
+    return Document(doc_id, title, str(path), text, digest, detect_lang(text), meta, pages, raw.ocr_pages)
 
 
-def load_folder(folder: str | Path) -> LoadResult:
+def load_folder(folder: str | Path, ingest: IngestSettings | None = None) -> LoadResult:
     """Load every supported file below `folder` (recursively); doc ids are paths without suffix."""
     folder = Path(folder)
+    ocr = page_ocr(ingest)
     if not folder.is_dir():
         raise FileNotFoundError(f"No documents folder at {folder}. Pass --docs DIR with your papers.")
     catalog = read_catalog(folder)
@@ -196,7 +236,8 @@ def load_folder(folder: str | Path) -> LoadResult:
         notes: list[str] = []
         try:
             doc_id = rel.with_suffix("").as_posix()
-            result.documents.append(load_file(path, doc_id, catalog.get(rel.as_posix()), notes))
+            entry = catalog.get(rel.as_posix())
+            result.documents.append(load_file(path, doc_id, entry, notes, ingest, ocr))
             result.warnings += [LoadError(str(path), note) for note in notes]
         except LoadFailure as exc:
             result.errors.append(LoadError(str(path), str(exc)))

@@ -8,8 +8,9 @@ not glue English words together. What its text still needs, page by page:
 - control characters (the \\x04 of a circled C, \\r): dropped;
 - running headers and footers (lines repeated at the edges of most pages) and bare page numbers: dropped.
 
-A page that is a scan, or whose text is mostly unreadable characters, is not indexed: it is reported by
-page number so the user knows it needs OCR. The rules and thresholds are in rag/data/pdf_text.json.
+A page that is a scan, or whose text is mostly unreadable characters, is read by offline OCR
+(rag/ingest/ocr.py) when an OCR reader is given; a page that still yields nothing (or with OCR off) is
+reported by page number. The rules and thresholds are in rag/data/pdf_text.json.
 """
 
 from __future__ import annotations
@@ -22,7 +23,10 @@ from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from rag.ingest.ocr import PageOcr
 
 
 class PdfError(Exception):
@@ -33,7 +37,8 @@ class PdfError(Exception):
 class Page:
     number: int  # 1-based
     text: str  # cleaned; "" when the page is blank or needs OCR
-    problem: str | None = None  # why the page needs OCR, if it does
+    problem: str | None = None  # why the page needs OCR, if it does and OCR did not read it
+    ocr: bool = False  # the text came from OCR
 
 
 @cache
@@ -42,7 +47,8 @@ def rules() -> dict[str, Any]:
 
 
 @cache
-def _radicals() -> dict[int, str]:
+def radical_table() -> dict[int, str]:
+    """str.translate table: radical look-alikes (U+2E80-U+2FDF) -> the ideographs they show."""
     table = {ord(k): v for k, v in rules()["radicals"]["map"].items()}
     # NFKC maps each Kangxi radical to its ideograph; applied to that block only, as NFKC elsewhere
     # (full-width punctuation) is normalise()'s business.
@@ -86,7 +92,7 @@ def page_problem(raw: str, has_images: bool) -> str | None:
 
 def clean_page(raw: str) -> str:
     """Join soft-hyphenated words, map radical look-alikes, drop control characters but \\n and \\t."""
-    text = _soft_hyphen().sub("", raw.replace("\r\n", "\n")).translate(_radicals())
+    text = _soft_hyphen().sub("", raw.replace("\r\n", "\n")).translate(radical_table())
     return "".join(c for c in text if c in "\n\t" or unicodedata.category(c) not in ("Cc", "Cs", "Cn"))
 
 
@@ -127,8 +133,9 @@ def drop_furniture(pages: list[str]) -> list[str]:
     ]
 
 
-def read_pages(path: Path) -> list[Page]:
-    """Every page of a PDF, cleaned, with the problem of each page that needs OCR."""
+def read_pages(path: Path, ocr: PageOcr | None = None) -> list[Page]:
+    """Every page of a PDF, cleaned. A page that needs OCR is read by `ocr` when given; the pages
+    left without text keep their problem (with OCR's failure added)."""
     import pypdfium2 as pdfium
     import pypdfium2.raw as pdfium_c
 
@@ -138,20 +145,31 @@ def read_pages(path: Path) -> list[Page]:
         raise PdfError(str(exc)) from exc
     raws: list[str] = []
     problems: list[str | None] = []
+    by_ocr: list[bool] = []
     try:
         for page in doc:
             textpage = page.get_textpage()
             raw = textpage.get_text_range()
             textpage.close()
             images = any(o.type == pdfium_c.FPDF_PAGEOBJ_IMAGE for o in page.get_objects())
+            problem = page_problem(raw, images)
+            read = False
+            if problem is not None and ocr is not None:
+                bitmap = page.render(scale=ocr.scale(*page.get_size()))
+                text = ocr.read(bitmap.to_numpy())
+                if text.strip():
+                    raw, problem, read = text, None, True
+                else:
+                    problem += "; OCR found no text on it"
             page.close()
             raws.append(raw)
-            problems.append(page_problem(raw, images))
+            problems.append(problem)
+            by_ocr.append(read)
     finally:
         doc.close()
-    # Furniture is counted over the pages that have text: blank and scanned pages repeat nothing.
+    # Furniture is counted over the pages that have text: blank and unread pages repeat nothing.
     texts = [clean_page(raw) if problem is None else "" for raw, problem in zip(raws, problems, strict=True)]
     with_text = [i for i, t in enumerate(texts) if t.strip()]
     for i, text in zip(with_text, drop_furniture([texts[i] for i in with_text]), strict=True):
         texts[i] = text
-    return [Page(i + 1, t, p) for i, (t, p) in enumerate(zip(texts, problems, strict=True))]
+    return [Page(i + 1, t, p, o) for i, (t, p, o) in enumerate(zip(texts, problems, by_ocr, strict=True))]
