@@ -310,6 +310,20 @@ def test_headings_captions_table_rows_and_fragments_are_not_quotable_but_numeric
     assert not quotable("低分子肝素是一线治疗方法。", section="参考文献")
 
 
+def test_the_title_line_is_no_candidate_sentence():
+    # A title on its own line ("COL4A1-related brain small-vessel disease") is long enough to pass as
+    # a sentence, names the subject of every question and answers none: it must not take a quote's place.
+    title = "COL4A1-related brain small-vessel disease"
+    text = (
+        f"{title}\nCOL4A1-related brain small-vessel disease is a rare condition. At least 50 people have it."
+    )
+    doc = Document("d", title, "d.txt", text, "0", "en")
+    chunk = Chunk("d#0", "d", title, "(Text)", 0, len(text), text, "en")
+    sentences, _ = candidate_sentences([Hit(chunk, 1.0, 1)], {"d": doc}, 1)
+    assert sentences[0].text == "COL4A1-related brain small-vessel disease is a rare condition."
+    assert all(s.text != title for s in sentences)
+
+
 def test_quotes_that_follow_each_other_become_one_passage():
     from rag.answer.candidates import Sentence
     from rag.answer.compose import _merge_adjacent

@@ -85,13 +85,19 @@ def candidate_sentences(
             if table is not None
             else [(None, s, e) for s, e in chunk_sentences(doc.text, c.start, c.end)]
         )
+        title = _squashed(doc.title)
         for row, s, e in rows:
             text = doc.text[s:e]
-            if (c.doc_id, s, e) not in out and quotable(text, c.section):
+            # The title line names the subject and answers nothing; as a quote it only takes a place.
+            if (c.doc_id, s, e) not in out and quotable(text, c.section) and _squashed(text) != title:
                 out[(c.doc_id, s, e)] = Sentence(
                     c.doc_id, c.title, c.section, s, e, text, detect_lang(text), pos, row
                 )
     return list(out.values()), notes
+
+
+def _squashed(text: str) -> str:
+    return " ".join(text.split()).casefold()
 
 
 def next_start(text: str, end: int) -> int:
