@@ -214,7 +214,11 @@ class Pipeline:
             else None
         )
         state.rules = refusal_rules(
-            tree, index.documents, state.retriever.evidence, loaded.calibration_source
+            tree,
+            index.documents,
+            state.retriever.evidence,
+            loaded.calibration_source,
+            state.retriever.evidence_key,
         )
         return state
 

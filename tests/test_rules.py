@@ -154,3 +154,38 @@ def test_cli_json_and_eval_report_the_refusing_rule(uncalibrated, monkeypatch, t
     assert main(["eval", "--gold", str(gold), "--index", str(uncalibrated), "--json",
                  "--set", "refusal.unknown_names=false"]) == 0  # fmt: skip
     assert "unknown_names" not in json.loads(capsys.readouterr().out)["refusals_by_rule"]
+
+
+def test_a_chinese_question_about_english_papers_is_judged_by_the_cross_lingual_threshold(tmp_path):
+    """e5 rates a Chinese question against English sentences lower than against Chinese ones, so the
+    Chinese threshold refused every such question; the cross-lingual threshold is the one for a question
+    in another language than its papers."""
+    from rag.indexing.index import build_index
+
+    from .conftest import FakeEmbedder
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "dvt.txt").write_text(
+        "Deep venous thrombosis prophylaxis\n\nDeep venous thrombosis is common after major trauma. "
+        "Low molecular weight heparin reduces it by half in injured patients.\n",
+        encoding="utf-8",
+    )
+    build_index(docs, tmp_path / "index", FakeEmbedder(), progress=False)
+    pipeline = Pipeline.load(tmp_path / "index", embedder=FakeEmbedder())
+    retriever = pipeline.retriever
+    assert retriever.evidence_key(pipeline.analyse("创伤后深静脉血栓常见吗？", encode=False)) == "en"
+    assert (
+        retriever.evidence_key(pipeline.analyse("Is thrombosis common after trauma?", encode=False)) == "en"
+    )
+    (evidence,) = [r for r in pipeline.rules if r.code == "evidence"]
+    strict = EvidenceThreshold({"zh": 0.99, "en": 0.0}, lambda q, h: 0.5, key=retriever.evidence_key)
+    assert strict.check(pipeline.analyse("创伤后深静脉血栓常见吗？", encode=False), [object()], None) is None
+    assert evidence.key == retriever.evidence_key  # the pipeline's rule asks the retriever too
+
+
+def test_a_chinese_question_about_chinese_papers_keeps_the_chinese_threshold(fake_index):
+    from .conftest import FakeEmbedder
+
+    pipeline = Pipeline.load(fake_index, embedder=FakeEmbedder())
+    assert pipeline.retriever.evidence_key(pipeline.analyse("肿瘤患者的血栓怎么治疗？", encode=False)) == "zh"

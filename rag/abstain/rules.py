@@ -75,17 +75,21 @@ class EvidenceThreshold:
     thresholds: Mapping[str, float]
     evidence: Callable[[QueryAnalysis, Sequence[Hit]], float]  # Retriever.evidence
     source: str = ""  # where the thresholds were calibrated (LoadedSettings.calibration_source)
+    key: Callable[[QueryAnalysis], str] | None = None  # which threshold (Retriever.evidence_key); None: lang
     code = "evidence"
     stage = QUESTION
 
     def check(self, query: QueryAnalysis, hits: Sequence[Hit], draft: Draft | None) -> Refusal | None:
-        threshold = self.thresholds.get(query.lang)
+        kind = self.key(query) if self.key is not None else query.lang
+        threshold = self.thresholds.get(kind)
         if threshold is None or not hits:
             return None
         evidence = self.evidence(query, hits)
         if evidence >= threshold:
             return None
         note = f"evidence {evidence:.3f} below the calibrated threshold {threshold:.3f} for {query.lang} questions"
+        if kind != query.lang:
+            note += " (judged as a cross-lingual question: the papers are mostly in another language)"
         if self.source:
             # A threshold made on other papers may not suit this index: the user should see whose it is.
             note += f" (calibration: {self.source})"
@@ -152,6 +156,7 @@ def refusal_rules(
     documents: Mapping[str, Document],
     evidence: Callable[[QueryAnalysis, Sequence[Hit]], float],
     calibration_source: str = "",
+    evidence_key: Callable[[QueryAnalysis], str] | None = None,
 ) -> tuple[RefusalRule, ...]:
     """The rules the settings switch on, in the order they are judged; `calibration_source` (where the
     evidence thresholds were calibrated) goes into the evidence rule's notes."""
@@ -162,7 +167,9 @@ def refusal_rules(
     if r.absent_terms:
         rules.append(AbsentTerms())
     if r.evidence:
-        rules.append(EvidenceThreshold(settings.abstain.thresholds(), evidence, calibration_source))
+        rules.append(
+            EvidenceThreshold(settings.abstain.thresholds(), evidence, calibration_source, evidence_key)
+        )
     rules += [NoRelevantSentence(settings.answer.min_score), NoVerifiedQuote()]
     if r.missing_rate:
         rules.append(MissingRate())

@@ -11,6 +11,7 @@ query and to the e5 query, which moves both toward the Chinese text that holds t
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -122,7 +123,11 @@ class Retriever:
             return 0.0
         ids = np.array([self.index.position(h.chunk.id) for h in hits], dtype=np.int64)
         ex = self.index.extras
-        if query.lang == "en" and query.crosslingual is not None and ex.xl_sentence_vectors is not None:
+        if (
+            self.evidence_key(query) == "en"
+            and query.crosslingual is not None
+            and ex.xl_sentence_vectors is not None
+        ):
             qx = query.crosslingual
             best = self._best_sentence(ids, ex.xl_sentence_vectors, qx).max()
             best -= float((self._background() @ qx).mean())
@@ -135,6 +140,20 @@ class Retriever:
             )
             best = self._best_sentence(ids, ex.sentence_vectors, q).max()
         return float(np.clip(best, 0.0, 1.0))
+
+    def evidence_key(self, query: QueryAnalysis) -> str:
+        """Which measure, and so which calibrated threshold (`abstain.zh` / `abstain.en`), judges the
+        question's evidence: "zh", e5's plain similarity, for a Chinese question over papers mostly in
+        Chinese; "en", the cross-lingual one, otherwise. e5 cosines across languages run lower than
+        within one, so a Chinese question about English papers judged by the Chinese threshold was
+        refused whatever it asked (all 16 answerable ones of `eval/pdfs_en.jsonl`); the cross-lingual
+        threshold was calibrated on questions in another language than their papers."""
+        return "zh" if query.lang == "zh" and self._corpus_lang == "zh" else "en"
+
+    @functools.cached_property
+    def _corpus_lang(self) -> str:
+        langs, counts = np.unique(self._chunk_lang, return_counts=True)
+        return str(langs[counts.argmax()]) if len(langs) else "zh"
 
     def _background(self) -> np.ndarray:
         """Cross-lingual vectors of up to `background_sentences` sentences spread evenly over the index:
