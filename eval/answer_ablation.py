@@ -26,7 +26,7 @@ VARIANTS: list[tuple[str, dict[str, object]]] = [
         {"scoring.use_retrieval_signals": False},
     ),
     ("- sentences read in place (section name and sentence before)", {"scoring.context_share": 0.0}),
-    ("- the question without its document's title words", {"scoring.focus_share": 0.0}),
+    ("+ the question without its document's title words (off by default)", {"scoring.focus_share": 0.5}),
     ("- number bonus for quantity questions", {"scoring.quantity_bonus_z": 0.0}),
     ("- joining a sentence that points back", {"scoring.join_continuations": False}),
     ("- lifting a strong match's neighbours", {"scoring.lift_neighbours": False}),
