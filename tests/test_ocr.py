@@ -100,7 +100,9 @@ def test_ocr_reads_real_words_from_a_strip_of_each_scan_offline(offline, tmp_pat
     assert ocr.read(_strip(ZH_SCAN, 1, ZH_STRIP, ocr)) == zh and ocr.pages_read == 2
 
 
-def test_ocr_off_or_missing_is_reported(tmp_path: Path, monkeypatch):
+@pytest.fixture
+def without_rapidocr(monkeypatch):
+    """Importing rapidocr fails, as on a machine where it is not installed."""
     import builtins
 
     real_import = builtins.__import__
@@ -111,6 +113,9 @@ def test_ocr_off_or_missing_is_reported(tmp_path: Path, monkeypatch):
         return real_import(name, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "__import__", no_rapidocr)
+
+
+def test_ocr_off_or_missing_is_reported(tmp_path: Path, without_rapidocr):
     with pytest.raises(Exception, match=r"pip install 'rapidocr>=3,<4' onnxruntime.*ingest.ocr=false"):
         PageOcr(IngestSettings(), cache_dir=False).warm_up()
 
@@ -180,18 +185,8 @@ def test_a_scanned_page_ocr_cannot_read_is_still_reported_by_file_and_page(tmp_p
 
 
 @needs_shared
-def test_without_rapidocr_scans_are_reported_with_how_to_install_it(monkeypatch):
-    import builtins
-
+def test_without_rapidocr_scans_are_reported_with_how_to_install_it(without_rapidocr):
     from rag.ingest.loading import LoadFailure
 
-    real_import = builtins.__import__
-
-    def no_rapidocr(name, *args, **kwargs):
-        if name == "rapidocr":
-            raise ImportError("No module named 'rapidocr'")
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", no_rapidocr)
     with pytest.raises(LoadFailure, match=r"page 1: no text layer.*needs OCR, OCR needs rapidocr 3.x"):
         load_file(SHARED / EN_SCAN, "en-scan", ingest=IngestSettings())
