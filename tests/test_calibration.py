@@ -223,3 +223,29 @@ def test_evidence_scores_use_the_hits_ask_uses(fake_index):
         assert [h.chunk.id for h in answer.hits] == [
             h.chunk.id for h in pipeline.retrieve(item.question, k=3, mode="bm25")
         ]
+
+
+def test_a_chinese_question_about_english_papers_calibrates_the_threshold_it_is_judged_by(tmp_path):
+    # The evidence rule judges it by the cross-lingual ("en") threshold, so calibration must choose
+    # that threshold on its score, not the Chinese one.
+    from rag.abstain.calibration import _scored
+    from rag.evaluate.gold import GoldItem
+    from rag.indexing.index import build_index
+    from rag.pipeline import Pipeline
+
+    from .conftest import FakeEmbedder
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "dvt.txt").write_text(
+        "Deep venous thrombosis prophylaxis\n\nDeep venous thrombosis is common after major trauma. "
+        "Low molecular weight heparin reduces it by half in injured patients.\n",
+        encoding="utf-8",
+    )
+    build_index(docs, tmp_path / "index", FakeEmbedder(), progress=False)
+    pipeline = Pipeline.load(tmp_path / "index", embedder=FakeEmbedder())
+    items = [
+        GoldItem("q-zh", "创伤后深静脉血栓常见吗？", "zh", True, (), ()),
+        GoldItem("q-en", "Is thrombosis common after trauma?", "en", True, (), ()),
+    ]
+    assert [key for _, key, _, _ in _scored(pipeline, items, 5, "hybrid", None)] == ["en", "en"]

@@ -171,7 +171,9 @@ def _scored(
     mode: str,
     progress: Callable[[int, int, GoldItem], None] | None,
 ) -> list[tuple[GoldItem, str, float, Refusal | None]]:
-    """Each question's language, evidence score and refusal by any rule but the evidence rule (None: none)."""
+    """Each question's threshold key (`Retriever.evidence_key`: its language, except that a Chinese
+    question about papers mostly in English is judged as a cross-lingual one), evidence score and
+    refusal by any rule but the evidence rule (None: none)."""
     out = []
     for i, item in enumerate(gold_items, 1):
         if progress:
@@ -182,7 +184,9 @@ def _scored(
         if refusal is None:
             answer = pipeline.compose(query.text, query.lang, hits, pipeline.documents, query=query)
             refusal = answer.refusal
-        out.append((item, query.lang, pipeline.evidence(query, hits), refusal))
+        # Grouped as the evidence rule judges it, so each threshold is chosen on the scores it is used on.
+        key = pipeline.retriever.evidence_key(query)
+        out.append((item, key, pipeline.evidence(query, hits), refusal))
     return out
 
 
