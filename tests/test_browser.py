@@ -247,7 +247,8 @@ def test_uploaded_document_becomes_searchable(page, app_server, tmp_path):
 
     answer = ask(page, "佐拉替尼的推荐剂量是多少？")
     assert "[1]" in answer and "137" in answer
-    assert "zoratinib-phase1" in page.locator("#sources .src-title").first.inner_text()
+    # the paper's first line, short and without a full stop, is its title (not the file name)
+    assert "佐拉替尼治疗晚期胆管癌的一期临床研究" in page.locator("#sources .src-title").first.inner_text()
     shot(page, "upload-then-answer-from-new-paper")
 
     page.reload()  # a new visitor sees the new count too
@@ -339,7 +340,9 @@ def test_api_answers_the_same_as_the_ui(page, app_server):
     api_answer, quotes = client.predict(question, "hybrid", 5, api_name="/ask")
     assert _squash(api_answer) in _squash(ui_answer)
     assert quotes and quotes[0]["n"] == 1 and quotes[0]["text"] == ui_mark
-    assert set(quotes[0]) == {"n", "doc_id", "title", "section", "start", "end", "text"}
+    fields = {"n", "doc_id", "title", "section", "page", "ocr", "start", "end", "text"}
+    assert set(quotes[0]) == fields
+    assert quotes[0]["page"] is None and quotes[0]["ocr"] is False  # a text file has no pages
 
 
 def test_app_serves_no_files_from_disk(app_server):
