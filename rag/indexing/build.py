@@ -16,6 +16,7 @@ import numpy as np
 
 import rag
 from rag.indexing import store
+from rag.indexing.checkpoint import EmbedCheckpoint
 from rag.indexing.extras import (
     Extras,
     PhaseTimer,
@@ -57,6 +58,7 @@ class BuildReport:
     n_chunks: int = 0
     n_embedded: int = 0  # chunks embedded by this build (the rest were reused)
     n_embedded_sentences: int = 0  # sentence and cross-lingual texts embedded (the rest were reused)
+    n_resumed: int = 0  # of those, vectors taken from the checkpoint of a build that was killed
     full_rebuild: str | None = None  # why nothing could be reused, if an index existed
     seconds: float = 0.0
     phases: dict[str, float] = field(default_factory=dict)  # seconds per step, in build order
@@ -67,6 +69,8 @@ class BuildReport:
             f"{self.n_embedded_sentences} sentence/cross-lingual texts embedded) in {self.seconds:.1f}s",
             f"added {len(self.added)}, updated {len(self.updated)}, removed {len(self.removed)}, unchanged {len(self.unchanged)}",
         ]
+        if self.n_resumed:
+            parts.append(f"resumed: {self.n_resumed} vectors came from an earlier build that did not finish")
         if self.full_rebuild:
             parts.append(f"full rebuild: {self.full_rebuild}")
         parts += [f"kept previous version of {d} (it failed to load now)" for d in self.kept]
@@ -233,9 +237,11 @@ def build_index(
             report.n_documents = len(documents)
             report.n_chunks = sum(len(c) for c in chunks.values())
             report.seconds = time.perf_counter() - started
+            EmbedCheckpoint.beside(index_dir).remove()  # a killed build's vectors are of no use now
             return report  # the index on disk is already this one: writing it again would only cost time
+        checkpoint = EmbedCheckpoint.beside(index_dir)
         with timer("embed chunks"):
-            _embed_new(chunks, vectors, prev, embedder, progress, report)
+            _embed_new(chunks, vectors, prev, embedder, progress, report, checkpoint)
 
         order = sorted(documents)
         all_chunks = [c for d in order for c in chunks[d]]
@@ -245,9 +251,10 @@ def build_index(
         with timer("read previous index"):
             caches = _reusable_caches(index_dir, previous, crosslingual)
         extras, n_extra = build_extras(
-            all_chunks, passages, documents, embedder, crosslingual, caches, progress, timer
+            all_chunks, passages, documents, embedder, crosslingual, caches, progress, timer, checkpoint
         )
         report.n_embedded_sentences = n_extra
+        report.n_resumed = checkpoint.resumed
         build_dir = store.new_build_dir(index_dir)
         try:
             manifest = _manifest(docs_dir, embedder, settings, faiss_kind, order, documents, chunks, report)
@@ -270,6 +277,7 @@ def build_index(
                 shutil.copy2(index_dir / store.SETTINGS, build_dir / store.SETTINGS)
             with timer("swap in"):
                 store.swap_in(build_dir, index_dir)
+            checkpoint.remove()
         except BaseException:
             shutil.rmtree(build_dir, ignore_errors=True)
             raise
@@ -312,7 +320,13 @@ def _both(key: str, **values: object) -> str:
 
 
 def _embed_new(
-    chunks, vectors, prev: _Previous, embedder: Embedder, progress: bool, report: BuildReport
+    chunks,
+    vectors,
+    prev: _Previous,
+    embedder: Embedder,
+    progress: bool,
+    report: BuildReport,
+    checkpoint: EmbedCheckpoint | None = None,
 ) -> None:
     """Embed the chunks of added/updated papers; a passage embedded before (same text) is reused."""
     cache = {
@@ -321,7 +335,9 @@ def _embed_new(
     todo = [d for d in chunks if d not in vectors]
     texts = list(dict.fromkeys(t for d in todo for t in map(passage_text, chunks[d]) if t not in cache))
     if texts:
-        cache.update(zip(texts, embed_batches(texts, embedder, progress, "Embedding chunks"), strict=True))
+        cache.update(
+            zip(texts, embed_batches(texts, embedder, progress, "Embedding chunks", checkpoint), strict=True)
+        )
     report.n_embedded = len(texts)
     for d in todo:
         rows = [cache[passage_text(c)] for c in chunks[d]]

@@ -28,6 +28,7 @@ from rag.types import Chunk, Document
 
 if TYPE_CHECKING:
     from rag.encode.embedding import Embedder
+    from rag.indexing.checkpoint import EmbedCheckpoint
 
 MIN_SENTENCE_CHARS = 8  # shorter fragments ("1.1 一般资料", "[25]。") carry no fact
 EMBED_BATCH = 32
@@ -114,9 +115,15 @@ def length_order(texts: list[str], embedder: Embedder) -> list[int]:
 
 
 def embed_batches(
-    texts: list[str], embedder: Embedder, progress: bool, desc: str = "Embedding"
+    texts: list[str],
+    embedder: Embedder,
+    progress: bool,
+    desc: str = "Embedding",
+    checkpoint: EmbedCheckpoint | None = None,
 ) -> np.ndarray:
-    """Embed passages in batches (a progress bar when asked), checking what the embedder returns.
+    """Embed passages in batches (a progress bar with an ETA when asked), checking what the embedder
+    returns. With a `checkpoint`, vectors a killed build already made are taken from it and each new
+    batch is kept in it, so this build, if killed too, is not redone either.
 
     Batches are cut from the texts sorted by length (see `length_order`): cut in document order, each
     short sentence was padded to the longest of its neighbours, 61,618 tokens for the bundled
@@ -125,33 +132,53 @@ def embed_batches(
     from tqdm import tqdm
 
     out = np.empty((len(texts), embedder.dim), dtype=np.float32)
-    order = length_order(texts, embedder)
-    with tqdm(total=len(texts), desc=desc, unit="text", disable=not progress or not texts) as bar:
-        for i in range(0, len(texts), EMBED_BATCH):
-            rows = order[i : i + EMBED_BATCH]
-            batch = [texts[j] for j in rows]
-            vecs = np.asarray(embedder.embed_passages(batch), dtype=np.float32)
-            if vecs.shape != (len(batch), embedder.dim):
-                raise ValueError(
-                    f"Embedder {embedder.model_id} returned shape {vecs.shape} for {len(batch)} passages; "
-                    f"expected ({len(batch)}, {embedder.dim})."
-                )
-            if not np.allclose(np.linalg.norm(vecs, axis=1), 1.0, atol=1e-3):
-                raise ValueError(
-                    f"Embedder {embedder.model_id} returned vectors that are not L2-normalised; normalise them."
-                )
-            out[rows] = vecs
-            bar.update(len(batch))
+    done = checkpoint.lookup(embedder.model_id, texts, embedder.dim) if checkpoint is not None else {}
+    for i, vec in done.items():
+        out[i] = vec
+    todo = [i for i in range(len(texts)) if i not in done]
+    order = [todo[j] for j in length_order([texts[i] for i in todo], embedder)]
+    try:
+        with tqdm(total=len(todo), desc=desc, unit="text", disable=not progress or not todo) as bar:
+            for i in range(0, len(order), EMBED_BATCH):
+                rows = order[i : i + EMBED_BATCH]
+                batch = [texts[j] for j in rows]
+                out[rows] = _checked(embedder, batch, embedder.embed_passages(batch))
+                if checkpoint is not None:
+                    checkpoint.add(embedder.model_id, batch, out[rows])
+                bar.update(len(batch))
+    finally:
+        if checkpoint is not None:
+            checkpoint.flush()  # also when stopped (Ctrl-C, a cancelled upload): the next run resumes
     return out
 
 
+def _checked(embedder: Embedder, batch: list[str], vectors) -> np.ndarray:
+    vecs = np.asarray(vectors, dtype=np.float32)
+    if vecs.shape != (len(batch), embedder.dim):
+        raise ValueError(
+            f"Embedder {embedder.model_id} returned shape {vecs.shape} for {len(batch)} passages; "
+            f"expected ({len(batch)}, {embedder.dim})."
+        )
+    if not np.allclose(np.linalg.norm(vecs, axis=1), 1.0, atol=1e-3):
+        raise ValueError(
+            f"Embedder {embedder.model_id} returned vectors that are not L2-normalised; normalise them."
+        )
+    return vecs
+
+
 def embed_cached(
-    texts: list[str], embedder: Embedder, cache: dict[str, np.ndarray], progress: bool, desc: str
+    texts: list[str],
+    embedder: Embedder,
+    cache: dict[str, np.ndarray],
+    progress: bool,
+    desc: str,
+    checkpoint: EmbedCheckpoint | None = None,
 ) -> tuple[np.ndarray, int]:
-    """Vectors for texts, embedding only those not in `cache`; returns them and how many were embedded."""
+    """Vectors for texts, embedding only those not in `cache`; returns them and how many were embedded
+    (or taken from the checkpoint of a killed build)."""
     todo = list(dict.fromkeys(t for t in texts if t not in cache))
     if todo:
-        cache.update(zip(todo, embed_batches(todo, embedder, progress, desc), strict=True))
+        cache.update(zip(todo, embed_batches(todo, embedder, progress, desc, checkpoint), strict=True))
     if not texts:
         return np.empty((0, embedder.dim), np.float32), 0
     return np.stack([cache[t] for t in texts]).astype(np.float32), len(todo)
@@ -202,14 +229,16 @@ def build_extras(
     caches: dict[str, dict[str, np.ndarray]],
     progress: bool,
     timer: PhaseTimer | None = None,
+    checkpoint: EmbedCheckpoint | None = None,
 ) -> tuple[Extras, int]:
-    """Compute every derived store; returns them and the number of texts embedded."""
+    """Compute every derived store; returns them and the number of texts embedded. Every embedding
+    goes through `checkpoint` when given (see `embed_batches`)."""
     timer = timer or PhaseTimer()
     with timer("sentence units"):
         sentences, texts = sentence_units(chunks, documents)
     with timer("embed sentences"):
         vectors, n = embed_cached(
-            texts, embedder, caches.get("sentences", {}), progress, "Embedding sentences"
+            texts, embedder, caches.get("sentences", {}), progress, "Embedding sentences", checkpoint
         )
     with timer("embed sentences in place"):
         contexts, n_ctx = embed_cached(
@@ -218,6 +247,7 @@ def build_extras(
             caches.get("contexts", {}),
             progress,
             "Embedding sentences in place",
+            checkpoint,
         )
         n += n_ctx
     with timer("glossary"):
@@ -228,15 +258,25 @@ def build_extras(
         extras.crosslingual_id = crosslingual.model_id
         with timer("cross-lingual chunks"):
             extras.xl_vectors, n1 = embed_cached(
-                passages, crosslingual, caches.get("xl", {}), progress, "Cross-lingual"
+                passages, crosslingual, caches.get("xl", {}), progress, "Cross-lingual", checkpoint
             )
         with timer("cross-lingual sentences"):
             extras.xl_sentence_vectors, n2 = embed_cached(
-                texts, crosslingual, caches.get("xl_sentences", {}), progress, "Cross-lingual sentences"
+                texts,
+                crosslingual,
+                caches.get("xl_sentences", {}),
+                progress,
+                "Cross-lingual sentences",
+                checkpoint,
             )
         with timer("lexicon"):
             zh_texts = [c.text for c in chunks if c.lang == "zh"]
-            extras.lexicon = Lexicon.build(zh_texts, crosslingual, cache=caches.get("lexicon"))
+            extras.lexicon = Lexicon.build(
+                zh_texts,
+                crosslingual,
+                cache=caches.get("lexicon"),
+                embed=lambda words: embed_batches(words, crosslingual, False, "Lexicon", checkpoint),
+            )
         n += n1 + n2
     return extras, n
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -40,16 +40,22 @@ class Lexicon:
 
     @classmethod
     def build(
-        cls, texts: Iterable[str], encoder: Embedder, max_words: int = 50_000, cache: dict | None = None
+        cls,
+        texts: Iterable[str],
+        encoder: Embedder,
+        max_words: int = 50_000,
+        cache: dict | None = None,
+        embed: Callable[[list[str]], np.ndarray] | None = None,
     ) -> Lexicon:
         """Embed the most frequent Chinese words of `texts` (bounded, so huge corpora stay cheap);
-        words in `cache` (word -> vector, from the previous index) are not embedded again."""
+        words in `cache` (word -> vector, from the previous index) are not embedded again. `embed`
+        (default: the encoder's `embed_passages`) lets a build embed them in batches it can resume."""
         counts = Counter(t for text in texts for t in tokenize(text) if _ZH_WORD.fullmatch(t))
         vocab = sorted(w for w, _ in counts.most_common(max_words))
         cache = dict(cache or {})
         todo = [w for w in vocab if w not in cache]
         if todo:
-            cache.update(zip(todo, encoder.embed_passages(todo), strict=True))
+            cache.update(zip(todo, (embed or encoder.embed_passages)(todo), strict=True))
         vectors = np.stack([cache[w] for w in vocab]) if vocab else np.empty((0, encoder.dim), np.float32)
         return cls(vocab, vectors)
 

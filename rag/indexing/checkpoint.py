@@ -1,0 +1,117 @@
+"""Vectors of a build that has not finished, kept on disk so a killed build resumes where it stopped.
+
+Embedding is nearly all of a build's time (hours for a large library), and until the new index is
+swapped in, everything it embedded lives only in memory: a kill, an out-of-memory or a closed laptop
+lost all of it. Every embedding call of a build goes through `rag.indexing.extras.embed_batches`,
+which writes what it embedded here in shards, and looks here first. The folder sits beside the index
+(`.index.partial/`), one sub-folder per model, each shard an `.npz` of text digests and vectors,
+written to a temporary name and renamed, so a kill mid-write leaves no half shard. A finished build
+removes the folder.
+
+Entries are keyed by the model id and the text's digest, so a shard can never give a wrong vector:
+at worst, a checkpoint left by a build of other papers holds vectors nobody asks for.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shutil
+import time
+import uuid
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+FLUSH_TEXTS = 512  # write a shard once this many vectors are waiting ...
+FLUSH_SECONDS = 30.0  # ... or this long after the last one: a kill loses at most about this much work
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha1(text.encode("utf-8")).hexdigest()
+
+
+class EmbedCheckpoint:
+    """What a build embedded so far, by model; `lookup` before embedding, `add` after each batch."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = Path(folder)
+        self._known: dict[str, dict[str, np.ndarray]] = {}  # model folder -> digest -> vector
+        self._waiting: dict[str, list[tuple[str, np.ndarray]]] = {}
+        self._last_flush = time.monotonic()
+        self.resumed = 0  # vectors this build took from the checkpoint instead of embedding them
+
+    @classmethod
+    def beside(cls, index_dir: Path) -> EmbedCheckpoint:
+        index_dir = Path(index_dir)
+        return cls(index_dir.parent / f".{index_dir.name}.partial")
+
+    @staticmethod
+    def _model_dir(model_id: str) -> str:
+        return hashlib.sha1(model_id.encode("utf-8")).hexdigest()[:16]
+
+    def _vectors(self, model_id: str) -> dict[str, np.ndarray]:
+        """The model's vectors on disk, read on first use; a damaged shard is skipped (and re-embedded)."""
+        name = self._model_dir(model_id)
+        if name not in self._known:
+            known: dict[str, np.ndarray] = {}
+            for shard in sorted((self.folder / name).glob("*.npz")):
+                try:
+                    with np.load(shard, allow_pickle=False) as data:
+                        known.update(zip(data["keys"].tolist(), data["vectors"], strict=True))
+                except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+                    log.warning("ignoring a damaged checkpoint shard %s: %s", shard, exc)
+            self._known[name] = known
+        return self._known[name]
+
+    def lookup(self, model_id: str, texts: list[str], dim: int) -> dict[int, np.ndarray]:
+        """Positions of `texts` whose vectors (of `dim` dimensions) a killed build already made."""
+        known = self._vectors(model_id)
+        if not known:
+            return {}
+        found = {}
+        for i, text in enumerate(texts):
+            vec = known.get(_digest(text))
+            if vec is not None and vec.shape == (dim,):
+                found[i] = vec
+        self.resumed += len(found)
+        return found
+
+    def add(self, model_id: str, texts: list[str], vectors: np.ndarray) -> None:
+        """Keep a batch's vectors; they reach the disk at the next flush (by count or by time)."""
+        name = self._model_dir(model_id)
+        waiting = self._waiting.setdefault(name, [])
+        waiting += zip(map(_digest, texts), np.asarray(vectors, dtype=np.float32), strict=True)
+        if len(waiting) >= FLUSH_TEXTS or time.monotonic() - self._last_flush >= FLUSH_SECONDS:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write every waiting vector as one shard per model."""
+        for name, waiting in self._waiting.items():
+            if not waiting:
+                continue
+            folder = self.folder / name
+            folder.mkdir(parents=True, exist_ok=True)
+            keys = np.array([k for k, _ in waiting])
+            vectors = np.stack([v for _, v in waiting])
+            stem = f"{time.time_ns():020d}-{uuid.uuid4().hex[:6]}"
+            tmp = folder / f"{stem}.tmp"
+            with open(tmp, "wb") as f:
+                np.savez(f, keys=keys, vectors=vectors)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, folder / f"{stem}.npz")
+            if name in self._known:  # else read with the rest from disk on the first lookup
+                self._known[name].update(zip(keys.tolist(), vectors, strict=True))
+            waiting.clear()
+        self._last_flush = time.monotonic()
+
+    def remove(self) -> None:
+        """The build finished: its vectors are in the index now."""
+        self._waiting.clear()
+        self._known.clear()
+        shutil.rmtree(self.folder, ignore_errors=True)
