@@ -28,7 +28,7 @@ from rag.pipeline import Pipeline
 from rag.query.analysis import analyse_text
 from rag.query.names import Name
 from rag.settings import RefusalSettings, Settings
-from rag.types import Document, Quote
+from rag.types import Chunk, Document, Hit, Quote
 
 from .conftest import FakeEmbedder
 
@@ -103,6 +103,29 @@ def test_each_rule_refuses_for_its_own_reason_only():
     assert UnquotedNames({"d": DOC}).check(asks, [], draft(QUOTE)).code == "unquoted_names"
     asks = analyse_text("低分子肝素的疗效如何？", names=(Name("低分子肝素", ("低分子肝素",)),))
     assert UnquotedNames({"d": DOC}).check(asks, [], draft(QUOTE)) is None
+
+
+def _hit(lang: str) -> Hit:
+    return Hit(Chunk("c", "d", "T", "S", 0, 4, "text", lang), 1.0)
+
+
+def test_term_rules_judge_only_words_in_the_script_of_the_best_passage():
+    # In a folder of Chinese and English papers, an English question about a Chinese paper asks in
+    # English words that only the English papers could write: their absence proves nothing.
+    en = replace(
+        analyse_text("What does the CBC report show for febrile children?"), absent_terms=("febrile",)
+    )
+    assert AbsentTerms().check(en, [_hit("en")], None).code == "absent_terms"
+    assert AbsentTerms().check(en, [_hit("zh"), _hit("en")], None) is None
+    assert AbsentTerms().check(en, [], None).code == "absent_terms"  # nothing retrieved: as asked
+    # A Chinese question about an English paper: its Chinese transliteration proves nothing, the
+    # Latin name it also writes does.
+    zh = replace(
+        analyse_text("卡穆祖医院用奥马曲拉（omapatrilat）吗？"), unknown_names=("卡穆祖", "omapatrilat")
+    )
+    assert dict(UnknownNames().check(zh, [_hit("zh")], None).values) == {"names": "卡穆祖, omapatrilat"}
+    assert dict(UnknownNames().check(zh, [_hit("en")], None).values) == {"names": "omapatrilat"}
+    assert UnknownNames().check(replace(zh, unknown_names=("卡穆祖",)), [_hit("en")], None) is None
 
 
 def test_the_first_rule_of_the_stage_decides_and_skipped_rules_are_not_asked():

@@ -21,6 +21,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
+from rag.lang import HAN_RE
 from rag.query.answer_type import states_rate
 from rag.query.names import unquoted
 from rag.types import Document, Hit, Refusal
@@ -49,22 +50,39 @@ def _not_in_corpus(code: str, words: Sequence[str], verb: str, field: str) -> Re
     return Refusal(code, note, ((field, joined),))
 
 
+def _judged(words: Sequence[str], query: QueryAnalysis, hits: Sequence[Hit]) -> list[str]:
+    """The words of the question that no paper writes and whose absence proves something: all of them
+    when the passage retrieval ranks first is in the question's language; else only those written in
+    that passage's script. A question words in its own language what its answer's paper writes in
+    another: in a folder of Chinese and English papers, an English question about a Chinese paper
+    uses English words only the other papers could hold, while "omapatrilat" in a Chinese question
+    about English papers is a word an English paper would write."""
+    passage_lang = hits[0].chunk.lang if hits else query.lang
+    if passage_lang == query.lang:
+        return list(words)
+    return [w for w in words if bool(HAN_RE.search(w)) == (passage_lang == "zh")]
+
+
 @dataclass(frozen=True)
 class UnknownNames:
+    """Names judged by `_judged`: in the script of the best passage."""
+
     code = "unknown_names"
     stage = QUESTION
 
     def check(self, query: QueryAnalysis, hits: Sequence[Hit], draft: Draft | None) -> Refusal | None:
-        return _not_in_corpus(self.code, query.unknown_names, "names", "names")
+        return _not_in_corpus(self.code, _judged(query.unknown_names, query, hits), "names", "names")
 
 
 @dataclass(frozen=True)
 class AbsentTerms:
+    """Terms judged by `_judged`: in the script of the best passage."""
+
     code = "absent_terms"
     stage = QUESTION
 
     def check(self, query: QueryAnalysis, hits: Sequence[Hit], draft: Draft | None) -> Refusal | None:
-        return _not_in_corpus(self.code, query.absent_terms, "asks about", "terms")
+        return _not_in_corpus(self.code, _judged(query.absent_terms, query, hits), "asks about", "terms")
 
 
 @dataclass(frozen=True)
