@@ -228,3 +228,29 @@ def test_running_headers_are_removed_from_multi_page_articles():
         assert all(len(p.text) > 400 for p in pages), name  # the body stays (a table page: 442)
     malawi = read_pages(SHARED / "en-quality-improvement-malawi-bmchsr2014.pdf")
     assert malawi[1].text.startswith("Background\nThe desire to improve on health systems")
+
+
+def test_a_pdf_metadata_title_is_used_only_when_it_reads_as_a_title():
+    from rag.ingest.pdf import title_from_metadata
+
+    assert (
+        title_from_metadata("Heart failure  outcomes in Ireland.pdf") == "Heart failure outcomes in Ireland"
+    )
+    assert title_from_metadata("肺癌骨转移血液标志物研究") == "肺癌骨转移血液标志物研究"
+    assert title_from_metadata("Microsoft Word - Patient experiences of heart failure care.docx") == (
+        "Patient experiences of heart failure care"
+    )
+    for junk in (None, "", "untitled", "Slide 1", "6489122611071476 1..10", "draft.pdf", "骨转移"):
+        assert title_from_metadata(junk) is None, junk
+
+
+@needs_shared
+def test_real_pdfs_take_their_metadata_title_or_their_file_name():
+    dvt = load_file(SHARED / "en-dvt-prophylaxis-trauma-review-jtmo2010.pdf", "dvt", ingest=NO_OCR)
+    assert dvt.title == (
+        "Complications related to deep venous thrombosis prophylaxis in trauma: "
+        "a systematic review of the literature"
+    )
+    # its Title entry is a job number ("6489122611071476 1..10"): the file name stands in
+    malawi = SHARED / "en-quality-improvement-malawi-bmchsr2014.pdf"
+    assert load_file(malawi, "m", ingest=NO_OCR).title == malawi.stem

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from rag.ingest.normalise import first_line_title, normalise_pages
 from rag.ingest.ocr import OcrUnavailable, PageOcr
-from rag.ingest.pdf import Page, PdfError, read_pages
+from rag.ingest.pdf import Page, PdfError, metadata_title, read_pages
 from rag.lang import detect_lang
 from rag.settings import IngestSettings
 from rag.types import Document
@@ -47,6 +47,7 @@ class RawText:
     pages: tuple[str, ...]
     paged: bool = False
     ocr_pages: tuple[int, ...] = ()  # 1-based pages whose text came from OCR
+    title: str | None = None  # the title the file's own metadata gives (PDF), if it reads as one
 
 
 @dataclass
@@ -111,7 +112,7 @@ def _pdf_text(path: Path, warnings: list[str], ocr: PageOcr | None) -> RawText:
     ocr_pages = tuple(p.number for p in pages if p.ocr)
     if ocr_pages:
         log.info("%s: read by OCR: %s", path, _page_list(list(ocr_pages)))
-    return RawText(tuple(p.text for p in pages), paged=True, ocr_pages=ocr_pages)
+    return RawText(tuple(p.text for p in pages), paged=True, ocr_pages=ocr_pages, title=metadata_title(path))
 
 
 def _docx_text(path: Path) -> str:
@@ -174,10 +175,11 @@ def read_catalog(folder: Path) -> dict[str, dict]:
         return {}
 
 
-def title_of(entry: dict, stem: str, text: str = "") -> str:
-    """The catalog's title, else the text's first line when it reads as a title, else the file name."""
+def title_of(entry: dict, stem: str, text: str = "", metadata: str | None = None) -> str:
+    """The catalog's title, else the file's metadata title (PDF), else the text's first line when it
+    reads as a title, else the file name."""
     catalog = entry.get("title") or entry.get("title_zh") or entry.get("topic_en")
-    return catalog or first_line_title(text) or stem
+    return catalog or metadata or first_line_title(text) or stem
 
 
 def page_ocr(ingest: IngestSettings | None) -> PageOcr | None:
@@ -211,7 +213,7 @@ def load_file(
     digest = hashlib.sha256(data + NORMALISER_VERSION.encode()).hexdigest()
     meta = {k: v for k, v in entry.items() if k != "file"}
     # A PDF's first line is a journal's running head as often as its title: only text files use it.
-    title = title_of(entry, path.stem, "" if raw.paged else text)
+    title = title_of(entry, path.stem, "" if raw.paged else text, raw.title)
     pages = starts if raw.paged else ()
     return Document(doc_id, title, str(path), text, digest, detect_lang(text), meta, pages, raw.ocr_pages)
 

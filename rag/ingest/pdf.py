@@ -133,6 +133,39 @@ def drop_furniture(pages: list[str]) -> list[str]:
     ]
 
 
+def title_from_metadata(value: str | None) -> str | None:
+    """A PDF's Title entry when it reads as a title (rules in rag/data/pdf_text.json, `metadata_title`),
+    else None: producers often leave a file name, a job number or "untitled" there."""
+    r = rules()["metadata_title"]
+    title = " ".join((value or "").split())
+    for prefix in r["drop_prefixes"]:
+        if title.lower().startswith(prefix.lower()):
+            title = title[len(prefix) :].strip()
+    title = re.sub(rf"\.(?:{'|'.join(map(re.escape, r['extensions']))})$", "", title, flags=re.I).strip()
+    chars = [c for c in title if not c.isspace()]
+    if not chars or title.lower() in r["reject"]:
+        return None
+    if sum(c.isdigit() for c in chars) > r["max_digit_share"] * len(chars):
+        return None
+    words = re.findall(r"[^\W\d_]{2,}", re.sub(r"[\u3400-\u9fff]", " ", title))
+    han = sum(_is_cjk(c) for c in chars)
+    return title if len(words) >= r["min_words"] or han >= r["min_han"] else None
+
+
+def metadata_title(path: Path) -> str | None:
+    """The title a PDF's metadata gives, if it reads as one (`title_from_metadata`)."""
+    import pypdfium2 as pdfium
+
+    try:
+        doc = pdfium.PdfDocument(str(path))
+    except pdfium.PdfiumError:
+        return None
+    try:
+        return title_from_metadata(doc.get_metadata_dict().get("Title"))
+    finally:
+        doc.close()
+
+
 def read_pages(path: Path, ocr: PageOcr | None = None) -> list[Page]:
     """Every page of a PDF, cleaned. A page that needs OCR is read by `ocr` when given; the pages
     left without text keep their problem (with OCR's failure added)."""
