@@ -48,6 +48,27 @@ def test_catalog_title_is_used(tiny_corpus: Path):
     assert docs["gbk-poems"].title == "POEMS 综合征病例"
 
 
+def test_catalog_may_hold_its_entries_under_files(tiny_corpus: Path):
+    (tiny_corpus / "catalog.json").write_text(
+        json.dumps(
+            {"generated_with": {"pypdf": "7"}, "files": [{"file": "gbk-poems.txt", "title": "POEMS 病例"}]},
+            ensure_ascii=False,
+        ),
+        encoding="utf-8",
+    )
+    docs = {d.doc_id: d for d in load_folder(tiny_corpus).documents}
+    assert docs["gbk-poems"].title == "POEMS 病例"
+
+
+@pytest.mark.parametrize("content", ['{"entries": []}', '"a title"', "[{\"title\": \"no file key\"}]", "{"])
+def test_a_catalog_of_another_shape_is_reported_and_ignored(tiny_corpus: Path, content: str, caplog):
+    (tiny_corpus / "catalog.json").write_text(content, encoding="utf-8")
+    with caplog.at_level("WARNING"):
+        docs = {d.doc_id: d for d in load_folder(tiny_corpus).documents}
+    assert docs["gbk-poems"].title == "gbk-poems"
+    assert "ignoring" in caplog.text and "'files'" in caplog.text
+
+
 def test_generated_pdf_loads_through_its_text_layer(tmp_path: Path):
     from fpdf import FPDF
 

@@ -163,15 +163,28 @@ def read_raw_text(
 
 
 def read_catalog(folder: Path) -> dict[str, dict]:
-    """Catalog entries by file name; a missing catalog is fine, a broken one is reported and ignored."""
+    """Catalog entries by file name; a missing catalog is fine, a broken one is reported and ignored.
+
+    The catalog is a JSON list of objects with a "file" key, or an object holding that list under
+    "files" (a catalog that also records how it was made, as ../shared/pdfs/catalog.json does).
+    """
     path = folder / CATALOG
     if not path.exists():
         return {}
     try:
         entries = json.loads(path.read_text(encoding="utf-8"))
+        if isinstance(entries, dict):
+            entries = entries["files"]
+        if not isinstance(entries, list):
+            raise TypeError(f"a JSON {type(entries).__name__}")
         return {e["file"]: e for e in entries}
     except (ValueError, KeyError, TypeError) as exc:
-        log.warning("ignoring %s: %s (expected a JSON list of objects with a 'file' key)", path, exc)
+        log.warning(
+            "ignoring %s: %s (expected a JSON list of objects with a 'file' key, or an object with that"
+            " list under 'files')",
+            path,
+            exc,
+        )
         return {}
 
 
