@@ -236,6 +236,24 @@ def test_empty_docs_folder_refuses_and_keeps_index(built, tmp_path):
     assert index_files(built) == before
 
 
+def test_a_folder_of_only_failing_files_says_why_each_failed(built, tmp_path):
+    # A folder of links to papers elsewhere looks empty to the loader; the error must say why.
+    before = index_files(built)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "paper.txt").write_text("Aspirin lowers the risk of stroke.", encoding="utf-8")
+    links = tmp_path / "links"
+    links.mkdir()
+    (links / "paper.txt").symlink_to(elsewhere / "paper.txt")
+    (links / "notes.xyz").write_text("not a paper", encoding="utf-8")
+    with pytest.raises(ValueError) as caught:
+        build(links, built)
+    message = str(caught.value)
+    assert "existing index is unchanged" in message
+    assert f"paper.txt: a link to {elsewhere / 'paper.txt'}, outside the documents folder" in message
+    assert index_files(built) == before
+
+
 def test_refuses_to_replace_a_folder_that_is_not_an_index(docs, tmp_path):
     other = tmp_path / "notes"
     other.mkdir()

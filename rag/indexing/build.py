@@ -231,7 +231,7 @@ def build_index(
         if not documents:
             raise ValueError(
                 f"No documents could be loaded from {docs_dir} (supported: .txt .md .pdf .docx .html); "
-                "nothing was indexed and any existing index is unchanged."
+                "nothing was indexed and any existing index is unchanged." + _why_not(report.errors)
             )
         if previous is not None and _nothing_changed(index_dir, report, crosslingual, faiss_kind):
             report.n_documents = len(documents)
@@ -311,6 +311,16 @@ def _without_duplicates(
         else:
             first[digest] = doc.doc_id
     return [d for d in documents if d.doc_id not in dropped]
+
+
+def _why_not(errors: list[LoadError], shown: int = 5) -> str:
+    """The files that failed, for the error of a folder with nothing loadable: without them a folder of
+    links leading elsewhere, or of scans OCR could not read, looks merely empty."""
+    if not errors:
+        return ""
+    lines = [f"\n  {Path(e.path).name}: {e.message}" for e in errors[:shown]]
+    more = f"\n  ... and {len(errors) - shown} more" if len(errors) > shown else ""
+    return "\nFiles that failed:" + "".join(lines) + more
 
 
 def _both(key: str, **values: object) -> str:
