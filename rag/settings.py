@@ -170,6 +170,9 @@ class ScoringSettings:
     )
     join_continuations: bool = knob(True, "quote a sentence with the next one when that one points back")
     max_quote_chars: int = knob(400, "longest quote such a join may make, in characters")
+    whole_sentences: bool = knob(
+        True, "quote a clause cut at a semicolon as its whole sentence, within max_quote_chars"
+    )
 
     def __post_init__(self) -> None:
         _check_range("dense_weight", self.dense_weight, 0.0, 1.0)

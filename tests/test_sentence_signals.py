@@ -256,3 +256,26 @@ def test_no_focus_for_a_title_in_another_language(fake_embedder):
     )
     np.testing.assert_allclose(focused.dense, plain.dense)
     assert len(fake_embedder.calls) == n_calls + 1  # the sentence only, no focus text
+
+
+def test_a_clause_cut_at_a_semicolon_is_quoted_as_its_whole_sentence():
+    from rag.answer.candidates import whole_sentence
+    from rag.types import Document
+
+    text = (
+        "Overview\nA1D is an inherited disorder that can cause neurological problems; "
+        "the severity varies widely; most cases are mild. It is rare.\n其一为甲；其二为乙。"
+    )
+    doc = Document("d", "T", "d.txt", text, "", "en")
+    first = "A1D is an inherited disorder that can cause neurological problems;"
+    whole = text[text.index("A1D") : text.index(" It is rare")]
+    for clause in (first, "the severity varies widely;", "most cases are mild."):
+        s = _sentence(clause, "en", 0, text.index(clause))
+        widened = whole_sentence(s, doc)
+        assert widened.text == whole == text[widened.start : widened.end]  # verbatim, the whole sentence
+    rare = _sentence("It is rare.", "en", 0, text.index("It is rare"))
+    assert whole_sentence(rare, doc) == rare  # a sentence with no clauses stays as it is
+    zh = _sentence("其二为乙。", "zh", 0, text.index("其二"))
+    assert whole_sentence(zh, doc).text == "其一为甲；其二为乙。"  # Chinese clauses too, within the line
+    s = _sentence(first, "en", 0, text.index(first))
+    assert whole_sentence(s, doc, max_chars=len(first) + 5) == s  # too long as a whole: the clause

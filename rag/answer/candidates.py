@@ -108,6 +108,29 @@ def next_start(text: str, end: int) -> int:
     return end
 
 
+_CLAUSE_END = re.compile(r"[;；][”’\"」)）]*$")
+
+
+def whole_sentence(sentence: Sentence, doc: Document, max_chars: int = 400) -> Sentence:
+    """The clause widened to its whole sentence: the sentence table cuts at semicolons (a clause
+    scores apart from its neighbours), but a quote of "…can cause neurological problems;" reads as
+    cut off. Kept as the clause when the whole sentence is longer than `max_chars`."""
+    text = doc.text
+    line_start = text.rfind("\n", 0, sentence.start) + 1
+    line_end = text.find("\n", sentence.end)
+    spans = sentence_spans(text, line_start, len(text) if line_end < 0 else line_end)
+    start, end = sentence.start, sentence.end
+    for s, e in reversed(spans):  # the clauses before it, back to the last full stop
+        if e <= start and _CLAUSE_END.search(text[s:e]) and next_start(text, e) == start:
+            start = s
+    for s, e in spans:  # and the clauses after it, up to the next one
+        if s >= end and _CLAUSE_END.search(text[start:end]) and next_start(text, end) == s:
+            end = e
+    if (start, end) == (sentence.start, sentence.end) or end - start > max_chars:
+        return sentence
+    return replace(sentence, start=start, end=end, text=text[start:end], row=None)
+
+
 def with_continuation(sentence: Sentence, doc: Document, max_chars: int = 400) -> Sentence:
     """The sentence extended over the next one when that one opens by pointing back to it ("其计算方法
     是…", "It is…"): such a sentence often holds the answer but cannot stand alone as a quote."""

@@ -19,6 +19,7 @@ from rag.answer.candidates import (
     SentenceTable,
     candidate_sentences,
     next_start,
+    whole_sentence,
     with_continuation,
 )
 from rag.answer.facts import english_counterpart, near_duplicate, same_fact
@@ -133,6 +134,8 @@ def compose_answer(
 
 
 def _continued(s: Sentence, documents: Mapping[str, Document], scoring: ScoringSettings) -> Sentence:
+    if scoring.whole_sentences:
+        s = whole_sentence(s, documents[s.doc_id], scoring.max_quote_chars)
     if not scoring.join_continuations:
         return s
     return with_continuation(s, documents[s.doc_id], scoring.max_quote_chars)
