@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import rag
+from rag.indexing.extras import CONTEXT_VERSION
 from rag.indexing.index import (
     Index,
     IndexCorruptError,
@@ -103,7 +104,7 @@ def test_manifest_contents(built, docs):
         "sentences": len(index.sentence_texts),
     }
     assert manifest["crosslingual_model_id"] is None
-    assert manifest["sentence_context"] is True
+    assert manifest["sentence_context"] == CONTEXT_VERSION
     # Chinese stays readable in the plain files
     assert "静脉血栓" in (built / "documents.jsonl").read_text(encoding="utf-8")
     assert "静脉血栓" in (built / "chunks.jsonl").read_text(encoding="utf-8")

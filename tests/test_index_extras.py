@@ -147,6 +147,12 @@ def test_context_text_reads_a_sentence_in_place():
     third = text.index("另起")
     assert context_text(text, "1.1 一般资料", third, len(text)) == "1.1 一般资料: 另起一段的句子。"
     assert context_text(text, "", third, len(text)) == "另起一段的句子。"
+    # A placeholder is no name the text writes: the document's title says what it is about.
+    for placeholder in ("(Text)", "(正文)"):
+        assert context_text(text, placeholder, third, len(text), "依维莫司") == "依维莫司: 另起一段的句子。"
+    # The untitled front of a paper with headings keeps its name.
+    assert context_text(text, "(引言)", third, len(text), "依维莫司") == "(引言): 另起一段的句子。"
+    assert context_text(text, "(Text)", third, len(text)) == "另起一段的句子。"  # no title either
 
 
 def test_sentences_are_stored_in_place_too(docs, tmp_path):
@@ -157,7 +163,8 @@ def test_sentences_are_stored_in_place_too(docs, tmp_path):
     assert index.context_vectors.shape == index.sentence_vectors.shape
     for (c, s, e), text in zip(index.extras.sentences, index.context_texts, strict=True):
         chunk = index.chunks[c]
-        assert text == context_text(index.documents[chunk.doc_id].text, chunk.section, s, e)
+        doc = index.documents[chunk.doc_id]
+        assert text == context_text(doc.text, chunk.section, s, e, doc.title)
     np.testing.assert_allclose(index.context_vectors, FakeEmbedder().embed_passages(index.context_texts))
 
 
@@ -186,3 +193,32 @@ def test_an_index_without_in_place_vectors_loads_and_a_rebuild_adds_them(docs, t
     assert not any("in-place" in n for n in Pipeline(again, FakeEmbedder()).ask("静脉血栓栓塞是什么？").notes)
     # Only the in-place texts were embedded: the sentences' own vectors were reused.
     assert set(e5.sentences) == set(again.context_texts)
+
+
+def test_in_place_vectors_of_an_older_text_version_are_embedded_again(tmp_path):
+    import json
+
+    from rag.indexing.extras import CONTEXT_VERSION
+
+    # A text with no headings: every sentence is in the "(Text)" placeholder section.
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "asthma.txt").write_text(
+        "Allergic asthma\n\nAsthma is a breathing disorder of the airways. Allergens trigger the attacks.\n",
+        encoding="utf-8",
+    )
+    ix = tmp_path / "ix"
+    build_index(docs, ix, FakeEmbedder(), progress=False)
+    index = Index.load(ix)
+    assert index.context_texts and all(t.startswith("Allergic asthma: ") for t in index.context_texts)
+    # What an index of the first version says: its in-place vectors were embedded from other texts.
+    manifest = json.loads((ix / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["sentence_context"] == CONTEXT_VERSION
+    manifest["sentence_context"] = True
+    (ix / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+    e5 = RecordingEmbedder()
+    report = build_index(docs, ix, e5, progress=False)
+    assert report.unchanged and not report.added and not report.updated
+    again = Index.load(ix)
+    assert set(e5.sentences) == set(again.context_texts)  # the in-place texts, and nothing else
+    assert again.manifest["sentence_context"] == CONTEXT_VERSION

@@ -93,7 +93,9 @@ class SentenceSignals:
         if in_place is not None:
             docs = self.index.documents
             contexts = [
-                "" if s.row is not None else context_text(docs[s.doc_id].text, s.section, s.start, s.end)
+                ""
+                if s.row is not None
+                else context_text(docs[s.doc_id].text, s.section, s.start, s.end, docs[s.doc_id].title)
                 for s in sentences
             ]
             around = self._similarity(q, contexts, rows, self.index.context_vectors, in_place)

@@ -18,6 +18,7 @@ import rag
 from rag.indexing import store
 from rag.indexing.checkpoint import EmbedCheckpoint
 from rag.indexing.extras import (
+    CONTEXT_VERSION,
     Extras,
     PhaseTimer,
     build_extras,
@@ -259,7 +260,7 @@ def build_index(
         try:
             manifest = _manifest(docs_dir, embedder, settings, faiss_kind, order, documents, chunks, report)
             manifest["crosslingual_model_id"] = extras.crosslingual_id
-            manifest["sentence_context"] = extras.context_vectors is not None
+            manifest["sentence_context"] = CONTEXT_VERSION if extras.context_vectors is not None else False
             manifest["counts"]["sentences"] = len(extras.sentence_texts)
             with timer("write files"):
                 _write(
@@ -405,7 +406,8 @@ def _nothing_changed(
     wanted_xl = crosslingual.model_id if crosslingual is not None else None
     return (
         manifest.get("crosslingual_model_id") == wanted_xl
-        and bool(manifest.get("sentence_context"))  # an older index gains its in-place sentence vectors
+        # An older index gains its in-place sentence vectors, or those of the current texts.
+        and manifest.get("sentence_context") == CONTEXT_VERSION
         and manifest.get("faiss_kind_requested") == faiss_kind
     )
 

@@ -35,6 +35,11 @@ EMBED_BATCH = 32
 SENTENCES = "sentences.npy"  # int64 rows: chunk position, start, end (offsets into the document)
 SENTENCE_EMBEDDINGS = "sentence_embeddings.npy"
 CONTEXT_EMBEDDINGS = "context_embeddings.npy"  # e5, one row per sentence, embedded in place
+# The manifest's "sentence_context": which texts `context_text` makes (1, written as true: the section's
+# name even when a placeholder; 2: the "(Text)" of a text without sections replaced by the document's
+# title). Vectors of another version are not reused; an index of another version is rebuilt by
+# `rag index` (its in-place vectors only).
+CONTEXT_VERSION = 2
 XL_EMBEDDINGS = "xl_embeddings.npy"  # cross-lingual encoder, one row per chunk
 XL_SENTENCE_EMBEDDINGS = "xl_sentence_embeddings.npy"
 XL_FAISS = "xl_faiss.index"
@@ -94,9 +99,10 @@ def sentence_units(chunks: list[Chunk], documents: dict[str, Document]) -> tuple
 
 def context_texts(sentences: np.ndarray, chunks: list[Chunk], documents: dict[str, Document]) -> list[str]:
     """Each sentence unit as `context_text` reads it in place (rows as `sentence_units` makes them)."""
+    docs = [documents[chunks[c].doc_id] for c, _, _ in sentences]
     return [
-        context_text(documents[chunks[c].doc_id].text, chunks[c].section, int(s), int(e))
-        for c, s, e in sentences
+        context_text(doc.text, chunks[c].section, int(s), int(e), doc.title)
+        for doc, (c, s, e) in zip(docs, sentences, strict=True)
     ]
 
 
@@ -200,7 +206,7 @@ def previous_caches(
         rows = np.load(index_dir / SENTENCES, allow_pickle=False)
         texts = [documents[chunks[c].doc_id].text[s:e] for c, s, e in rows]
         caches["sentences"] = dict(zip(texts, store.load_npy(index_dir / SENTENCE_EMBEDDINGS), strict=True))
-        if manifest.get("sentence_context"):
+        if manifest.get("sentence_context") == CONTEXT_VERSION:  # True == 1: an older version
             caches["contexts"] = dict(
                 zip(
                     context_texts(rows, chunks, documents),

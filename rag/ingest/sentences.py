@@ -6,6 +6,7 @@ import bisect
 import functools
 import re
 
+from rag.ingest.headings import WHOLE
 from rag.knowledge import language
 from rag.lang import HAN
 
@@ -15,6 +16,9 @@ _END = re.compile(rf"[。！？!?;；]+[”’\"」)）]*|\.(?=\s*$|\s+[A-Z{HAN}
 # A full stop after an abbreviation (rag/data/lang/en.json) or an initial ("J. Smith") ends nothing.
 _ABBREVIATIONS = "|".join(map(re.escape, language("en")["dot_abbreviations"]))
 _NO_BREAK_BEFORE_DOT = re.compile(rf"(?:\b(?:{_ABBREVIATIONS})|\b[A-Z])$")
+# The names given to a text without sections ("(Text)"). Not to the untitled front of a paper with
+# headings: there the title was no better a context (on the bundled papers it cost one gold answer).
+_PLACEHOLDERS = frozenset(WHOLE.values())
 
 
 def sentence_spans(text: str, start: int = 0, end: int | None = None) -> list[tuple[int, int]]:
@@ -53,14 +57,19 @@ def _add(text: str, spans: list[tuple[int, int]], s: int, e: int) -> None:
         spans.append((s, e))
 
 
-def context_text(text: str, section: str, start: int, end: int) -> str:
+def context_text(text: str, section: str, start: int, end: int, title: str = "") -> str:
     """A sentence as it reads in place, for embedding: its section's name, then the sentence before it
     on the same line and the sentence itself, verbatim ("1.1 一般资料: …收治5例患者。年龄37~85岁…").
 
     A sentence that answers a question often leans on the one before ("DTC 进入 G0 期" after
     "…进入单细胞休眠状态"), and its section says what it is about; alone, neither is in its text.
+    A text with no sections has only a placeholder for a section name ("(Text)"), which says
+    nothing: there the document's `title` names the subject instead (a web page's or a catalog's title:
+    "Allergic asthma" for "Asthma is a breathing disorder…").
     """
     leaf = section.rsplit(" > ", 1)[-1].strip()
+    if leaf in _PLACEHOLDERS:
+        leaf = title.strip()
     passage = text[_previous_start(text, start) : end]
     return f"{leaf}: {passage}" if leaf else passage
 
