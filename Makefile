@@ -18,6 +18,8 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 setup: $(STAMP)
+	# A CJK font: pdfium reads Chinese PDFs whose fonts are not embedded through one.
+	bash scripts/install-fonts.sh
 
 model: setup  ## convert the bundled multilingual-e5-small once into the cache
 	$(RAG) model
