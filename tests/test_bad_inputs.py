@@ -42,6 +42,29 @@ def test_a_file_over_the_limit_is_refused_with_the_limit_and_the_fix(tiny_corpus
     assert again.added == ["huge"] and again.unchanged and not again.errors
 
 
+def test_a_50_mb_text_file_is_refused_before_it_is_read(tiny_corpus, tmp_path, monkeypatch):
+    import rag.ingest.loading as loading
+
+    with open(tiny_corpus / "dump.txt", "wb") as f:  # 50 MB: far over the packaged 1,000,000 characters
+        f.write(("血小板计数。" * 10_000 + "\n").encode() * 2_778)
+    read = []
+    real = loading.read_raw_text
+    monkeypatch.setattr(
+        loading, "read_raw_text", lambda path, *a, **k: read.append(path.name) or real(path, *a, **k)
+    )
+    report = build_index(tiny_corpus, tmp_path / "index", FakeEmbedder(), progress=False)
+    [error] = [e for e in report.errors if e.path.endswith("dump.txt")]
+    assert "refused before it was read" in error.message and "ingest.max_file_chars=N" in error.message
+    assert "more than 1,000,000 characters" in error.message and "未读取即拒绝" in error.message
+    assert "dump.txt" not in read and len(read) == 3  # the other papers were read and indexed
+    assert report.n_documents == 3 and "dump" not in Index.load(tmp_path / "index").documents
+    # Under 4 bytes a character of the limit, a long file is read and judged by its characters.
+    (tiny_corpus / "dump.txt").write_text("血小板计数。" * 400, encoding="utf-8")  # 7,200 bytes, 2,400 chars
+    report = build_index(tiny_corpus, tmp_path / "index", FakeEmbedder(), progress=False, max_file_chars=2000)
+    [error] = [e for e in report.errors if e.path.endswith("dump.txt")]
+    assert "2,400 characters, more than the limit of 2,000" in error.message
+
+
 def test_the_limit_is_a_setting_with_a_unit():
     loaded = load_settings(overrides={"ingest.max_file_chars": 5000})
     assert loaded.settings.ingest.max_file_chars == 5000 and loaded.sources["ingest.max_file_chars"]

@@ -7,7 +7,7 @@ from __future__ import annotations
 import hashlib
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -183,8 +183,12 @@ def build_index(
     with store.build_lock(index_dir):
         store.recover_interrupted_swap(index_dir)
         store.remove_stale_build_dirs(index_dir)
-        with timer("load documents"):
-            loaded = load_folder(docs_dir, ingest)
+        if max_file_chars is None:
+            from rag.settings import load_settings
+
+            max_file_chars = load_settings().settings.ingest.max_file_chars
+        with timer("load documents"):  # the limit goes in: a text file far over it is not even read
+            loaded = load_folder(docs_dir, replace(ingest or IngestSettings(), max_file_chars=max_file_chars))
         with timer("read previous index"):
             previous, reason = _load_previous(index_dir, embedder, settings)
         report = BuildReport(
@@ -194,10 +198,6 @@ def build_index(
             phases=timer.seconds,
         )
         prev = previous or _Previous({}, {}, {})
-        if max_file_chars is None:
-            from rag.settings import load_settings
-
-            max_file_chars = load_settings().settings.ingest.max_file_chars
         accepted = _within_limit(loaded.documents, max_file_chars, report)
         accepted = _without_duplicates(accepted, prev.documents, report)
 

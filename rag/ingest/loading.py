@@ -26,6 +26,11 @@ CATALOG = "catalog.json"
 # 2: PDFs through pypdfium2, furniture and OCR pages dropped; 3: page offsets, paragraphs, titles
 NORMALISER_VERSION = "3"
 MAX_FILE_BYTES = 50 * 1024 * 1024
+# Plain text has at least one character per 4 bytes (UTF-8, UTF-16), so a text file of more than
+# 4 × ingest.max_file_chars bytes is over the limit before it is read: a 50 MB file is refused at once,
+# not after it has been read and normalised into memory. Markup (.html, .docx) shrinks: not judged by size.
+_PLAIN = (".txt", ".md")
+_MAX_BYTES_PER_CHAR = 4
 
 log = logging.getLogger(__name__)
 
@@ -212,6 +217,8 @@ def load_file(
     """Load and normalise one file; raise LoadFailure if it has no usable text. What was left out of it
     (PDF pages no OCR could read) is logged and added to `warnings`. `ocr` (shared by the files of a
     folder) defaults to the reader `ingest` asks for."""
+    ingest = ingest or IngestSettings()
+    _refuse_if_too_big(path, ingest.max_file_chars)
     notes: list[str] = []
     raw, data = read_raw_text(path, notes, ocr if ocr is not None else page_ocr(ingest))
     for note in notes:
@@ -229,6 +236,21 @@ def load_file(
     title = title_of(entry, path.stem, "" if raw.paged else text, raw.title)
     pages = starts if raw.paged else ()
     return Document(doc_id, title, str(path), text, digest, detect_lang(text), meta, pages, raw.ocr_pages)
+
+
+def _refuse_if_too_big(path: Path, limit: int) -> None:
+    if path.suffix.lower() not in _PLAIN:
+        return
+    try:
+        size = path.stat().st_size
+    except OSError:
+        return  # read_raw_text says why it cannot be read
+    if size > _MAX_BYTES_PER_CHAR * limit:
+        from rag.answer.framing import templates  # the message files; framing reads no index
+
+        raise LoadFailure(
+            " / ".join(templates(lang)["too_big"].format(size=size, limit=limit) for lang in ("en", "zh"))
+        )
 
 
 def load_folder(folder: str | Path, ingest: IngestSettings | None = None) -> LoadResult:
