@@ -134,3 +134,29 @@ def test_loading_a_text_file_takes_its_first_line_as_title(tmp_path: Path):
     assert a.title == "Effect of heparin on thrombosis after trauma"
     assert a.text.startswith("Effect of heparin on thrombosis after trauma\nOBJECTIVE\n")
     assert load_file(tmp_path / "b.txt", "b").title == "b"  # no title line: the file name
+
+
+MEDQUAD = REPO / ".." / "shared" / "devsets" / "medquad" / "docs"
+
+
+@pytest.mark.skipif(not MEDQUAD.is_dir(), reason=f"no MedQuAD pages at {MEDQUAD}")
+def test_medquad_pages_keep_their_title_line_apart_from_the_first_sentence(tmp_path):
+    import json
+    import shutil
+
+    from rag.ingest.loading import load_folder
+
+    entries = json.loads((MEDQUAD / "catalog.json").read_text(encoding="utf-8"))[:25]
+    for entry in entries:
+        shutil.copy(MEDQUAD / entry["file"], tmp_path / entry["file"])
+    (tmp_path / "catalog.json").write_text(json.dumps(entries), encoding="utf-8")
+    loaded = load_folder(tmp_path, IngestSettings(ocr=False))
+    assert not loaded.errors and len(loaded.documents) == len(entries)
+    for doc in loaded.documents:
+        (s1, e1), (s2, _) = sentence_spans(doc.text)[:2]
+        first = doc.text[s1:e1]
+        # The page's own first line is its title: a sentence of its own, ended by its line break.
+        assert first.casefold() == doc.title.casefold(), doc.doc_id
+        assert doc.text[e1:s2] == "\n", doc.doc_id
+        chunk = chunk_document(doc)[0]
+        assert chunk.text.startswith(first + "\n"), doc.doc_id
