@@ -46,7 +46,7 @@ def test_a_50_mb_text_file_is_refused_before_it_is_read(tiny_corpus, tmp_path, m
     import rag.ingest.loading as loading
 
     with open(tiny_corpus / "dump.txt", "wb") as f:  # 50 MB: far over the packaged 1,000,000 characters
-        f.write(("血小板计数。" * 10_000 + "\n").encode() * 2_778)
+        f.write(("血小板计数。" * 10_000 + "\n").encode() * 278)
     read = []
     real = loading.read_raw_text
     monkeypatch.setattr(
