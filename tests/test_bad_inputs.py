@@ -54,8 +54,8 @@ def test_a_50_mb_text_file_is_refused_before_it_is_read(tiny_corpus, tmp_path, m
     )
     report = build_index(tiny_corpus, tmp_path / "index", FakeEmbedder(), progress=False)
     [error] = [e for e in report.errors if e.path.endswith("dump.txt")]
-    assert "refused before it was read" in error.message and "ingest.max_file_chars=N" in error.message
-    assert "more than 1,000,000 characters" in error.message and "未读取即拒绝" in error.message
+    assert "refused unread" in error.message and "ingest.max_file_chars=N" in error.message
+    assert "the 1,000,000 characters allowed" in error.message and "未读取即拒绝" in error.message
     assert "dump.txt" not in read and len(read) == 3  # the other papers were read and indexed
     assert report.n_documents == 3 and "dump" not in Index.load(tmp_path / "index").documents
     # Under 4 bytes a character of the limit, a long file is read and judged by its characters.
@@ -63,6 +63,22 @@ def test_a_50_mb_text_file_is_refused_before_it_is_read(tiny_corpus, tmp_path, m
     report = build_index(tiny_corpus, tmp_path / "index", FakeEmbedder(), progress=False, max_file_chars=2000)
     [error] = [e for e in report.errors if e.path.endswith("dump.txt")]
     assert "2,400 characters, more than the limit of 2,000" in error.message
+    # The build's limit reaches the size check: 7,200 bytes are over 4 × 1,000, refused unread.
+    report = build_index(tiny_corpus, tmp_path / "index", FakeEmbedder(), progress=False, max_file_chars=1000)
+    [error] = [e for e in report.errors if e.path.endswith("dump.txt")]
+    assert "7,200 bytes" in error.message and "refused unread" in error.message
+
+
+def test_an_upload_under_a_raised_limit_is_not_refused_by_its_size(tiny_corpus):
+    from webui.uploads import UploadError, save_upload
+
+    data = b"The platelet count was normal.\n" * 140_000  # 4,480,000 bytes and characters
+    with pytest.raises(UploadError, match="refused unread"):  # over 4 bytes a character of 1,000,000
+        save_upload("long.txt", data, tiny_corpus, max_chars=1_000_000)
+    assert not list((tiny_corpus / "uploads").glob("long*"))
+    # The index raised its limit: the upload is read and judged by its characters.
+    path = save_upload("long.txt", data, tiny_corpus, max_chars=5_000_000)
+    assert path.read_bytes() == data
 
 
 def test_the_limit_is_a_setting_with_a_unit():
@@ -76,8 +92,12 @@ def test_the_limit_is_a_setting_with_a_unit():
 def test_an_upload_over_the_limit_is_refused_before_indexing(fake_index, tiny_corpus, tmp_path):
     pipeline = Pipeline.load(fake_index, embedder=FakeEmbedder(), overrides={"ingest.max_file_chars": 100})
     result = add_documents([_upload(tmp_path, "long.txt", ("长句子。" * 60).encode())], tiny_corpus, pipeline)
-    assert result.added == [] and "more than the limit of 100" in result.errors[0]
+    assert result.added == [] and "100 characters allowed" in result.errors[0]  # 720 bytes: refused unread
     assert not (tiny_corpus / "uploads").exists()
+    # 360 bytes (under 4 × 100) are read, then refused for their 120 characters.
+    result = add_documents([_upload(tmp_path, "long.txt", ("长句子。" * 30).encode())], tiny_corpus, pipeline)
+    assert result.added == [] and "120 characters, more than the limit of 100" in result.errors[0]
+    assert not list((tiny_corpus / "uploads").glob("long*"))
 
 
 def test_the_same_text_under_two_names_is_indexed_once_and_reported(tiny_corpus, tmp_path):

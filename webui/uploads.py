@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from rag.answer.framing import templates
 from rag.indexing.index import BuildReport, build_index
 from rag.ingest.loading import SUPPORTED, LoadFailure, decode_text, load_file
-from rag.settings import ChunkerSettings
+from rag.settings import ChunkerSettings, IngestSettings
 from webui import staging
 
 if TYPE_CHECKING:
@@ -160,7 +160,9 @@ def save_upload(
     partial.write_bytes(data)
     os.replace(partial, path)
     try:
-        doc = load_file(path, doc_id_of(path, docs_dir))
+        # The index's limit, not the packaged one: a raised limit must not be refused by the size check.
+        ingest = IngestSettings(max_file_chars=max_chars) if max_chars is not None else None
+        doc = load_file(path, doc_id_of(path, docs_dir), ingest=ingest)
         if max_chars is not None and len(doc.text) > max_chars:  # refused now, not after the build
             raise LoadFailure(_both("too_long", n=len(doc.text), limit=max_chars))
     except LoadFailure as exc:

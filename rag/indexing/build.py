@@ -183,7 +183,9 @@ def build_index(
     with store.build_lock(index_dir):
         store.recover_interrupted_swap(index_dir)
         store.remove_stale_build_dirs(index_dir)
-        if max_file_chars is None:
+        if max_file_chars is None and ingest is not None:
+            max_file_chars = ingest.max_file_chars
+        elif max_file_chars is None:
             from rag.settings import load_settings
 
             max_file_chars = load_settings().settings.ingest.max_file_chars

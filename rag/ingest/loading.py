@@ -28,7 +28,9 @@ NORMALISER_VERSION = "3"
 MAX_FILE_BYTES = 50 * 1024 * 1024
 # Plain text has at least one character per 4 bytes (UTF-8, UTF-16), so a text file of more than
 # 4 × ingest.max_file_chars bytes is over the limit before it is read: a 50 MB file is refused at once,
-# not after it has been read and normalised into memory. Markup (.html, .docx) shrinks: not judged by size.
+# not after it has been read and normalised into memory. The bound is on the characters as read; the
+# limit counts them normalised (runs of spaces collapsed), so a file that is mostly padding may be
+# refused that would have fitted. Markup (.html, .docx) shrinks a great deal: not judged by size.
 _PLAIN = (".txt", ".md")
 _MAX_BYTES_PER_CHAR = 4
 
