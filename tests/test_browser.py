@@ -285,8 +285,15 @@ def test_upload_shows_progress_and_cancel_leaves_the_library_as_it_was(page, app
     )
     shot(page, "upload-cancelled")
     assert sorted(p.relative_to(docs).as_posix() for p in docs.rglob("*")) == before
+    from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
+
     page.reload()
-    page.wait_for_function("s => document.querySelector('#status')?.innerText === s", arg=status)
+    try:
+        page.wait_for_function(
+            "s => document.querySelector('#status')?.innerText === s", arg=status, timeout=30_000
+        )
+    except PlaywrightTimeoutError:  # say what differs, not only that the wait ran out
+        assert page.locator("#status").inner_text() == status
 
 
 def test_html_in_a_document_is_shown_as_text_never_run(page, tmp_path):
