@@ -218,6 +218,9 @@ class RefusalSettings:
     evidence: bool = knob(True, "refuse below the calibrated evidence threshold of the question's language")
     missing_rate: bool = knob(True, "refuse a question asking for a rate when no chosen quote states one")
     unquoted_names: bool = knob(True, "refuse quotes that leave out a drug, disease or acronym asked about")
+    uncovered_terms: bool = knob(
+        True, "refuse quotes whose English papers never write a rare English word of the question"
+    )
 
 
 @dataclass(frozen=True)

@@ -49,3 +49,16 @@ def test_a_word_glued_to_digits_is_not_a_term():
         "thanatophoric",
         "dysplasia",
     ]
+
+
+def test_the_rare_words_the_corpus_writes_are_the_ones_quotes_must_cover():
+    m = CorpusMentions(
+        [*EN, "Celiac disease affects 1 in 100 people. In Finland, lattice dystrophy is frequent."]
+    )
+    # "finland" and "celiac" are rare and written; "common" is everyday; "thanatophoric" is absent
+    # (AbsentTerms refuses that one); the corpus writes "mutations" for "mutational".
+    assert m.written_key_terms("How common is celiac disease in Finland?") == ["celiac", "finland"]
+    assert m.written_key_terms("What mutational changes cause thanatophoric dysplasia?") == ["mutational"]
+    # Words that ask for a kind of answer say what is wanted, not what it is about.
+    assert m.written_key_terms("What fraction of lattice dystrophy is inherited?") == ["lattice", "dystrophy"]
+    assert CorpusMentions(ZH).written_key_terms("How common is celiac disease in Finland?") == []

@@ -16,6 +16,7 @@ from rag.abstain.rules import (
     MissingRate,
     NoRelevantSentence,
     NoVerifiedQuote,
+    UncoveredTerms,
     UnknownNames,
     UnquotedNames,
     first_refusal,
@@ -50,10 +51,13 @@ def test_the_rules_come_in_order_and_the_settings_switch_them():
         "no_verified_quote",
         "missing_rate",
         "unquoted_names",
+        "uncovered_terms",
     ]
-    assert [r.stage for r in rules] == [QUESTION, QUESTION, QUESTION, QUOTES, QUOTES, QUOTES, QUOTES]
+    assert [r.stage for r in rules] == [QUESTION, QUESTION, QUESTION, *[QUOTES] * 5]
     off = Settings(
-        refusal=RefusalSettings(unknown_names=False, absent_terms=False, evidence=False, missing_rate=False)
+        refusal=RefusalSettings(
+            unknown_names=False, absent_terms=False, evidence=False, missing_rate=False, uncovered_terms=False
+        )
     )
     assert [r.code for r in refusal_rules(off, {}, evidence=lambda q, h: 1.0)] == [
         "no_relevant_sentence",
@@ -212,3 +216,57 @@ def test_a_chinese_question_about_chinese_papers_keeps_the_chinese_threshold(fak
 
     pipeline = Pipeline.load(fake_index, embedder=FakeEmbedder())
     assert pipeline.retriever.evidence_key(pipeline.analyse("肿瘤患者的血栓怎么治疗？", encode=False)) == "zh"
+
+
+EN_DOCS = {
+    "celiac": Document(
+        "celiac", "Celiac disease", "celiac.txt",
+        "Celiac disease is a common disorder. Its prevalence is about 1 in 100 people worldwide.", "", "en",
+    ),
+    "lattice": Document(
+        "lattice", "Lattice corneal dystrophy", "lattice.txt",
+        "Lattice corneal dystrophy type II is most common in Finland.", "", "en",
+    ),
+    "zh": Document("zh", "乳糜泻", "zh.txt", "乳糜泻是一种常见疾病，患病率约为1%。Celiac disease.", "", "zh"),
+}  # fmt: skip
+
+
+def _quote(doc_id: str) -> Quote:
+    text = EN_DOCS[doc_id].text
+    return Quote(1, doc_id, EN_DOCS[doc_id].title, "S", 0, len(text), text)
+
+
+def test_quotes_from_papers_that_never_write_a_rare_word_of_the_question_are_refused():
+    rule = UncoveredTerms(EN_DOCS)
+    q = replace(analyse_text("How common is celiac disease in Finland?"), written_terms=("celiac", "finland"))
+    refusal = rule.check(q, [], draft(_quote("celiac")))
+    assert refusal.code == "uncovered_terms" and dict(refusal.values) == {"terms": "Finland"}  # as asked
+    assert "Finland" in refusal_message(refusal, "en") and "Finland" in refusal_message(refusal, "zh")
+    # Covered when any quoted paper writes it, anywhere in the paper.
+    assert rule.check(q, [], draft(_quote("celiac"), _quote("lattice"))) is None
+    assert rule.check(replace(q, written_terms=("celiac",)), [], draft(_quote("celiac"))) is None
+    # A Chinese paper names in Chinese what an English question words in English: not judged.
+    assert rule.check(q, [], draft(_quote("zh"))) is None
+    assert rule.check(q, [], draft()) is None  # nothing quoted: NoVerifiedQuote's case
+    assert [r.code for r in refusal_rules(Settings(), EN_DOCS, lambda a, h: 1.0)][-1] == "uncovered_terms"
+
+
+def test_ask_refuses_a_fact_the_papers_hold_only_about_another_subject(tmp_path):
+    """End to end: Finland is in the corpus, but only on the page of another condition."""
+    from rag.indexing.index import build_index
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    for doc in EN_DOCS.values():
+        if doc.lang == "en":
+            (docs / doc.path).write_text(f"{doc.title}\n\n{doc.text}\n", encoding="utf-8")
+    build_index(docs, tmp_path / "index", FakeEmbedder(), progress=False)
+    # One quote: a two-page corpus would otherwise quote the Finland page too, which covers the word.
+    settings = '{"answer": {"min_score": 0.0, "max_quotes": 1}}'
+    (tmp_path / "index" / "settings.json").write_text(settings, encoding="utf-8")
+    pipeline = Pipeline.load(tmp_path / "index", embedder=FakeEmbedder())
+    answer = pipeline.ask("How common is celiac disease in Finland?")
+    assert answer.abstained and answer.refusal.code == "uncovered_terms"
+    assert "Finland" in answer.answer.splitlines()[1]
+    answered = pipeline.ask("How common is celiac disease?")
+    assert not answered.abstained and "1 in 100" in answered.answer

@@ -13,15 +13,20 @@ stage judge before any quote is chosen (so an LLM generator is not asked either)
     no_verified_quote     no chosen quote matched the stored text
     missing_rate          a rate is asked and no quote states one
     unquoted_names        a drug, disease or acronym asked about is in no quote nor its paper's abstract
+    uncovered_terms       a rare English word of the question is in the corpus but in none of the
+                          English papers quoted
 """
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 from rag.lang import HAN_RE
+from rag.query.absent_terms import corpus_scripts, writes_en
 from rag.query.answer_type import states_rate
 from rag.query.names import unquoted
 from rag.types import Document, Hit, Refusal
@@ -169,6 +174,54 @@ class UnquotedNames:
         return Refusal(self.code, note, (("names", names),))
 
 
+@dataclass(frozen=True)
+class UncoveredTerms:
+    """ "How common is celiac disease in Finland?" over pages where Finland is written only about other
+    conditions: the celiac page is quoted for its prevalence worldwide. A rare word of the question
+    that the corpus writes (else `AbsentTerms` refuses) but that no quoted paper writes names what the
+    question is about and the quotes are not. Judged only against quoted papers written mostly in
+    English (`corpus_scripts`): a Chinese paper names in Chinese what an English question words in
+    English. Rarity is `absent_terms`'s (wordfreq), the words that ask for a kind of answer ("what
+    fraction") left out. Chinese words are not judged: jieba's word boundaries are guesses (王连…
+    被封为平阳亭侯 cut as 封为平), and a paper writes a guessed piece only by chance."""
+
+    documents: Mapping[str, Document]
+    language_share: float = 0.3
+    _texts: dict = field(default_factory=dict, compare=False, repr=False)
+    code = "uncovered_terms"
+    stage = QUOTES
+
+    def check(self, query: QueryAnalysis, hits: Sequence[Hit], draft: Draft | None) -> Refusal | None:
+        if draft is None or not query.written_terms or not draft.verified:
+            return None
+        texts = [t for t in map(self._english_text, dict.fromkeys(q.doc_id for q in draft.verified)) if t]
+        if not texts:
+            return None
+        missing = [w for w in query.written_terms if not any(writes_en(w, t) for t in texts)]
+        if not missing:
+            return None
+        terms = ", ".join(_as_asked(w, query.text) for w in missing)
+        note = f"the question asks about {terms}, which the corpus writes but no paper quoted does"
+        return Refusal(self.code, note, (("terms", terms),))
+
+    def _english_text(self, doc_id: str) -> str:
+        """The paper's title and text, lower-cased, if it is written mostly in English, else ""."""
+        if doc_id not in self._texts:
+            doc = self.documents.get(doc_id)
+            text = unicodedata.normalize("NFKC", f"{doc.title}\n{doc.text}").lower() if doc else ""
+            english = "en" in corpus_scripts(text, self.language_share) and "zh" not in corpus_scripts(
+                text, self.language_share
+            )
+            self._texts[doc_id] = text if english else ""
+        return self._texts[doc_id]
+
+
+def _as_asked(word: str, question: str) -> str:
+    """`word` (lower-cased) as the question writes it: "Finland", not "finland"."""
+    found = re.search(rf"(?<![A-Za-z0-9]){re.escape(word)}", question, re.IGNORECASE)
+    return found.group() if found else word
+
+
 def refusal_rules(
     settings: Settings,
     documents: Mapping[str, Document],
@@ -193,6 +246,8 @@ def refusal_rules(
         rules.append(MissingRate())
     if r.unquoted_names:
         rules.append(UnquotedNames(documents))
+    if r.uncovered_terms:
+        rules.append(UncoveredTerms(documents, r.language_share))
     return tuple(rules)
 
 

@@ -30,6 +30,7 @@ from collections.abc import Iterable
 
 from rag.knowledge import language
 from rag.lang import HAN, HAN_RE
+from rag.query.answer_type import ANSWER_TYPE_WORDS
 from rag.terms.lexical import STOPWORDS
 
 _HAN_RUN = re.compile(f"[{HAN}]+")
@@ -39,6 +40,7 @@ _MIN_LATIN = 3
 # left free, and at least _MIN_STEM must match.
 _FREE_ENDING = 4
 _MIN_STEM = 5
+_SEEN_MAX = 50_000  # English words whose presence is remembered (a few MB at most)
 
 
 @functools.cache
@@ -78,6 +80,7 @@ class CorpusMentions:
         self.text = unicodedata.normalize("NFKC", "\n".join(texts)).lower()
         self.scripts = corpus_scripts(self.text, language_share)
         self.common_zipf = common_zipf
+        self._en_seen: dict[str, bool] = {}
 
     def absent(self, question: str) -> list[str]:
         """The question's key terms that no document mentions, in the order asked (each once)."""
@@ -109,5 +112,32 @@ class CorpusMentions:
         return any(lo >= 0 and hi <= len(question) and question[lo:hi] in self.text for lo, hi in spans)
 
     def _mentions_en(self, word: str) -> bool:
-        stem = word[: max(_MIN_STEM, len(word) - _FREE_ENDING)]
-        return re.search(rf"(?<![a-z0-9]){re.escape(stem)}", self.text) is not None
+        # A search of the whole corpus text per word; `absent` and `written_key_terms` ask the same.
+        if word not in self._en_seen:
+            if len(self._en_seen) >= _SEEN_MAX:
+                self._en_seen.clear()
+            self._en_seen[word] = writes_en(word, self.text)
+        return self._en_seen[word]
+
+    def written_key_terms(self, question: str) -> list[str]:
+        """The question's English key terms (as `absent` judges them) that the corpus does write, less
+        the words that say what kind of answer is wanted ("what fraction", "prevalence"): the terms
+        the papers quoted in an answer must write too (`rag.abstain.rules.UncoveredTerms`)."""
+        if "en" not in self.scripts:
+            return []
+        text = unicodedata.normalize("NFKC", question).lower()
+        text = ANSWER_TYPE_WORDS.sub(" ", text)
+        found: dict[str, None] = {}
+        for word in _LATIN_WORD.findall(text):
+            if len(word) < _MIN_LATIN or word in STOPWORDS or not self._mentions_en(word):
+                continue
+            if _zipf(word, "en") < self.common_zipf:
+                found.setdefault(word)
+        return list(found)
+
+
+def writes_en(word: str, text: str) -> bool:
+    """Whether lower-cased `text` writes the English `word`, its last letters free (mutation /
+    mutations / mutational)."""
+    stem = word[: max(_MIN_STEM, len(word) - _FREE_ENDING)]
+    return re.search(rf"(?<![a-z0-9]){re.escape(stem)}", text) is not None

@@ -44,6 +44,7 @@ class QueryAnalysis:
     absent_terms: tuple[str, ...]  # key terms (rare words, Chinese proper nouns) no indexed text has
     asks_rate: bool  # a rate or share (发生率, what proportion)
     asks_quantity: bool  # any number: a count, rate, dose, ratio or year
+    written_terms: tuple[str, ...] = ()  # its English key terms the corpus writes (UncoveredTerms)
     induced: tuple[str, ...] = ()  # Chinese words of the corpus induced for an English question
     dense_query: str = ""  # the text e5 embeds in hybrid mode (the question + its closest induced words)
     e5: np.ndarray | None = field(default=None, repr=False)  # e5 vector of dense_query
@@ -120,6 +121,8 @@ class QueryAnalyser:
             )
         if refusal.absent_terms:
             analysis = replace(analysis, absent_terms=tuple(self.mentions().absent(text)))
+        if refusal.uncovered_terms:
+            analysis = replace(analysis, written_terms=tuple(self.mentions().written_key_terms(text)))
         if asked is not None:
             analysis = replace(analysis, asked=asked)
         return self.encode(analysis) if encode else analysis

@@ -68,6 +68,13 @@ _ASKS_RATE, _STATES_RATE, _ASKS_QUANTITY, _NOT_RATE, _YES_NO = (
 )
 
 
+# The words that ask for a kind of answer ("what fraction", "incidence", "多少"): they say what is
+# wanted, not what it is about.
+ANSWER_TYPE_WORDS = re.compile(
+    _either([p for p in (_rate_patterns()[0], _quantity_pattern()) if p]), re.IGNORECASE
+)
+
+
 def asks_yes_no(question: str) -> bool:
     """Whether the question is answered yes or no: by the sentence that concludes, not by a figure."""
     return bool(_YES_NO.search(question.strip()))
