@@ -221,6 +221,9 @@ class RefusalSettings:
     uncovered_terms: bool = knob(
         True, "refuse quotes whose English papers never write a rare English word of the question"
     )
+    uncovered_share: float = knob(
+        0.05, "... judged only for words that at most this share of the documents write (at least one)"
+    )
 
 
 @dataclass(frozen=True)

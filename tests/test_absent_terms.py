@@ -51,14 +51,46 @@ def test_a_word_glued_to_digits_is_not_a_term():
     ]
 
 
-def test_the_rare_words_the_corpus_writes_are_the_ones_quotes_must_cover():
-    m = CorpusMentions(
-        [*EN, "Celiac disease affects 1 in 100 people. In Finland, lattice dystrophy is frequent."]
+def test_the_rare_words_a_few_documents_write_are_the_ones_quotes_must_cover():
+    celiac = (
+        "Celiac disease affects 1 in 100 people; a fraction go undiagnosed. Sjögren syndrome may go with it."
     )
+    m = CorpusMentions([*EN, celiac, "In Finland, lattice dystrophy is frequent. Heparin is used."])
     # "finland" and "celiac" are rare and written; "common" is everyday; "thanatophoric" is absent
     # (AbsentTerms refuses that one); the corpus writes "mutations" for "mutational".
     assert m.written_key_terms("How common is celiac disease in Finland?") == ["celiac", "finland"]
     assert m.written_key_terms("What mutational changes cause thanatophoric dysplasia?") == ["mutational"]
-    # Words that ask for a kind of answer say what is wanted, not what it is about.
+    # Words that ask for a kind of answer say what is wanted, not what it is about: "fraction" is
+    # written (by one document) and rare, and still not judged.
     assert m.written_key_terms("What fraction of lattice dystrophy is inherited?") == ["lattice", "dystrophy"]
+    # Hyphenated words by their parts; accents and curly apostrophes folded.
+    assert m.written_key_terms("Is heparin-induced celiac disease known?") == ["heparin", "celiac"]
+    assert m.written_key_terms("How is Sjogren’s syndrome found?") == []  # the corpus writes Sjögren
     assert CorpusMentions(ZH).written_key_terms("How common is celiac disease in Finland?") == []
+
+
+def test_a_word_many_documents_write_is_how_the_corpus_words_its_topic_not_a_key_term():
+    pages = [f"Condition {i}. The prognosis is good with medications." for i in range(30)]
+    m = CorpusMentions([*pages, "Celiac disease is common in Finland."])
+    # "prognosis" is on every page: a page that words it otherwise can still answer. "finland" on one.
+    assert m.written_key_terms("What is the prognosis of celiac disease in Finland?") == ["celiac", "finland"]
+    assert m.written_key_terms("What is the prognosis?", max_share=1.0) == ["prognosis"]
+
+
+def test_the_word_list_reads_the_corpus_as_the_text_search_does():
+    # Presence is looked up in the corpus's word list (one pass), not by searching the text per word;
+    # both must agree, also on letters glued to digits ("33RE's", "5mg"), which start no word.
+    from rag.query.absent_terms import writes_en
+
+    m = CorpusMentions(["Compound 33RE's binding at 5mg daily; anti-VEGF therapy; BRCA1 mutations."])
+    for word in ("re", "mg", "anti", "vegf", "therapy", "mutational", "brca", "compound", "dailies", "zzz"):
+        assert m._mentions_en(word) == writes_en(word, m.text), word
+
+
+def test_a_paper_writing_two_forms_of_a_word_counts_once():
+    # In four papers a word is judged when one paper writes it: "questionnaire" and "questionnaires"
+    # in the same paper are one paper, not two.
+    papers = ["A questionnaire and two questionnaires were sent.", "Heart failure.", "Trauma.", "Malawi."]
+    m = CorpusMentions(papers)
+    assert m.written_key_terms("Who wrote the questionnaire?") == ["questionnaire"]
+    assert CorpusMentions([papers[0], papers[0], *papers[1:]]).written_key_terms("The questionnaire?") == []

@@ -289,9 +289,7 @@ def test_upload_shows_progress_and_cancel_leaves_the_library_as_it_was(page, app
 
     page.reload()
     try:
-        page.wait_for_function(
-            "s => document.querySelector('#status')?.innerText === s", arg=status, timeout=30_000
-        )
+        page.wait_for_function("s => document.querySelector('#status')?.innerText === s", arg=status)
     except PlaywrightTimeoutError:  # say what differs, not only that the wait ran out
         assert page.locator("#status").inner_text() == status
 

@@ -245,8 +245,12 @@ def test_quotes_from_papers_that_never_write_a_rare_word_of_the_question_are_ref
     # Covered when any quoted paper writes it, anywhere in the paper.
     assert rule.check(q, [], draft(_quote("celiac"), _quote("lattice"))) is None
     assert rule.check(replace(q, written_terms=("celiac",)), [], draft(_quote("celiac"))) is None
-    # A Chinese paper names in Chinese what an English question words in English: not judged.
+    # A Chinese paper names in Chinese what an English question words in English: not judged, and
+    # not with an English paper beside it either (the Chinese one may write the word).
     assert rule.check(q, [], draft(_quote("zh"))) is None
+    assert rule.check(q, [], draft(_quote("celiac"), _quote("zh"))) is None
+    gone = Quote(1, "gone", "T", "S", 0, 3, "abc")  # a paper the mapping lacks: not judged
+    assert rule.check(q, [], draft(_quote("celiac"), gone)) is None
     assert rule.check(q, [], draft()) is None  # nothing quoted: NoVerifiedQuote's case
     assert [r.code for r in refusal_rules(Settings(), EN_DOCS, lambda a, h: 1.0)][-1] == "uncovered_terms"
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 from rag.lang import HAN_RE
-from rag.query.absent_terms import corpus_scripts, writes_en
+from rag.query.absent_terms import fold_latin, writes_en
 from rag.query.answer_type import states_rate
 from rag.query.names import unquoted
 from rag.types import Document, Hit, Refusal
@@ -178,25 +178,24 @@ class UnquotedNames:
 class UncoveredTerms:
     """ "How common is celiac disease in Finland?" over pages where Finland is written only about other
     conditions: the celiac page is quoted for its prevalence worldwide. A rare word of the question
-    that the corpus writes (else `AbsentTerms` refuses) but that no quoted paper writes names what the
-    question is about and the quotes are not. Judged only against quoted papers written mostly in
-    English (`corpus_scripts`): a Chinese paper names in Chinese what an English question words in
-    English. Rarity is `absent_terms`'s (wordfreq), the words that ask for a kind of answer ("what
-    fraction") left out. Chinese words are not judged: jieba's word boundaries are guesses (王连…
-    被封为平阳亭侯 cut as 封为平), and a paper writes a guessed piece only by chance."""
+    that a few documents write (`CorpusMentions.written_key_terms`) but no quoted paper does names
+    something the quotes are not about. Judged only when every quoted paper is written in English:
+    a Chinese paper may name in Chinese what an English question words in English. Chinese words are
+    not judged: jieba's word boundaries are guesses (王连…被封为平阳亭侯 cut as 封为平), and a paper
+    writes a guessed piece only by chance."""
 
     documents: Mapping[str, Document]
-    language_share: float = 0.3
-    _texts: dict = field(default_factory=dict, compare=False, repr=False)
+    _texts: dict[str, str] = field(default_factory=dict, init=False, compare=False, repr=False)
     code = "uncovered_terms"
     stage = QUOTES
 
     def check(self, query: QueryAnalysis, hits: Sequence[Hit], draft: Draft | None) -> Refusal | None:
         if draft is None or not query.written_terms or not draft.verified:
             return None
-        texts = [t for t in map(self._english_text, dict.fromkeys(q.doc_id for q in draft.verified)) if t]
-        if not texts:
+        papers = [self.documents.get(d) for d in dict.fromkeys(q.doc_id for q in draft.verified)]
+        if any(doc is None or doc.lang != "en" for doc in papers):
             return None
+        texts = [self._text(doc) for doc in papers]
         missing = [w for w in query.written_terms if not any(writes_en(w, t) for t in texts)]
         if not missing:
             return None
@@ -204,21 +203,20 @@ class UncoveredTerms:
         note = f"the question asks about {terms}, which the corpus writes but no paper quoted does"
         return Refusal(self.code, note, (("terms", terms),))
 
-    def _english_text(self, doc_id: str) -> str:
-        """The paper's title and text, lower-cased, if it is written mostly in English, else ""."""
-        if doc_id not in self._texts:
-            doc = self.documents.get(doc_id)
-            text = unicodedata.normalize("NFKC", f"{doc.title}\n{doc.text}").lower() if doc else ""
-            english = "en" in corpus_scripts(text, self.language_share) and "zh" not in corpus_scripts(
-                text, self.language_share
-            )
-            self._texts[doc_id] = text if english else ""
-        return self._texts[doc_id]
+    def _text(self, doc: Document) -> str:
+        """The paper's title and text as the question's words are read: lower-cased, accents folded.
+        Kept per paper: the same papers are quoted again and again."""
+        text = self._texts.get(doc.doc_id)
+        if text is None:
+            text = fold_latin(unicodedata.normalize("NFKC", f"{doc.title}\n{doc.text}").lower())
+            self._texts[doc.doc_id] = text
+        return text
 
 
 def _as_asked(word: str, question: str) -> str:
-    """`word` (lower-cased) as the question writes it: "Finland", not "finland"."""
-    found = re.search(rf"(?<![A-Za-z0-9]){re.escape(word)}", question, re.IGNORECASE)
+    """`word` (lower-cased, accents folded) as the question writes it: "Finland", not "finland"."""
+    asked = fold_latin(unicodedata.normalize("NFKC", question))
+    found = re.search(rf"(?<![A-Za-z0-9]){re.escape(word)}", asked, re.IGNORECASE)
     return found.group() if found else word
 
 
@@ -247,7 +245,7 @@ def refusal_rules(
     if r.unquoted_names:
         rules.append(UnquotedNames(documents))
     if r.uncovered_terms:
-        rules.append(UncoveredTerms(documents, r.language_share))
+        rules.append(UncoveredTerms(documents))
     return tuple(rules)
 
 

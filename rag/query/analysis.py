@@ -122,7 +122,8 @@ class QueryAnalyser:
         if refusal.absent_terms:
             analysis = replace(analysis, absent_terms=tuple(self.mentions().absent(text)))
         if refusal.uncovered_terms:
-            analysis = replace(analysis, written_terms=tuple(self.mentions().written_key_terms(text)))
+            written = self.mentions().written_key_terms(text, refusal.uncovered_share)
+            analysis = replace(analysis, written_terms=tuple(written))
         if asked is not None:
             analysis = replace(analysis, asked=asked)
         return self.encode(analysis) if encode else analysis
