@@ -222,7 +222,7 @@ class RefusalSettings:
         True, "refuse quotes whose English papers never write a rare English word of the question"
     )
     uncovered_share: float = knob(
-        0.05, "... judged only for words that at most this share of the documents write (at least one)"
+        0.05, "uncovered_terms judges words that at most this share of the documents write (at least one)"
     )
 
 

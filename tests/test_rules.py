@@ -251,6 +251,26 @@ def test_quotes_from_papers_that_never_write_a_rare_word_of_the_question_are_ref
     assert rule.check(q, [], draft(_quote("celiac"), _quote("zh"))) is None
     gone = Quote(1, "gone", "T", "S", 0, 3, "abc")  # a paper the mapping lacks: not judged
     assert rule.check(q, [], draft(_quote("celiac"), gone)) is None
+    # Tagged English by its words, but 40% Chinese: it may write the word in Chinese.
+    half = Document(
+        "half",
+        "乳糜泻 celiac",
+        "h.txt",
+        "乳糜泻在芬兰常见 celiac disease is common in adults here.",
+        "",
+        "en",
+    )
+    assert (
+        UncoveredTerms({"half": half}).check(q, [], draft(Quote(1, "half", "T", "S", 0, 9, half.text[:9])))
+        is None
+    )
+    # Accents folded on both sides: the paper writes Sjögren, the question Sjogren.
+    sjogren = Document("s", "Sjögren syndrome", "s.txt", "Sjögren syndrome dries the eyes.", "", "en")
+    asks = replace(analyse_text("Is Sjogren syndrome rare?"), written_terms=("sjogren",))
+    assert (
+        UncoveredTerms({"s": sjogren}).check(asks, [], draft(Quote(1, "s", "T", "S", 0, 7, "Sjögren")))
+        is None
+    )
     assert rule.check(q, [], draft()) is None  # nothing quoted: NoVerifiedQuote's case
     assert [r.code for r in refusal_rules(Settings(), EN_DOCS, lambda a, h: 1.0)][-1] == "uncovered_terms"
 

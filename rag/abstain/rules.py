@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 from rag.lang import HAN_RE
-from rag.query.absent_terms import fold_latin, writes_en
+from rag.query.absent_terms import corpus_scripts, fold_latin, writes_en
 from rag.query.answer_type import states_rate
 from rag.query.names import unquoted
 from rag.types import Document, Hit, Refusal
@@ -179,12 +179,13 @@ class UncoveredTerms:
     """ "How common is celiac disease in Finland?" over pages where Finland is written only about other
     conditions: the celiac page is quoted for its prevalence worldwide. A rare word of the question
     that a few documents write (`CorpusMentions.written_key_terms`) but no quoted paper does names
-    something the quotes are not about. Judged only when every quoted paper is written in English:
-    a Chinese paper may name in Chinese what an English question words in English. Chinese words are
+    something the quotes are not about. Judged only when no quoted paper has Chinese in it: a Chinese
+    paper may name in Chinese what an English question words in English. Chinese words are
     not judged: jieba's word boundaries are guesses (王连…被封为平阳亭侯 cut as 封为平), and a paper
     writes a guessed piece only by chance."""
 
     documents: Mapping[str, Document]
+    language_share: float = 0.3  # refusal.language_share
     _texts: dict[str, str] = field(default_factory=dict, init=False, compare=False, repr=False)
     code = "uncovered_terms"
     stage = QUOTES
@@ -193,9 +194,11 @@ class UncoveredTerms:
         if draft is None or not query.written_terms or not draft.verified:
             return None
         papers = [self.documents.get(d) for d in dict.fromkeys(q.doc_id for q in draft.verified)]
-        if any(doc is None or doc.lang != "en" for doc in papers):
+        if any(doc is None for doc in papers):
             return None
         texts = [self._text(doc) for doc in papers]
+        if not all(texts):  # a paper with Chinese in it may write the word in Chinese
+            return None
         missing = [w for w in query.written_terms if not any(writes_en(w, t) for t in texts)]
         if not missing:
             return None
@@ -204,11 +207,15 @@ class UncoveredTerms:
         return Refusal(self.code, note, (("terms", terms),))
 
     def _text(self, doc: Document) -> str:
-        """The paper's title and text as the question's words are read: lower-cased, accents folded.
-        Kept per paper: the same papers are quoted again and again."""
+        """The paper's title and text as the question's words are read (accents folded, lower-cased),
+        or "" when Chinese makes up `language_share` of it: `Document.lang` says "en" up to half Han,
+        and a Chinese paper with a long English abstract may write the word only in Chinese. Kept
+        per paper: the same papers are quoted again and again."""
         text = self._texts.get(doc.doc_id)
         if text is None:
-            text = fold_latin(unicodedata.normalize("NFKC", f"{doc.title}\n{doc.text}").lower())
+            text = fold_latin(unicodedata.normalize("NFKC", f"{doc.title}\n{doc.text}")).lower()
+            if "zh" in corpus_scripts(text, self.language_share):
+                text = ""
             self._texts[doc.doc_id] = text
         return text
 
@@ -245,7 +252,7 @@ def refusal_rules(
     if r.unquoted_names:
         rules.append(UnquotedNames(documents))
     if r.uncovered_terms:
-        rules.append(UncoveredTerms(documents))
+        rules.append(UncoveredTerms(documents, r.language_share))
     return tuple(rules)
 
 

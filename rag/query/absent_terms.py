@@ -45,6 +45,10 @@ _FREE_ENDING = 4
 _MIN_STEM = 5
 # Words as `writes_en` finds them: letters starting where no letter or digit comes before.
 _WORD_START = re.compile(r"(?<![a-z0-9])[a-z]+")
+# The parts of a question word between hyphens and apostrophes ("heparin-induced"); letters glued to
+# digits ("150mmHg", "HbA1c", "CYP2D6") are no part: their pieces would match unrelated words.
+_WHOLE_PART = re.compile(r"(?<![a-z0-9])[a-z]+(?![a-z0-9])")
+_POSTINGS_MAX = 64  # a word's documents are kept when at most this many write it
 _SEEN_MAX = 50_000  # English words whose presence is remembered (a few MB at most)
 
 
@@ -82,7 +86,8 @@ class CorpusMentions:
     """Which words the indexed documents write, read once per index."""
 
     def __init__(self, texts: Iterable[str], language_share: float = 0.3, common_zipf: float = 4.0) -> None:
-        parts = [unicodedata.normalize("NFKC", t).lower() for t in texts]
+        # Accents folded before lower-casing ("İnsulin"), on the corpus as on the questions.
+        parts = [fold_latin(unicodedata.normalize("NFKC", t)).lower() for t in texts]
         self.text = "\n".join(parts)
         # Where each document starts in `text`, to count the documents that write a word.
         self._starts = list(itertools.accumulate((len(t) + 1 for t in parts[:-1]), initial=0))
@@ -90,11 +95,12 @@ class CorpusMentions:
         self.scripts = corpus_scripts(self.text, language_share)
         self.common_zipf = common_zipf
         self._en_seen: dict[str, bool] = {}
-        self._counts: tuple[list[str], list[int]] | None = None
+        self._counts: tuple[list[str], list[int], list[tuple[int, ...] | None]] | None = None
+        self._df_seen: dict[tuple[str, int], int] = {}  # stems counted by a search of the text
 
     def absent(self, question: str) -> list[str]:
         """The question's key terms that no document mentions, in the order asked (each once)."""
-        text = unicodedata.normalize("NFKC", question)
+        text = fold_latin(unicodedata.normalize("NFKC", question))
         found: dict[str, None] = {}
         if "zh" in self.scripts:
             tags = _proper_noun_tags()
@@ -129,7 +135,7 @@ class CorpusMentions:
                 self._en_seen.clear()
             if word.isalpha() and word.isascii():
                 # As `writes_en` reads it: a corpus word that starts with the stem.
-                vocab, _ = self._document_counts()
+                vocab = self._document_counts()[0]
                 stem = word[: max(_MIN_STEM, len(word) - _FREE_ENDING)]
                 at = bisect.bisect_left(vocab, stem)
                 seen = at < len(vocab) and vocab[at].startswith(stem)
@@ -148,10 +154,10 @@ class CorpusMentions:
         parts ("heparin-induced": heparin, induced), accents and curly apostrophes folded."""
         if "en" not in self.scripts:
             return []
-        text = ANSWER_TYPE_WORDS.sub(" ", fold_latin(unicodedata.normalize("NFKC", question).lower()))
+        text = ANSWER_TYPE_WORDS.sub(" ", fold_latin(unicodedata.normalize("NFKC", question)).lower())
         limit = max(1, int(max_share * len(self._starts)))
         found: dict[str, None] = {}
-        for word in re.findall(r"[a-z]+", text):
+        for word in _WHOLE_PART.findall(text):
             if len(word) < _MIN_LATIN or word in STOPWORDS or _zipf(word, "en") >= self.common_zipf:
                 continue
             if self._mentions_en(word) and self._documents_writing(word, limit) <= limit:
@@ -160,14 +166,13 @@ class CorpusMentions:
 
     def _documents_writing(self, word: str, limit: int) -> int:
         """How many documents write a word starting as `word` does (its stem, as `writes_en` reads
-        it), as far as comparing it with `limit` needs. The word list's counts settle it when one word
-        alone passes the limit, or all of them together stay within it; a stem shared by words that
-        each stay within it (questionnaire, questionnaires: one paper may write both) is counted by a
-        search of the text, stopped past the limit."""
-        vocab, counts = self._document_counts()
+        it), as far as comparing it with `limit` needs. One word alone past the limit, or all the
+        stem's words together within it, settle it from the counts; else (questionnaire and
+        questionnaires, one paper may write both) the documents of the words are joined, or, for
+        words too common to keep theirs, the text is searched once per stem."""
+        vocab, counts, postings = self._document_counts()
         stem = word[: max(_MIN_STEM, len(word) - _FREE_ENDING)]
-        lo = bisect.bisect_left(vocab, stem)
-        hi = lo
+        lo = hi = bisect.bisect_left(vocab, stem)
         while hi < len(vocab) and vocab[hi].startswith(stem):
             hi += 1
         shared = counts[lo:hi]
@@ -175,24 +180,37 @@ class CorpusMentions:
             return max(shared)
         if sum(shared) <= limit:
             return sum(shared)
-        docs: set[int] = set()
-        for match in _stem_pattern(word).finditer(self.text):
-            docs.add(bisect.bisect_right(self._starts, match.start()))
-            if len(docs) > limit:
-                break
-        return len(docs)
+        if all(postings[i] is not None for i in range(lo, hi)):
+            return len(set().union(*(postings[i] for i in range(lo, hi))))
+        key = (stem, limit)
+        if key not in self._df_seen:
+            docs: set[int] = set()
+            for match in _stem_pattern(word).finditer(self.text):
+                docs.add(bisect.bisect_right(self._starts, match.start()))
+                if len(docs) > limit:
+                    break
+            if len(self._df_seen) >= _SEEN_MAX:
+                self._df_seen.clear()
+            self._df_seen[key] = len(docs)
+        return self._df_seen[key]
 
-    def _document_counts(self) -> tuple[list[str], list[int]]:
-        """The corpus's English words, sorted, and how many documents write each; counted on first
-        use, one pass over the text (a search of the whole text per question word cost 19 ms p50 on
-        MedQuAD's 300 pages)."""
+    def _document_counts(self) -> tuple[list[str], list[int], list[tuple[int, ...] | None]]:
+        """The corpus's English words, sorted, how many documents write each, and which (for words at
+        most `_POSTINGS_MAX` documents write; None for the others); made on first use in one pass over
+        the text (a search of the whole text per question word cost 19 ms p50 on MedQuAD's pages)."""
         if self._counts is None:
+            docs_of: dict[str, list[int]] = {}
             counts: Counter[str] = Counter()
             ends = [*self._starts[1:], len(self.text) + 1]
-            for start, end in zip(self._starts, ends, strict=True):
-                counts.update(set(_WORD_START.findall(self.text[start : end - 1])))
+            for doc, (start, end) in enumerate(zip(self._starts, ends, strict=True)):
+                for w in set(_WORD_START.findall(self.text[start : end - 1])):
+                    counts[w] += 1
+                    kept = docs_of.setdefault(w, [])
+                    if len(kept) <= _POSTINGS_MAX:
+                        kept.append(doc)
             vocab = sorted(counts)
-            self._counts = (vocab, [counts[w] for w in vocab])
+            postings = [tuple(docs_of[w]) if counts[w] <= _POSTINGS_MAX else None for w in vocab]
+            self._counts = (vocab, [counts[w] for w in vocab], postings)
         return self._counts
 
 
@@ -211,7 +229,8 @@ _FOLD = str.maketrans(
 
 
 def fold_latin(text: str) -> str:
-    """`text` with accented Latin letters as their base letters and curly apostrophes straight."""
+    """`text` (NFKC already: ligatures such as "ĳ" expanded) with accented Latin letters as their base
+    letters and curly apostrophes straight; the length is kept, so offsets still hold."""
     return text.translate(_FOLD)
 
 
