@@ -67,8 +67,10 @@ def test_the_rare_words_a_few_documents_write_are_the_ones_quotes_must_cover():
     assert m.written_key_terms("Is heparin-induced celiac disease known?") == ["heparin", "celiac"]
     assert m.written_key_terms("How is Sjogren’s syndrome found?") == ["sjogren"]
     assert m.absent("What is Sjogren syndrome?") == [] and m.absent("Is Sjögren rare?") == []
+    assert CorpusMentions(["Sjøgren syndrome."]).absent("Is Sjogren syndrome rare?") == []  # ø too
     # Letters glued to digits are no word: "cyp" or "hba" would match unrelated words.
-    assert m.written_key_terms("Does CYP2D6 or HbA1c at 150mmHg change celiac care?") == ["celiac"]
+    glued = CorpusMentions([*EN, celiac, "Cyprus hbase mmhgs."])
+    assert glued.written_key_terms("Does CYP2D6 or HbA1c at 150mmHg change celiac care?") == ["celiac"]
     assert CorpusMentions(ZH).written_key_terms("How common is celiac disease in Finland?") == []
 
 
@@ -108,3 +110,8 @@ def test_without_kept_documents_the_text_is_searched_and_counts_the_same(monkeyp
     assert CorpusMentions(papers).written_key_terms("Who wrote the questionnaire?") == ["questionnaire"]
     two = CorpusMentions([papers[0], papers[0], *papers[1:]])
     assert two.written_key_terms("The questionnaire?") == []
+    # Two papers, each writing one form: two documents, past the limit of one.
+    apart = ["A questionnaire was sent.", "Two questionnaires came back.", "Trauma.", "Malawi."]
+    assert CorpusMentions(apart).written_key_terms("Who wrote the questionnaire?") == []
+    monkeypatch.undo()  # the same with the documents kept
+    assert CorpusMentions(apart).written_key_terms("Who wrote the questionnaire?") == []

@@ -179,8 +179,8 @@ class UncoveredTerms:
     """ "How common is celiac disease in Finland?" over pages where Finland is written only about other
     conditions: the celiac page is quoted for its prevalence worldwide. A rare word of the question
     that a few documents write (`CorpusMentions.written_key_terms`) but no quoted paper does names
-    something the quotes are not about. Judged only when no quoted paper has Chinese in it: a Chinese
-    paper may name in Chinese what an English question words in English. Chinese words are
+    something the quotes are not about. Not judged when Chinese makes up `language_share` of a quoted
+    paper: a Chinese paper may name in Chinese what an English question words in English. Chinese words are
     not judged: jieba's word boundaries are guesses (王连…被封为平阳亭侯 cut as 封为平), and a paper
     writes a guessed piece only by chance."""
 

@@ -183,7 +183,8 @@ class CorpusMentions:
         if all(postings[i] is not None for i in range(lo, hi)):
             return len(set().union(*(postings[i] for i in range(lo, hi))))
         key = (stem, limit)
-        if key not in self._df_seen:
+        seen = self._df_seen.get(key)  # read once: another question may clear the cache meanwhile
+        if seen is None:
             docs: set[int] = set()
             for match in _stem_pattern(word).finditer(self.text):
                 docs.add(bisect.bisect_right(self._starts, match.start()))
@@ -191,8 +192,8 @@ class CorpusMentions:
                     break
             if len(self._df_seen) >= _SEEN_MAX:
                 self._df_seen.clear()
-            self._df_seen[key] = len(docs)
-        return self._df_seen[key]
+            seen = self._df_seen[key] = len(docs)
+        return seen
 
     def _document_counts(self) -> tuple[list[str], list[int], list[tuple[int, ...] | None]]:
         """The corpus's English words, sorted, how many documents write each, and which (for words at
@@ -222,6 +223,8 @@ _FOLD = str.maketrans(
             for c in map(chr, range(0xC0, 0x250))
             if unicodedata.normalize("NFKD", c)[0].isascii()
         },
+        # Letters NFKD does not decompose, each one letter still (æ, œ, ß would need two).
+        **dict(zip("øØłŁđĐı", "oOlLdDi", strict=True)),
         "\u2019": "'",
         "\u2018": "'",
     }
