@@ -128,21 +128,27 @@ class CorpusMentions:
         return any(lo >= 0 and hi <= len(question) and question[lo:hi] in self.text for lo, hi in spans)
 
     def _mentions_en(self, word: str) -> bool:
-        # A search of the whole corpus text per word; `absent` and `written_key_terms` ask the same.
+        # Remembered: `absent` and `written_key_terms` ask about the same words.
         seen = self._en_seen.get(word)
         if seen is None:
             if len(self._en_seen) >= _SEEN_MAX:
                 self._en_seen.clear()
             if word.isalpha() and word.isascii():
-                # As `writes_en` reads it: a corpus word that starts with the stem.
-                vocab = self._document_counts()[0]
-                stem = word[: max(_MIN_STEM, len(word) - _FREE_ENDING)]
-                at = bisect.bisect_left(vocab, stem)
-                seen = at < len(vocab) and vocab[at].startswith(stem)
-            else:
+                # As `writes_en` reads it: some corpus word starts with the stem.
+                lo, hi = self._stem_range(_stem(word))
+                seen = hi > lo
+            else:  # hyphens or apostrophes: no single word of the list
                 seen = writes_en(word, self.text)
             self._en_seen[word] = seen
         return seen
+
+    def _stem_range(self, stem: str) -> tuple[int, int]:
+        """The rows of the word list (`_document_counts`) whose words start with `stem`."""
+        vocab = self._document_counts()[0]
+        lo = hi = bisect.bisect_left(vocab, stem)
+        while hi < len(vocab) and vocab[hi].startswith(stem):
+            hi += 1
+        return lo, hi
 
     def written_key_terms(self, question: str, max_share: float = 0.05) -> list[str]:
         """The question's rare English words (as `absent` judges rarity) that some documents write but
@@ -170,11 +176,9 @@ class CorpusMentions:
         stem's words together within it, settle it from the counts; else (questionnaire and
         questionnaires, one paper may write both) the documents of the words are joined, or, for
         words too common to keep theirs, the text is searched once per stem."""
-        vocab, counts, postings = self._document_counts()
-        stem = word[: max(_MIN_STEM, len(word) - _FREE_ENDING)]
-        lo = hi = bisect.bisect_left(vocab, stem)
-        while hi < len(vocab) and vocab[hi].startswith(stem):
-            hi += 1
+        _, counts, postings = self._document_counts()
+        stem = _stem(word)
+        lo, hi = self._stem_range(stem)
         shared = counts[lo:hi]
         if max(shared, default=0) > limit:
             return max(shared)
@@ -237,9 +241,13 @@ def fold_latin(text: str) -> str:
     return text.translate(_FOLD)
 
 
+def _stem(word: str) -> str:
+    """What of an English word must match: all but its last `_FREE_ENDING` letters, `_MIN_STEM` at least."""
+    return word[: max(_MIN_STEM, len(word) - _FREE_ENDING)]
+
+
 def _stem_pattern(word: str) -> re.Pattern[str]:
-    stem = word[: max(_MIN_STEM, len(word) - _FREE_ENDING)]
-    return re.compile(rf"(?<![a-z0-9]){re.escape(stem)}")
+    return re.compile(rf"(?<![a-z0-9]){re.escape(_stem(word))}")
 
 
 def writes_en(word: str, text: str) -> bool:
