@@ -21,6 +21,8 @@ from pathlib import Path
 
 import pytest
 
+from rag.ingest.loading import CATALOG, SUPPORTED
+
 from .conftest import DOCS, REPO
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -156,6 +158,21 @@ def shot(page, name: str) -> Path:
     return path
 
 
+def library_status(page, docs: Path) -> str:
+    """The status line once the page's load event has shown the library as it is now.
+
+    The line the page is first served with was rendered when the app started; the load event then
+    replaces it, so a test that reads it at once can see a count from before an earlier upload.
+    """
+    files = sum(1 for p in docs.rglob("*") if p.suffix.lower() in SUPPORTED and p.name != CATALOG)
+    page.wait_for_function(
+        "n => { const t = document.querySelector('#status')?.innerText || '';"
+        " return t.startsWith(n + ' documents') && !t.includes('queue'); }",
+        arg=files,
+    )
+    return page.locator("#status").inner_text()
+
+
 def bot_messages(page):
     return page.locator('#chat [data-testid="bot"]')
 
@@ -236,7 +253,7 @@ def test_question_errors_are_shown_as_messages(page):
 def test_uploaded_document_becomes_searchable(page, app_server, tmp_path):
     paper = tmp_path / "zoratinib-phase1.txt"
     paper.write_text(ZORATINIB, encoding="utf-8")
-    documents = int(re.search(r"(\d+) documents", page.locator("#status").inner_text()).group(1))
+    documents = int(re.search(r"(\d+) documents", library_status(page, app_server["docs"])).group(1))
     page.get_by_text("Add documents · 添加文献").click()
     page.locator('input[type="file"]').set_input_files(str(paper))
     page.get_by_role("button", name="Add to library · 加入文献库").click()
@@ -269,7 +286,7 @@ def test_upload_shows_progress_and_cancel_leaves_the_library_as_it_was(page, app
     )
     docs = app_server["docs"]
     before = sorted(p.relative_to(docs).as_posix() for p in docs.rglob("*"))
-    status = page.locator("#status").inner_text()
+    status = library_status(page, docs)
     page.get_by_text("Add documents · 添加文献").click()
     page.locator('input[type="file"]').set_input_files(str(paper))
     page.get_by_role("button", name="Add to library · 加入文献库").click()
