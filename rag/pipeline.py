@@ -219,6 +219,7 @@ class Pipeline:
             state.retriever.evidence,
             loaded.calibration_source,
             state.retriever.evidence_key,
+            index.documents_writing,
         )
         return state
 

@@ -216,6 +216,14 @@ class RefusalSettings:
         0.3, "share of the corpus's letters from which its terms in a script are judged"
     )
     evidence: bool = knob(True, "refuse below the calibrated evidence threshold of the question's language")
+    covered_terms: bool = knob(
+        True,
+        "no evidence refusal when the best paper writes all the question's rare terms (at least covered_min)",
+    )
+    covered_share: float = knob(
+        0.05, "covered_terms: rare terms are written by at most this share of documents"
+    )
+    covered_min: int = knob(2, "covered_terms: how many rare terms the question must have")
     missing_rate: bool = knob(True, "refuse a question asking for a rate when no chosen quote states one")
     unquoted_names: bool = knob(True, "refuse quotes that leave out a drug, disease or acronym asked about")
     uncovered_terms: bool = knob(

@@ -8,6 +8,7 @@ from dataclasses import replace
 import pytest
 
 import rag.pipeline
+from rag.abstain.coverage import TermCoverage
 from rag.abstain.rules import (
     QUESTION,
     QUOTES,
@@ -294,3 +295,62 @@ def test_ask_refuses_a_fact_the_papers_hold_only_about_another_subject(tmp_path)
     assert "Finland" in answer.answer.splitlines()[1]
     answered = pipeline.ask("How common is celiac disease?")
     assert not answered.abstained and "1 in 100" in answered.answer
+
+
+def _coverage(writing: dict[str, set[str]], n_documents: int = 40, **kw) -> TermCoverage:
+    return TermCoverage(lambda term: frozenset(writing.get(term, ())), n_documents, **kw)
+
+
+def _top(doc_id: str) -> list[Hit]:
+    return [Hit(Chunk(f"{doc_id}#0", doc_id, "T", "S", 0, 1, "x", "zh"), 1.0, 1)]
+
+
+def test_coverage_needs_two_rare_terms_all_written_by_the_best_paper():
+    writing = {"战国": {"a"}, "无双": {"a"}, "公司": {f"d{i}" for i in range(20)}, "开发": {"a", "b"}}
+    coverage = _coverage(writing)  # 40 documents, 5%: rare = written by 1 or 2 of them
+    q = analyse_text("战国无双是由哪两个公司合作开发的？")
+    assert sorted(coverage.rare_terms(q.text)) == ["开发", "战国", "无双"]  # 公司 is common; 合作 unwritten
+    assert sorted(coverage.covered(q, _top("a"))) == ["开发", "战国", "无双"]
+    assert coverage.covered(q, _top("b")) == []  # b writes 开发 only: the subject is another paper's
+    assert coverage.covered(q, []) == []
+    assert _coverage(writing, min_terms=4).covered(q, _top("a")) == []
+    assert (
+        _coverage({"战国": {"a"}, "无双": {"a"}}).covered(analyse_text("战国是什么时候？"), _top("a")) == []
+    )
+    # the share is of this corpus's documents: in 10 documents, two writing a word make it common
+    assert sorted(_coverage(writing, n_documents=10).rare_terms(q.text)) == ["战国", "无双"]
+
+
+def test_a_covered_question_is_not_refused_for_weak_evidence_and_others_still_are():
+    q = analyse_text("战国无双是由哪两个公司合作开发的？")
+    weak = {"evidence": lambda query, hits: 0.1}
+    assert (
+        EvidenceThreshold({"zh": 0.9}, **weak, covered=lambda query, hits: ["战国", "无双"]).check(
+            q, _top("a"), None
+        )
+        is None
+    )
+    refusal = EvidenceThreshold({"zh": 0.9}, **weak, covered=lambda query, hits: []).check(q, _top("a"), None)
+    assert refusal is not None and refusal.code == "evidence"
+
+
+def test_ask_answers_weak_evidence_when_the_best_paper_writes_the_rare_terms(fake_index):
+    def pipeline(covered: bool) -> Pipeline:
+        settings = {
+            "answer": {"min_score": 0.0},
+            "abstain": {"zh": 0.99},
+            "refusal": {"covered_terms": covered},
+        }
+        (fake_index / "settings.json").write_text(json.dumps(settings), encoding="utf-8")
+        return Pipeline.load(fake_index, embedder=FakeEmbedder())
+
+    index = pipeline(True).index
+    assert index.documents_writing("华法林") == {"zh-thrombosis"}
+    assert index.documents_writing("综合征") == {"zh-thrombosis", "gbk-poems"}
+    assert index.documents_writing("无此词") == frozenset()
+    question = "华法林可用于口服抗凝吗？"  # 华法林 and 口服 are written by one paper only
+    answered = pipeline(True).ask(question)
+    assert not answered.abstained and "华法林" in answered.answer
+    assert pipeline(False).ask(question).refusal.code == "evidence"
+    # one rare word (首选) is not enough to overrule the evidence
+    assert pipeline(True).ask("治疗的首选是什么？").refusal.code == "evidence"

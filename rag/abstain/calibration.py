@@ -161,7 +161,7 @@ def evidence_scores(
     question's language (see rag.retrieve.retriever), which is what the evidence rule compares to the
     threshold.
     """
-    return [(item, score) for item, _, score, _ in _scored(pipeline, gold_items, k, mode, progress)]
+    return [(item, score) for item, _, score, *_ in _scored(pipeline, gold_items, k, mode, progress)]
 
 
 def _scored(
@@ -170,10 +170,11 @@ def _scored(
     k: int,
     mode: str,
     progress: Callable[[int, int, GoldItem], None] | None,
-) -> list[tuple[GoldItem, str, float, Refusal | None]]:
+) -> list[tuple[GoldItem, str, float, Refusal | None, bool]]:
     """Each question's threshold key (`Retriever.evidence_key`: its language, except that a Chinese
-    question about papers mostly in English is judged as a cross-lingual one), evidence score and
-    refusal by any rule but the evidence rule (None: none)."""
+    question about papers mostly in English is judged as a cross-lingual one), evidence score,
+    refusal by any rule but the evidence rule (None: none), and whether the evidence rule leaves it
+    unjudged (`EvidenceThreshold.waives`: its best paper writes its rare terms), so no threshold acts on it."""
     out = []
     for i, item in enumerate(gold_items, 1):
         if progress:
@@ -186,7 +187,8 @@ def _scored(
             refusal = answer.refusal
         # Grouped as the evidence rule judges it, so each threshold is chosen on the scores it is used on.
         key = pipeline.retriever.evidence_key(query)
-        out.append((item, key, pipeline.evidence(query, hits), refusal))
+        waived = any(bool(rule.waives(query, hits[:k])) for rule in pipeline.rules if hasattr(rule, "waives"))
+        out.append((item, key, pipeline.evidence(query, hits), refusal, waived))
     return out
 
 
@@ -208,17 +210,17 @@ def calibrate(
     thresholds: dict[str, float] = {}
     per_lang: dict[str, dict[str, Any]] = {}
     for lang in ("zh", "en"):
-        mine = [(item, s) for item, q_lang, s, r in scored if q_lang == lang and r is None]
-        forced = [item for item, q_lang, _, r in scored if q_lang == lang and r is not None]
+        mine = [(item, s) for item, q_lang, s, r, w in scored if q_lang == lang and r is None and not w]
+        forced = [item for item, q_lang, _, r, _ in scored if q_lang == lang and r is not None]
         ans = [s for item, s in mine if item.answerable]
         una = [s for item, s in mine if not item.answerable]
         refused_anyway = (sum(i.answerable for i in forced), sum(not i.answerable for i in forced))
         if ans or una or forced:
             thresholds[lang], per_lang[lang] = choose_threshold(ans, una, refused_anyway)
     gold_unanswerable = [not item.answerable for item, *_ in scored]
-    refused = [r is not None or s < thresholds.get(lang, 0.0) for _, lang, s, r in scored]
+    refused = [r is not None or (not w and s < thresholds.get(lang, 0.0)) for _, lang, s, r, w in scored]
     prf = abstention_prf(refused, gold_unanswerable)
-    by_rule = Counter(r.code for *_, r in scored if r is not None)
+    by_rule = Counter(r.code for *_, r, _ in scored if r is not None)
     stats = {
         "f1": prf.f1,
         "precision": prf.precision,
@@ -249,7 +251,7 @@ def calibrate(
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     # The evidence rule decides abstention; the answerer's relevance floor is then only a quote filter.
-    return settings_dict(calibration, thresholds), {**stats, "scores": [(i, s) for i, _, s, _ in scored]}
+    return settings_dict(calibration, thresholds), {**stats, "scores": [(i, s) for i, _, s, *_ in scored]}
 
 
 def _r(x: float | None) -> float | None:

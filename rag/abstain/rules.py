@@ -25,6 +25,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
+from rag.abstain.coverage import TermCoverage
 from rag.lang import HAN_RE
 from rag.query.absent_terms import corpus_scripts, fold_latin, writes_en
 from rag.query.answer_type import states_rate
@@ -99,6 +100,9 @@ class EvidenceThreshold:
     evidence: Callable[[QueryAnalysis, Sequence[Hit]], float]  # Retriever.evidence
     source: str = ""  # where the thresholds were calibrated (LoadedSettings.calibration_source)
     key: Callable[[QueryAnalysis], str] | None = None  # which threshold (Retriever.evidence_key); None: lang
+    # Rare terms of the question the best paper writes (TermCoverage.covered): if any, a low score is
+    # not taken for a missing answer.
+    covered: Callable[[QueryAnalysis, Sequence[Hit]], Sequence[str]] | None = None
     code = "evidence"
     stage = QUESTION
 
@@ -108,7 +112,7 @@ class EvidenceThreshold:
         if threshold is None or not hits:
             return None
         evidence = self.evidence(query, hits)
-        if evidence >= threshold:
+        if evidence >= threshold or self.waives(query, hits):
             return None
         note = f"evidence {evidence:.3f} below the calibrated threshold {threshold:.3f} for {query.lang} questions"
         if kind != query.lang:
@@ -117,6 +121,10 @@ class EvidenceThreshold:
             # A threshold made on other papers may not suit this index: the user should see whose it is.
             note += f" (calibration: {self.source})"
         return Refusal(self.code, note)
+
+    def waives(self, query: QueryAnalysis, hits: Sequence[Hit]) -> Sequence[str]:
+        """The rare terms of the question the best paper writes, for which no threshold applies ([]: none)."""
+        return self.covered(query, hits) if self.covered is not None else []
 
 
 @dataclass(frozen=True)
@@ -233,6 +241,7 @@ def refusal_rules(
     evidence: Callable[[QueryAnalysis, Sequence[Hit]], float],
     calibration_source: str = "",
     evidence_key: Callable[[QueryAnalysis], str] | None = None,
+    writing: Callable[[str], frozenset[str]] | None = None,
 ) -> tuple[RefusalRule, ...]:
     """The rules the settings switch on, in the order they are judged; `calibration_source` (where the
     evidence thresholds were calibrated) goes into the evidence rule's notes."""
@@ -243,8 +252,13 @@ def refusal_rules(
     if r.absent_terms:
         rules.append(AbsentTerms())
     if r.evidence:
+        covered = None
+        if r.covered_terms and writing is not None:
+            covered = TermCoverage(writing, len(documents), r.covered_share, r.covered_min).covered
         rules.append(
-            EvidenceThreshold(settings.abstain.thresholds(), evidence, calibration_source, evidence_key)
+            EvidenceThreshold(
+                settings.abstain.thresholds(), evidence, calibration_source, evidence_key, covered
+            )
         )
     rules += [NoRelevantSentence(settings.answer.min_score), NoVerifiedQuote()]
     if r.missing_rate:

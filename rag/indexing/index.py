@@ -209,6 +209,19 @@ class Index:
         hits = [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]
         return [Hit(self.chunks[i], s, rank) for rank, (i, s) in enumerate(hits, 1)]
 
+    @functools.cached_property
+    def _writing(self) -> dict[str, frozenset[str]]:
+        return {}
+
+    def documents_writing(self, token: str) -> frozenset[str]:
+        """The documents whose passages contain `token`, a term as BM25 reads it (`tokenize`)."""
+        docs = self._writing.get(token)
+        if docs is None:
+            docs = frozenset(self.chunks[int(i)].doc_id for i in self.bm25.positions_with(token))
+            if len(self._writing) < 100_000:  # bounded: questions bring new words forever
+                self._writing[token] = docs
+        return docs
+
     def search_bm25(self, query: str, k: int = 10) -> list[Hit]:
         """Chunks sharing terms with the query by BM25, best first; [] when nothing matches."""
         return [Hit(self.chunks[i], s, rank) for rank, (i, s) in enumerate(self.bm25.search(query, k), 1)]

@@ -119,6 +119,16 @@ class BM25Index:
         order = np.lexsort((positive, -scores[positive]))[:k]
         return [(int(positive[i]), float(scores[positive[i]])) for i in order]
 
+    def positions_with(self, token: str) -> np.ndarray:
+        """Positions of the passages that contain `token` (a term as `tokenize` makes them)."""
+        if self._retriever is None:
+            return np.zeros(0, dtype=np.int64)
+        ids = self._retriever.get_tokens_ids([token])
+        if not ids:
+            return np.zeros(0, dtype=np.int64)
+        # A BM25 score is positive exactly where the term occurs (Lucene's idf is never zero).
+        return np.flatnonzero(np.asarray(self._retriever.get_scores_from_ids(ids)) > 0)
+
     def save(self, directory: str | Path) -> None:
         """Write the index as JSON + .npy files (no pickle) into `directory`."""
         directory = Path(directory)
