@@ -457,7 +457,12 @@ def calibration_summary(settings: dict, stats: dict) -> str:
             f"[{lang}] evidence, unanswerable: {spread([s for item, s in mine if not item.answerable])}",
             f"[{lang}] threshold {threshold}: precision / recall / F1 {pct(st['precision'])} / "
             f"{pct(st['recall'])} / {pct(st['f1'])}; refuses {st['wrongly_refused']}/{st['n_answerable']} "
-            f"answerable, answers {st['wrongly_answered']}/{st['n_unanswerable']} unanswerable",
+            f"answerable, answers {st['wrongly_answered']}/{st['n_unanswerable']} unanswerable"
+            + (
+                f" ({st['waived']} not judged: their best paper writes their rare terms)"
+                if st.get("waived")
+                else ""
+            ),
         ]
     lines += [
         f"overall abstention precision / recall / F1: {pct(stats['precision'])} / {pct(stats['recall'])} / "

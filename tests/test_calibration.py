@@ -251,3 +251,21 @@ def test_a_chinese_question_about_english_papers_calibrates_the_threshold_it_is_
         GoldItem("q-en", "Is thrombosis common after trauma?", "en", True, (), ()),
     ]
     assert [key for _, key, *_ in _scored(pipeline, items, 5, "hybrid", None)] == ["en", "en"]
+
+
+def test_waived_questions_count_in_the_f1_but_do_not_move_the_threshold():
+    from rag.abstain.calibration import _thresholds
+
+    def row(i: str, answerable: bool, score: float, waived: bool = False):
+        item = GoldItem(i, "q", "zh", answerable, (), ())
+        return (item, "zh", score, None, waived)
+
+    decided = [row("a1", True, 0.8), row("a2", True, 0.9), row("u1", False, 0.3)]
+    plain, _ = _thresholds(decided)
+    # A waived answerable question scoring 0.1 would drag the threshold below 0.1 if it were searched.
+    thresholds, stats = _thresholds([*decided, row("a3", True, 0.1, True), row("u2", False, 0.95, True)])
+    assert 0.3 < thresholds["zh"] == plain["zh"] <= 0.8
+    zh = stats["zh"]
+    assert (zh["n_answerable"], zh["n_unanswerable"], zh["waived"]) == (3, 2, 2)
+    assert (zh["wrongly_refused"], zh["wrongly_answered"]) == (0, 1)  # u2 is answered whatever the threshold
+    assert zh["f1"] == pytest.approx(2 / 3)

@@ -129,3 +129,12 @@ def test_bm25_load_other_tokenizer_version(tmp_path):
     meta_path.write_text(json.dumps(meta), encoding="utf-8")
     with pytest.raises(ValueError, match="tokenizer version"):
         BM25Index.load(tmp_path / "bm25")
+
+
+def test_positions_with_reads_the_passages_holding_a_term():
+    index = BM25Index.build(["华法林 口服 抗凝", "综合征 华法林 华法林", "其他 文本"])
+    assert index.positions_with("华法林").tolist() == [0, 1]  # once per passage, however often
+    assert index.positions_with("其他").tolist() == [2]
+    assert index.positions_with("无此词").tolist() == []
+    assert index.positions_with("").tolist() == []  # bm25s keeps "" in its vocabulary, past the matrix
+    assert BM25Index.build(["", ""]).positions_with("华法林").tolist() == []

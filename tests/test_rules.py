@@ -305,20 +305,26 @@ def _top(doc_id: str) -> list[Hit]:
     return [Hit(Chunk(f"{doc_id}#0", doc_id, "T", "S", 0, 1, "x", "zh"), 1.0, 1)]
 
 
-def test_coverage_needs_two_rare_terms_all_written_by_the_best_paper():
-    writing = {"战国": {"a"}, "无双": {"a"}, "公司": {f"d{i}" for i in range(20)}, "开发": {"a", "b"}}
+def test_coverage_counts_separate_stretches_of_rare_words_the_best_paper_writes():
+    writing = {"吉非": {"a"}, "替尼": {"a"}, "腺癌": {"a"}, "剂量": {"a", "b"}, "价格": {"a"}, "治疗": {"a"}}
     coverage = _coverage(writing)  # 40 documents, 5%: rare = written by 1 or 2 of them
-    q = analyse_text("战国无双是由哪两个公司合作开发的？")
-    assert sorted(coverage.rare_terms(q.text)) == ["开发", "战国", "无双"]  # 公司 is common; 合作 unwritten
-    assert sorted(coverage.covered(q, _top("a"))) == ["开发", "战国", "无双"]
-    assert coverage.covered(q, _top("b")) == []  # b writes 开发 only: the subject is another paper's
+    q = analyse_text("吉非替尼治疗肺腺癌的剂量是多少？")
+    # 治疗 is written by one paper only, but is an everyday word of the language (Zipf >= 4)
+    assert sorted(coverage.rare_terms(q.text)) == ["剂量", "吉非", "替尼", "腺癌"]
+    assert sorted(coverage.covered(q, _top("a"))) == ["剂量", "吉非", "替尼", "腺癌"]
+    assert coverage.covered(q, _top("b")) == []  # b writes 剂量 only: the subject is another paper's
+    assert coverage.covered(q, [*_top("b"), *_top("a")]) == []  # the best hit decides, not any hit
     assert coverage.covered(q, []) == []
+    # 吉非 + 替尼 are jieba's pieces of one name: three stretches (吉非替尼, 腺癌, 剂量), not four
+    assert _coverage(writing, min_terms=3).covered(q, _top("a"))
     assert _coverage(writing, min_terms=4).covered(q, _top("a")) == []
+    price = analyse_text("吉非替尼的价格是多少？")  # one name and an everyday word: nothing to go by
     assert (
-        _coverage({"战国": {"a"}, "无双": {"a"}}).covered(analyse_text("战国是什么时候？"), _top("a")) == []
+        sorted(coverage.rare_terms(price.text)) == ["吉非", "替尼"]
+        and coverage.covered(price, _top("a")) == []
     )
     # the share is of this corpus's documents: in 10 documents, two writing a word make it common
-    assert sorted(_coverage(writing, n_documents=10).rare_terms(q.text)) == ["战国", "无双"]
+    assert sorted(_coverage(writing, n_documents=10).rare_terms(q.text)) == ["吉非", "替尼", "腺癌"]
 
 
 def test_a_covered_question_is_not_refused_for_weak_evidence_and_others_still_are():
@@ -348,9 +354,14 @@ def test_ask_answers_weak_evidence_when_the_best_paper_writes_the_rare_terms(fak
     assert index.documents_writing("华法林") == {"zh-thrombosis"}
     assert index.documents_writing("综合征") == {"zh-thrombosis", "gbk-poems"}
     assert index.documents_writing("无此词") == frozenset()
-    question = "华法林可用于口服抗凝吗？"  # 华法林 and 口服 are written by one paper only
+    question = "华法林可用于口服抗凝吗？"  # two stretches (华法林, 口服抗凝) only one paper writes
     answered = pipeline(True).ask(question)
     assert not answered.abstained and "华法林" in answered.answer
     assert pipeline(False).ask(question).refusal.code == "evidence"
     # one rare word (首选) is not enough to overrule the evidence
     assert pipeline(True).ask("治疗的首选是什么？").refusal.code == "evidence"
+    (fake_index / "settings.json").write_text(
+        json.dumps({"answer": {"min_score": 0.0}, "abstain": {"zh": 0.99}, "refusal": {"covered_min": 3}}),
+        encoding="utf-8",
+    )
+    assert Pipeline.load(fake_index, embedder=FakeEmbedder()).ask(question).refusal.code == "evidence"

@@ -64,11 +64,14 @@ def choose_threshold(
     scores_answerable: Sequence[float],
     scores_unanswerable: Sequence[float],
     refused_anyway: tuple[int, int] = (0, 0),
+    answered_anyway: tuple[int, int] = (0, 0),
 ) -> tuple[float, dict[str, Any]]:
     """The `min_score` that maximises abstention F1 (positive = unanswerable; abstain when score < t).
 
     `refused_anyway` counts (answerable, unanswerable) questions refused whatever the threshold (they
     name something the papers never mention): they count in the F1 but not in the search.
+    `answered_anyway` counts those the evidence rule leaves unjudged (`EvidenceThreshold.waives`),
+    answered whatever the threshold: likewise.
 
     Every cut between two neighbouring distinct scores is tried, and the threshold is put at the
     midpoint of that gap, as far as possible from the scores on either side. Ties in F1 go to the cut
@@ -79,7 +82,8 @@ def choose_threshold(
     ans = [float(s) for s in scores_answerable]
     una = [float(s) for s in scores_unanswerable]
     forced_ans, forced_una = refused_anyway
-    if not ans and not una and not forced_ans + forced_una:
+    free_ans, free_una = answered_anyway
+    if not ans and not una and not forced_ans + forced_una + free_ans + free_una:
         raise ValueError(
             "choose_threshold needs at least one score; pass the evidence scores of gold questions"
         )
@@ -91,10 +95,15 @@ def choose_threshold(
     if values[-1] < 1.0:  # a score of 1.0 can never be refused (min_score <= 1)
         gaps.append((values[-1], 1.0, False))
     gold = [False] * len(ans) + [True] * len(una) + [False] * forced_ans + [True] * forced_una
+    gold += [False] * free_ans + [True] * free_una
     best: tuple | None = None
     for lo, hi, first in gaps:
         t = lo if first and lo == hi else (lo + hi) / 2
-        pred = [s < t for s in (*ans, *una)] + [True] * (forced_ans + forced_una)
+        pred = (
+            [s < t for s in (*ans, *una)]
+            + [True] * (forced_ans + forced_una)
+            + [False] * (free_ans + free_una)
+        )
         prf = abstention_prf(pred, gold)
         refused = sum(pred[: len(ans)]) + forced_ans
         key = (prf.f1, -refused, hi - lo)
@@ -107,10 +116,11 @@ def choose_threshold(
         "f1": prf.f1,
         "precision": prf.precision,
         "recall": prf.recall,
-        "n_answerable": len(ans) + forced_ans,
-        "n_unanswerable": len(una) + forced_una,
+        "n_answerable": len(ans) + forced_ans + free_ans,
+        "n_unanswerable": len(una) + forced_una + free_una,
+        "waived": free_ans + free_una,  # answered whatever the threshold: their papers write their rare terms
         "wrongly_refused": refused,  # answerable questions that would be refused
-        "wrongly_answered": len(una) + forced_una - caught,  # unanswerable questions answered
+        "wrongly_answered": len(una) + forced_una + free_una - caught,  # unanswerable questions answered
         "gap": [lo, hi],
     }
     return t, stats
@@ -192,6 +202,26 @@ def _scored(
     return out
 
 
+def _thresholds(
+    scored: Sequence[tuple[GoldItem, str, float, Refusal | None, bool]],
+) -> tuple[dict[str, float], dict[str, dict[str, Any]]]:
+    """Per threshold key, the threshold and its stats, from `_scored`'s rows: only the questions the
+    threshold decides move it; those another rule refuses, or the evidence rule waives, only count."""
+    thresholds: dict[str, float] = {}
+    per_lang: dict[str, dict[str, Any]] = {}
+    for lang in ("zh", "en"):
+        mine = [(item, s) for item, q_lang, s, r, w in scored if q_lang == lang and r is None and not w]
+        forced = [item for item, q_lang, _, r, _ in scored if q_lang == lang and r is not None]
+        ans = [s for item, s in mine if item.answerable]
+        una = [s for item, s in mine if not item.answerable]
+        free = [item for item, q_lang, _, r, w in scored if q_lang == lang and r is None and w]
+        refused_anyway = (sum(i.answerable for i in forced), sum(not i.answerable for i in forced))
+        answered_anyway = (sum(i.answerable for i in free), sum(not i.answerable for i in free))
+        if ans or una or forced or free:
+            thresholds[lang], per_lang[lang] = choose_threshold(ans, una, refused_anyway, answered_anyway)
+    return thresholds, per_lang
+
+
 def calibrate(
     pipeline: ScoringPipeline,
     gold_items: Sequence[GoldItem],
@@ -207,16 +237,7 @@ def calibrate(
     encoder's similarities sit at different levels across languages).
     """
     scored = _scored(pipeline, gold_items, k, mode, progress)
-    thresholds: dict[str, float] = {}
-    per_lang: dict[str, dict[str, Any]] = {}
-    for lang in ("zh", "en"):
-        mine = [(item, s) for item, q_lang, s, r, w in scored if q_lang == lang and r is None and not w]
-        forced = [item for item, q_lang, _, r, _ in scored if q_lang == lang and r is not None]
-        ans = [s for item, s in mine if item.answerable]
-        una = [s for item, s in mine if not item.answerable]
-        refused_anyway = (sum(i.answerable for i in forced), sum(not i.answerable for i in forced))
-        if ans or una or forced:
-            thresholds[lang], per_lang[lang] = choose_threshold(ans, una, refused_anyway)
+    thresholds, per_lang = _thresholds(scored)
     gold_unanswerable = [not item.answerable for item, *_ in scored]
     refused = [r is not None or (not w and s < thresholds.get(lang, 0.0)) for _, lang, s, r, w in scored]
     prf = abstention_prf(refused, gold_unanswerable)

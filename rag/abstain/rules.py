@@ -9,6 +9,7 @@ stage judge before any quote is chosen (so an LLM generator is not asked either)
     unknown_names         the question names something no indexed paper mentions
     absent_terms          a key term of the question (a rare word, a name) is in no indexed text
     evidence              the best sentence's evidence is below the calibrated threshold
+                          (unless the best paper writes the question's rare terms: coverage.py)
     no_relevant_sentence  no candidate sentence reaches the answer's relevance floor
     no_verified_quote     no chosen quote matched the stored text
     missing_rate          a rate is asked and no quote states one
@@ -254,7 +255,9 @@ def refusal_rules(
     if r.evidence:
         covered = None
         if r.covered_terms and writing is not None:
-            covered = TermCoverage(writing, len(documents), r.covered_share, r.covered_min).covered
+            covered = TermCoverage(
+                writing, len(documents), r.covered_share, r.covered_min, r.common_zipf
+            ).covered
         rules.append(
             EvidenceThreshold(
                 settings.abstain.thresholds(), evidence, calibration_source, evidence_key, covered

@@ -38,7 +38,7 @@ from rag.terms.lexical import STOPWORDS
 
 _HAN_RUN = re.compile(f"[{HAN}]+")
 _LATIN_WORD = re.compile(r"(?<![a-z0-9])[a-z][a-z'-]*[a-z](?![a-z0-9])")  # not a piece of "33re's"
-_MIN_LATIN = 3
+MIN_LATIN = 3
 # English words may end differently in the papers (plural, -al, -ic): this many letters at most are
 # left free, and at least _MIN_STEM must match.
 _FREE_ENDING = 4
@@ -67,7 +67,7 @@ def _posseg():
     return jieba.posseg
 
 
-def _zipf(word: str, lang: str) -> float:
+def zipf(word: str, lang: str) -> float:
     from wordfreq import zipf_frequency
 
     return zipf_frequency(word, lang)
@@ -114,9 +114,9 @@ class CorpusMentions:
                     start = end
         if "en" in self.scripts:
             for word in _LATIN_WORD.findall(text.lower()):
-                if len(word) < _MIN_LATIN or word in STOPWORDS or self._mentions_en(word):
+                if len(word) < MIN_LATIN or word in STOPWORDS or self._mentions_en(word):
                     continue
-                if _zipf(word, "en") < self.common_zipf:
+                if zipf(word, "en") < self.common_zipf:
                     found.setdefault(word)
         return list(found)
 
@@ -164,7 +164,7 @@ class CorpusMentions:
         limit = max(1, int(max_share * len(self._starts)))
         found: dict[str, None] = {}
         for word in _WHOLE_PART.findall(text):
-            if len(word) < _MIN_LATIN or word in STOPWORDS or _zipf(word, "en") >= self.common_zipf:
+            if len(word) < MIN_LATIN or word in STOPWORDS or zipf(word, "en") >= self.common_zipf:
                 continue
             if self._mentions_en(word) and self._documents_writing(word, limit) <= limit:
                 found.setdefault(word)

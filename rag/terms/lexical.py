@@ -124,10 +124,12 @@ class BM25Index:
         if self._retriever is None:
             return np.zeros(0, dtype=np.int64)
         ids = self._retriever.get_tokens_ids([token])
-        if not ids:
+        scores = self._retriever.scores  # per term, the passages holding it (CSC: indptr, indices)
+        indptr = scores["indptr"]
+        if not ids or not 0 <= ids[0] < len(indptr) - 1:  # bm25s keeps "" past the matrix's end
             return np.zeros(0, dtype=np.int64)
-        # A BM25 score is positive exactly where the term occurs (Lucene's idf is never zero).
-        return np.flatnonzero(np.asarray(self._retriever.get_scores_from_ids(ids)) > 0)
+        start, end = int(indptr[ids[0]]), int(indptr[ids[0] + 1])
+        return np.unique(np.asarray(scores["indices"][start:end], dtype=np.int64))
 
     def save(self, directory: str | Path) -> None:
         """Write the index as JSON + .npy files (no pickle) into `directory`."""
