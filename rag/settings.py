@@ -134,6 +134,9 @@ class RetrievalSettings:
     background_sentences: int = knob(
         4096, "sentences sampled for an English question's mean similarity to the index (evidence)"
     )
+    evidence_by_paper: bool = knob(
+        False, "a Chinese question's evidence measure by its best hit's paper's language, not the corpus's"
+    )
 
     def __post_init__(self) -> None:
         if self.fusion not in ("zscore", "rrf"):
@@ -214,6 +217,9 @@ class RefusalSettings:
     )
     language_share: float = knob(
         0.3, "share of the corpus's letters from which its terms in a script are judged"
+    )
+    judge_by_paper: bool = knob(
+        True, "judge a name or term only in the scripts of the best hit's paper (and foreign-script words)"
     )
     evidence: bool = knob(True, "refuse below the calibrated evidence threshold of the question's language")
     covered_terms: bool = knob(

@@ -133,6 +133,34 @@ def test_term_rules_judge_only_words_in_the_script_of_the_best_passage():
     assert UnknownNames().check(replace(zh, unknown_names=("卡穆祖",)), [_hit("en")], None) is None
 
 
+def test_term_rules_judge_words_in_the_scripts_the_best_paper_is_written_in():
+    # A Chinese paper with an English abstract, retrieved by that abstract: an English question's
+    # English words may be written only in Chinese in its body (the passage alone would say "en").
+    zh_paper = Document("zh", "T", "zh.txt", "摘要" * 200 + " Abstract: CBC in children.", "", "zh")
+    en_paper = Document("en", "T", "en.txt", "A complete blood count in febrile children. " * 20, "", "en")
+    rules = refusal_rules(
+        Settings(refusal=RefusalSettings(judge_by_paper=True)),
+        {"zh": zh_paper, "en": en_paper},
+        lambda q, h: 1.0,
+    )
+    absent = next(r for r in rules if r.code == "absent_terms")
+    unknown = next(r for r in rules if r.code == "unknown_names")
+
+    def hit(doc_id: str, lang: str) -> list[Hit]:
+        return [Hit(Chunk("c", doc_id, "T", "S", 0, 4, "text", lang), 1.0)]
+
+    en = replace(analyse_text("What does the CBC show for afebrile children?"), absent_terms=("afebrile",))
+    assert absent.check(en, hit("zh", "en"), None) is None  # the passage is English, the paper is not
+    assert AbsentTerms().check(en, hit("zh", "en"), None).code == "absent_terms"  # by passage: refused
+    assert absent.check(en, hit("en", "en"), None).code == "absent_terms"
+    # A Latin name kept in a Chinese question is written as such by Chinese papers too: still judged.
+    zh = replace(analyse_text("卡穆祖医院用 omapatrilat 吗？"), unknown_names=("卡穆祖", "omapatrilat"))
+    assert dict(unknown.check(zh, hit("zh", "zh"), None).values) == {"names": "卡穆祖, omapatrilat"}
+    assert dict(unknown.check(zh, hit("en", "en"), None).values) == {"names": "omapatrilat"}
+    assert unknown.check(zh, [], None).code == "unknown_names"  # nothing retrieved: as asked
+    assert unknown.check(zh, hit("gone", "zh"), None).code == "unknown_names"  # unknown paper: by passage
+
+
 def test_the_first_rule_of_the_stage_decides_and_skipped_rules_are_not_asked():
     q = analyse_text("有效率是多少？")
     rules = (NoVerifiedQuote(), MissingRate(), EvidenceThreshold({"zh": 0.9}, evidence=lambda a, h: 0.0))

@@ -196,7 +196,7 @@ def _scored(
             answer = pipeline.compose(query.text, query.lang, hits, pipeline.documents, query=query)
             refusal = answer.refusal
         # Grouped as the evidence rule judges it, so each threshold is chosen on the scores it is used on.
-        key = pipeline.retriever.evidence_key(query)
+        key = pipeline.retriever.evidence_key(query, hits[:k])
         waived = any(bool(rule.waives(query, hits[:k])) for rule in pipeline.rules if hasattr(rule, "waives"))
         out.append((item, key, pipeline.evidence(query, hits), refusal, waived))
     return out

@@ -57,13 +57,28 @@ def _not_in_corpus(code: str, words: Sequence[str], verb: str, field: str) -> Re
     return Refusal(code, note, ((field, joined),))
 
 
-def _judged(words: Sequence[str], query: QueryAnalysis, hits: Sequence[Hit]) -> list[str]:
+def _judged(
+    words: Sequence[str],
+    query: QueryAnalysis,
+    hits: Sequence[Hit],
+    paper_scripts: Callable[[str], frozenset[str] | None] | None = None,
+) -> list[str]:
     """The words of the question that no paper writes and whose absence proves something: all of them
     when the passage retrieval ranks first is in the question's language; else only those written in
     that passage's script. A question words in its own language what its answer's paper writes in
     another: in a folder of Chinese and English papers, an English question about a Chinese paper
     uses English words only the other papers could hold, while "omapatrilat" in a Chinese question
-    about English papers is a word an English paper would write."""
+    about English papers is a word an English paper would write.
+
+    With `paper_scripts` (`refusal.judge_by_paper`), the best passage's paper decides, not the
+    passage: a Chinese paper is often retrieved by its English abstract, and its body writes in
+    Chinese what an English question asks in English. A word is judged when its script makes up
+    `language_share` of that paper, or when it is not in the question's own script (a Latin name in
+    a Chinese question is kept in Latin by Chinese papers too)."""
+    if paper_scripts is not None and hits:
+        scripts = paper_scripts(hits[0].chunk.doc_id)
+        if scripts is not None:
+            return [w for w in words if (sc := _script(w)) in scripts or sc != query.lang]
     passage_lang = hits[0].chunk.lang if hits else query.lang
     if passage_lang == query.lang:
         return list(words)
@@ -72,24 +87,28 @@ def _judged(words: Sequence[str], query: QueryAnalysis, hits: Sequence[Hit]) -> 
 
 @dataclass(frozen=True)
 class UnknownNames:
-    """Names judged by `_judged`: in the script of the best passage."""
+    """Names judged by `_judged`: in the scripts of the best passage's paper."""
 
+    paper_scripts: Callable[[str], frozenset[str] | None] | None = None
     code = "unknown_names"
     stage = QUESTION
 
     def check(self, query: QueryAnalysis, hits: Sequence[Hit], draft: Draft | None) -> Refusal | None:
-        return _not_in_corpus(self.code, _judged(query.unknown_names, query, hits), "names", "names")
+        words = _judged(query.unknown_names, query, hits, self.paper_scripts)
+        return _not_in_corpus(self.code, words, "names", "names")
 
 
 @dataclass(frozen=True)
 class AbsentTerms:
-    """Terms judged by `_judged`: in the script of the best passage."""
+    """Terms judged by `_judged`: in the scripts of the best passage's paper."""
 
+    paper_scripts: Callable[[str], frozenset[str] | None] | None = None
     code = "absent_terms"
     stage = QUESTION
 
     def check(self, query: QueryAnalysis, hits: Sequence[Hit], draft: Draft | None) -> Refusal | None:
-        return _not_in_corpus(self.code, _judged(query.absent_terms, query, hits), "asks about", "terms")
+        words = _judged(query.absent_terms, query, hits, self.paper_scripts)
+        return _not_in_corpus(self.code, words, "asks about", "terms")
 
 
 @dataclass(frozen=True)
@@ -100,7 +119,8 @@ class EvidenceThreshold:
     thresholds: Mapping[str, float]
     evidence: Callable[[QueryAnalysis, Sequence[Hit]], float]  # Retriever.evidence
     source: str = ""  # where the thresholds were calibrated (LoadedSettings.calibration_source)
-    key: Callable[[QueryAnalysis], str] | None = None  # which threshold (Retriever.evidence_key); None: lang
+    # which threshold (Retriever.evidence_key); None: the question's language
+    key: Callable[[QueryAnalysis, Sequence[Hit]], str] | None = None
     # Rare terms of the question the best paper writes (TermCoverage.covered): if any, a low score is
     # not taken for a missing answer.
     covered: Callable[[QueryAnalysis, Sequence[Hit]], Sequence[str]] | None = None
@@ -108,7 +128,7 @@ class EvidenceThreshold:
     stage = QUESTION
 
     def check(self, query: QueryAnalysis, hits: Sequence[Hit], draft: Draft | None) -> Refusal | None:
-        kind = self.key(query) if self.key is not None else query.lang
+        kind = self.key(query, hits) if self.key is not None else query.lang
         threshold = self.thresholds.get(kind)
         if threshold is None or not hits:
             return None
@@ -236,22 +256,46 @@ def _as_asked(word: str, question: str) -> str:
     return found.group() if found else word
 
 
+def _script(word: str) -> str:
+    return "zh" if HAN_RE.search(word) else "en"
+
+
+def _paper_scripts(
+    documents: Mapping[str, Document], language_share: float
+) -> Callable[[str], frozenset[str] | None]:
+    """doc id -> the scripts its paper is written in (`corpus_scripts`), or None for an unknown id."""
+    cache: dict[str, frozenset[str]] = {}  # one entry per paper: a paper's text is read once
+
+    def scripts(doc_id: str) -> frozenset[str] | None:
+        doc = documents.get(doc_id)
+        if doc is None:
+            return None
+        if doc_id not in cache:
+            cache[doc_id] = corpus_scripts(
+                unicodedata.normalize("NFKC", f"{doc.title}\n{doc.text}"), language_share
+            )
+        return cache[doc_id]
+
+    return scripts
+
+
 def refusal_rules(
     settings: Settings,
     documents: Mapping[str, Document],
     evidence: Callable[[QueryAnalysis, Sequence[Hit]], float],
     calibration_source: str = "",
-    evidence_key: Callable[[QueryAnalysis], str] | None = None,
+    evidence_key: Callable[[QueryAnalysis, Sequence[Hit]], str] | None = None,
     writing: Callable[[str], frozenset[str]] | None = None,
 ) -> tuple[RefusalRule, ...]:
     """The rules the settings switch on, in the order they are judged; `calibration_source` (where the
     evidence thresholds were calibrated) goes into the evidence rule's notes."""
     r = settings.refusal
     rules: list[RefusalRule] = []
+    paper_scripts = _paper_scripts(documents, r.language_share) if r.judge_by_paper else None
     if r.unknown_names:
-        rules.append(UnknownNames())
+        rules.append(UnknownNames(paper_scripts))
     if r.absent_terms:
-        rules.append(AbsentTerms())
+        rules.append(AbsentTerms(paper_scripts))
     if r.evidence:
         covered = None
         if r.covered_terms and writing is not None:

@@ -124,7 +124,7 @@ class Retriever:
         ids = np.array([self.index.position(h.chunk.id) for h in hits], dtype=np.int64)
         ex = self.index.extras
         if (
-            self.evidence_key(query) == "en"
+            self.evidence_key(query, hits) == "en"
             and query.crosslingual is not None
             and ex.xl_sentence_vectors is not None
         ):
@@ -141,19 +141,37 @@ class Retriever:
             best = self._best_sentence(ids, ex.sentence_vectors, q).max()
         return float(np.clip(best, 0.0, 1.0))
 
-    def evidence_key(self, query: QueryAnalysis) -> str:
+    def evidence_key(self, query: QueryAnalysis, hits: Sequence[Hit] = ()) -> str:
         """Which measure, and so which calibrated threshold (`abstain.zh` / `abstain.en`), judges the
         question's evidence: "zh", e5's plain similarity, for a Chinese question over papers mostly in
         Chinese; "en", the cross-lingual one, otherwise. e5 cosines across languages run lower than
         within one, so a Chinese question about English papers judged by the Chinese threshold was
         refused whatever it asked (all 16 answerable ones of `eval/pdfs_en.jsonl`); the cross-lingual
-        threshold was calibrated on questions in another language than their papers."""
-        return "zh" if query.lang == "zh" and self._corpus_lang == "zh" else "en"
+        threshold was calibrated on questions in another language than their papers.
+
+        With `retrieval.evidence_by_paper`, "mostly in Chinese" is said of the best hit's paper: in a
+        folder of Chinese Wikipedia articles and more English pages, a Chinese question about a Chinese
+        article was judged as a cross-lingual one, and the cross-lingual threshold refused none of
+        them, answerable or not."""
+        if query.lang != "zh":
+            return "en"
+        if self.settings.evidence_by_paper and hits:
+            lang = self._paper_lang.get(hits[0].chunk.doc_id)
+            if lang is not None:
+                return "zh" if lang == "zh" else "en"
+        return "zh" if self._corpus_lang == "zh" else "en"
 
     @functools.cached_property
     def _corpus_lang(self) -> str:
-        langs, counts = np.unique(self._chunk_lang, return_counts=True)
-        return str(langs[counts.argmax()]) if len(langs) else "zh"
+        return _majority(self._chunk_lang)
+
+    @functools.cached_property
+    def _paper_lang(self) -> dict[str, str]:
+        """doc id -> the language most of its chunks are in."""
+        by_doc: dict[str, list[str]] = {}
+        for chunk in self.index.chunks:
+            by_doc.setdefault(chunk.doc_id, []).append(chunk.lang)
+        return {doc: _majority(np.array(langs)) for doc, langs in by_doc.items()}
 
     def _background(self) -> np.ndarray:
         """Cross-lingual vectors of up to `background_sentences` sentences spread evenly over the index:
@@ -175,3 +193,8 @@ class Retriever:
         lengths = ranges[:, 1] - ranges[:, 0]
         starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
         return np.maximum.reduceat(vectors[rows] @ query, starts)
+
+
+def _majority(langs: np.ndarray) -> str:
+    values, counts = np.unique(langs, return_counts=True)
+    return str(values[counts.argmax()]) if len(values) else "zh"
