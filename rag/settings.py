@@ -135,7 +135,7 @@ class RetrievalSettings:
         4096, "sentences sampled for an English question's mean similarity to the index (evidence)"
     )
     evidence_by_paper: bool = knob(
-        False, "a Chinese question's evidence measure by its best hit's paper's language, not the corpus's"
+        True, "a Chinese question's evidence measure by its best hit's paper's language, not the corpus's"
     )
 
     def __post_init__(self) -> None:

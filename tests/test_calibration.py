@@ -168,7 +168,7 @@ def test_rag_calibrate_writes_settings_and_the_pipeline_uses_them(
     # question whose best paper writes its rare terms (the evidence rule waives it).
     scored = _scored(pipeline, load_gold(gold_file), 5, "hybrid", None)
     assert any(waived for *_, waived in scored) and not all(waived for *_, waived in scored)
-    refused = [not waived and score < written["abstain"][item.lang] for item, _, score, _, waived in scored]
+    refused = [not waived and score < written["abstain"][key] for _, key, score, _, waived in scored]
     for (item, *_), refuse in zip(scored, refused, strict=True):
         assert pipeline.ask(item.question).abstained == refuse, item.id
     prf = abstention_prf(refused, [not item.answerable for item, *_ in scored])

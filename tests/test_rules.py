@@ -236,7 +236,8 @@ def test_a_chinese_question_about_english_papers_is_judged_by_the_cross_lingual_
     )
     (evidence,) = [r for r in pipeline.rules if r.code == "evidence"]
     strict = EvidenceThreshold({"zh": 0.99, "en": 0.0}, lambda q, h: 0.5, key=retriever.evidence_key)
-    assert strict.check(pipeline.analyse("创伤后深静脉血栓常见吗？", encode=False), [object()], None) is None
+    hits = [Hit(pipeline.index.chunks[0], 1.0, 1)]  # its paper is English too
+    assert strict.check(pipeline.analyse("创伤后深静脉血栓常见吗？", encode=False), hits, None) is None
     assert evidence.key == retriever.evidence_key  # the pipeline's rule asks the retriever too
 
 
@@ -245,6 +246,28 @@ def test_a_chinese_question_about_chinese_papers_keeps_the_chinese_threshold(fak
 
     pipeline = Pipeline.load(fake_index, embedder=FakeEmbedder())
     assert pipeline.retriever.evidence_key(pipeline.analyse("肿瘤患者的血栓怎么治疗？", encode=False)) == "zh"
+
+
+def test_by_paper_a_chinese_question_is_judged_in_the_language_of_its_best_papers(fake_index):
+    """In a mixed folder the corpus's majority says nothing about the paper a question is about."""
+    from .conftest import FakeEmbedder
+
+    def retriever(by_paper: bool):
+        settings = {"retrieval": {"evidence_by_paper": by_paper}}
+        (fake_index / "settings.json").write_text(json.dumps(settings), encoding="utf-8")
+        return Pipeline.load(fake_index, embedder=FakeEmbedder())
+
+    pipeline = retriever(True)
+    chunks = pipeline.index.chunks
+    en = [Hit(next(c for c in chunks if c.doc_id == "en-angiosarcoma"), 1.0, 1)]
+    zh = [Hit(next(c for c in chunks if c.doc_id == "zh-thrombosis"), 1.0, 1)]
+    q = pipeline.analyse("血管肉瘤的主要治疗是什么？", encode=False)
+    assert pipeline.retriever.evidence_key(q, en) == "en"
+    assert pipeline.retriever.evidence_key(q, zh) == "zh"
+    assert pipeline.retriever.evidence_key(q) == "zh"  # no hits: the corpus's majority
+    assert retriever(False).retriever.evidence_key(q, en) == "zh"
+    english = pipeline.analyse("What is the main treatment of angiosarcoma?", encode=False)
+    assert pipeline.retriever.evidence_key(english, zh) == "en"  # English: the cross-lingual measure
 
 
 EN_DOCS = {
@@ -372,7 +395,7 @@ def test_ask_answers_weak_evidence_when_the_best_paper_writes_the_rare_terms(fak
     def pipeline(covered: bool) -> Pipeline:
         settings = {
             "answer": {"min_score": 0.0},
-            "abstain": {"zh": 0.99},
+            "abstain": {"zh": 0.99, "en": 0.99},
             "refusal": {"covered_terms": covered},
         }
         (fake_index / "settings.json").write_text(json.dumps(settings), encoding="utf-8")
@@ -389,7 +412,9 @@ def test_ask_answers_weak_evidence_when_the_best_paper_writes_the_rare_terms(fak
     # one rare word (首选) is not enough to overrule the evidence
     assert pipeline(True).ask("治疗的首选是什么？").refusal.code == "evidence"
     (fake_index / "settings.json").write_text(
-        json.dumps({"answer": {"min_score": 0.0}, "abstain": {"zh": 0.99}, "refusal": {"covered_min": 3}}),
+        json.dumps(
+            {"answer": {"min_score": 0.0}, "abstain": {"zh": 0.99, "en": 0.99}, "refusal": {"covered_min": 3}}
+        ),
         encoding="utf-8",
     )
     assert Pipeline.load(fake_index, embedder=FakeEmbedder()).ask(question).refusal.code == "evidence"
