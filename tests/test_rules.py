@@ -230,9 +230,10 @@ def test_a_chinese_question_about_english_papers_is_judged_by_the_cross_lingual_
     build_index(docs, tmp_path / "index", FakeEmbedder(), progress=False)
     pipeline = Pipeline.load(tmp_path / "index", embedder=FakeEmbedder())
     retriever = pipeline.retriever
-    assert retriever.evidence_key(pipeline.analyse("创伤后深静脉血栓常见吗？", encode=False)) == "en"
+    assert retriever.evidence_key(pipeline.analyse("创伤后深静脉血栓常见吗？", encode=False), ()) == "en"
     assert (
-        retriever.evidence_key(pipeline.analyse("Is thrombosis common after trauma?", encode=False)) == "en"
+        retriever.evidence_key(pipeline.analyse("Is thrombosis common after trauma?", encode=False), ())
+        == "en"
     )
     (evidence,) = [r for r in pipeline.rules if r.code == "evidence"]
     strict = EvidenceThreshold({"zh": 0.99, "en": 0.0}, lambda q, h: 0.5, key=retriever.evidence_key)
@@ -245,7 +246,10 @@ def test_a_chinese_question_about_chinese_papers_keeps_the_chinese_threshold(fak
     from .conftest import FakeEmbedder
 
     pipeline = Pipeline.load(fake_index, embedder=FakeEmbedder())
-    assert pipeline.retriever.evidence_key(pipeline.analyse("肿瘤患者的血栓怎么治疗？", encode=False)) == "zh"
+    assert (
+        pipeline.retriever.evidence_key(pipeline.analyse("肿瘤患者的血栓怎么治疗？", encode=False), ())
+        == "zh"
+    )
 
 
 def test_by_paper_a_chinese_question_is_judged_in_the_language_of_its_best_papers(fake_index):
@@ -264,7 +268,7 @@ def test_by_paper_a_chinese_question_is_judged_in_the_language_of_its_best_paper
     q = pipeline.analyse("血管肉瘤的主要治疗是什么？", encode=False)
     assert pipeline.retriever.evidence_key(q, en) == "en"
     assert pipeline.retriever.evidence_key(q, zh) == "zh"
-    assert pipeline.retriever.evidence_key(q) == "zh"  # no hits: the corpus's majority
+    assert pipeline.retriever.evidence_key(q, ()) == "zh"  # no hits: the corpus's majority
     assert retriever(False).retriever.evidence_key(q, en) == "zh"
     english = pipeline.analyse("What is the main treatment of angiosarcoma?", encode=False)
     assert pipeline.retriever.evidence_key(english, zh) == "en"  # English: the cross-lingual measure

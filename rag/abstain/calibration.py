@@ -182,7 +182,7 @@ def _scored(
     progress: Callable[[int, int, GoldItem], None] | None,
 ) -> list[tuple[GoldItem, str, float, Refusal | None, bool]]:
     """Each question's threshold key (`Retriever.evidence_key`: its language, except that a Chinese
-    question about papers mostly in English is judged as a cross-lingual one), evidence score,
+    question whose best hit's paper is mostly English is judged as a cross-lingual one), evidence score,
     refusal by any rule but the evidence rule (None: none), and whether the evidence rule leaves it
     unjudged (`EvidenceThreshold.waives`: its best paper writes its rare terms), so no threshold acts on it."""
     out = []

@@ -137,7 +137,7 @@ class EvidenceThreshold:
             return None
         note = f"evidence {evidence:.3f} below the calibrated threshold {threshold:.3f} for {query.lang} questions"
         if kind != query.lang:
-            note += " (judged as a cross-lingual question: the papers are mostly in another language)"
+            note += " (judged as a cross-lingual question: its best paper is mostly in another language)"
         if self.source:
             # A threshold made on other papers may not suit this index: the user should see whose it is.
             note += f" (calibration: {self.source})"
@@ -274,7 +274,8 @@ def _paper_scripts(
             cache[doc_id] = corpus_scripts(
                 unicodedata.normalize("NFKC", f"{doc.title}\n{doc.text}"), language_share
             )
-        return cache[doc_id]
+        # No script at all (numbers only, a failed OCR): the paper says nothing; the passage decides.
+        return cache[doc_id] or None
 
     return scripts
 

@@ -141,7 +141,7 @@ class Retriever:
             best = self._best_sentence(ids, ex.sentence_vectors, q).max()
         return float(np.clip(best, 0.0, 1.0))
 
-    def evidence_key(self, query: QueryAnalysis, hits: Sequence[Hit] = ()) -> str:
+    def evidence_key(self, query: QueryAnalysis, hits: Sequence[Hit]) -> str:
         """Which measure, and so which calibrated threshold (`abstain.zh` / `abstain.en`), judges the
         question's evidence: "zh", e5's plain similarity, for a Chinese question over papers mostly in
         Chinese; "en", the cross-lingual one, otherwise. e5 cosines across languages run lower than
@@ -167,7 +167,8 @@ class Retriever:
 
     @functools.cached_property
     def _paper_lang(self) -> dict[str, str]:
-        """doc id -> the language most of its chunks are in."""
+        """doc id -> the language most of its chunks are in: the chunks are what the evidence measure
+        reads, so a Chinese paper with English reference chunks still counts as Chinese."""
         by_doc: dict[str, list[str]] = {}
         for chunk in self.index.chunks:
             by_doc.setdefault(chunk.doc_id, []).append(chunk.lang)
