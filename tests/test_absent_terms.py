@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from rag.query.absent_terms import CorpusMentions
+from rag.query.absent_terms import CorpusMentions, corpus_scripts, fold_latin
 
 EN = [
     "Febrile illness aside, seizures in children are common. The outlook for most is good.",
@@ -115,3 +115,10 @@ def test_without_kept_documents_the_text_is_searched_and_counts_the_same(monkeyp
     assert CorpusMentions(apart).written_key_terms("Who wrote the questionnaire?") == []
     monkeypatch.undo()  # the same with the documents kept
     assert CorpusMentions(apart).written_key_terms("Who wrote the questionnaire?") == []
+
+
+def test_a_texts_scripts_do_not_depend_on_case_or_accents():
+    # Capitals ("ADSL", "Mutations") are English words as much as lower-case ones: a paper's scripts
+    # must be the same whichever rule reads it, as written or lower-cased and folded.
+    text = "ADSL MUTATIONS CAUSE LYASE DEFICIENCY IN CAFÉ WORKERS. 腺苷酸裂解酶"
+    assert corpus_scripts(text) == corpus_scripts(fold_latin(text).lower()) == {"zh", "en"}

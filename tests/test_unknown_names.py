@@ -115,3 +115,12 @@ def test_chinese_words_are_not_judged_over_papers_written_in_english():
     assert UnknownNames(PAPERS).find("卡穆祖中心医院的门诊患者等了多久？", "zh") != []
     # English drug names are still checked over English papers.
     assert english.find("Does apixaban shorten the wait?", "en") == ["apixaban"]
+
+
+def test_chinese_names_are_not_judged_over_papers_written_in_english():
+    # An English paper quoting one Chinese place name: its words, counted with their spaces, make it
+    # English, so a Chinese question's names are not judged against it.
+    english = UnknownNames(["The trial enrolled patients at Kamuzu Central Hospital (卡穆祖). " * 5])
+    assert english.find("阿哌沙班治疗血栓的效果如何？", "zh") == []
+    chinese = UnknownNames(["卡穆祖中央医院的试验纳入了血栓患者。" * 5])
+    assert chinese.find("阿哌沙班治疗血栓的效果如何？", "zh") == ["阿哌沙班"]

@@ -38,6 +38,8 @@ from rag.terms.lexical import STOPWORDS
 
 _HAN_RUN = re.compile(f"[{HAN}]+")
 _LATIN_WORD = re.compile(r"(?<![a-z0-9])[a-z][a-z'-]*[a-z](?![a-z0-9])")  # not a piece of "33re's"
+# The same words in text as written ("DNA", "Insulin"), to count a text's scripts.
+_ANY_CASE_WORD = re.compile(_LATIN_WORD.pattern, re.IGNORECASE)
 MIN_LATIN = 3
 # English words may end differently in the papers (plural, -al, -ic): this many letters at most are
 # left free, and at least _MIN_STEM must match.
@@ -75,9 +77,11 @@ def zipf(word: str, lang: str) -> float:
 
 def corpus_scripts(text: str, language_share: float = 0.3) -> frozenset[str]:
     """The scripts ("zh", "en") a corpus is written in: those with at least `language_share` of its
-    Han characters and Latin words. Terms of a question are judged only in these."""
+    Han characters and Latin words. Terms of a question are judged only in these. `text` may be as
+    written or as read (lower-cased, accents folded): both count alike, so a paper's scripts do not
+    depend on which rule reads them."""
     han = len(HAN_RE.findall(text))
-    words = len(_LATIN_WORD.findall(text))
+    words = len(_ANY_CASE_WORD.findall(fold_latin(text)))
     total = han + words or 1
     return frozenset(s for s, n in (("zh", han), ("en", words)) if n / total >= language_share)
 

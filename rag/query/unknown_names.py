@@ -83,7 +83,8 @@ class UnknownNames:
         # The papers' text without spaces ("该 疾 病"), searched for the disease names of a question.
         self._text = "\n".join(re.sub(r"[ \t]+", "", text) for text in texts)
         self._drugs = drugs if drugs is not None else DrugNames(texts)
-        self._chinese = "zh" in corpus_scripts(self._text, language_share)
+        # Counted on the text with its spaces: squashed, English words would glue into one.
+        self._chinese = "zh" in corpus_scripts("\n".join(texts), language_share)
 
     def find(self, question: str, lang: str) -> list[str]:
         """The question's names that the papers never mention, in question order (empty: none)."""
