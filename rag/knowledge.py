@@ -33,6 +33,7 @@ LANGUAGE = {
     "stopwords": Omittable(WORDS),
     "question_words": Omittable(WORDS),
     "yes_no": Omittable(WORDS),
+    "anaphors": Omittable(WORDS),
     "proper_noun_tags": Omittable(WORDS),
     "part_marks": Omittable(TEXT),
     "part_conjunction": Omittable(TEXT),

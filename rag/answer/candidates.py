@@ -7,13 +7,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from rag.ingest.headings import parse_heading
-from rag.ingest.sentences import chunk_sentences, sentence_spans
+from rag.ingest.sentences import chunk_sentences, points_back, sentence_spans
 from rag.lang import HAN_RE, detect_lang
 from rag.types import Chunk, Document, Hit
-
-# Openings that refer back to the sentence before.
-_ANAPHOR_RE = re.compile(r"(?:其|该|此|这|上述|前者|后者|它|(?:It|Its|This|These|They|Their|Such)\b)")
-
 
 # Captions: "表1 ...", "Table 1. ...", and the caption text before a "表 1." that ends a sentence.
 _CAPTION_RE = re.compile(r"^(?:表|图|Table|Fig(?:ure)?\.?)\s*\d|(?:表|图)\s*\d+\s*\.?$", re.I)
@@ -139,6 +135,6 @@ def with_continuation(sentence: Sentence, doc: Document, max_chars: int = 400) -
     if not spans:
         return sentence
     start, end = spans[0]
-    if not _ANAPHOR_RE.match(doc.text[start:end]) or end - sentence.start > max_chars:
+    if not points_back(doc.text[start:end]) or end - sentence.start > max_chars:
         return sentence
     return replace(sentence, end=end, text=doc.text[sentence.start : end], row=None)

@@ -7,7 +7,7 @@ import functools
 import re
 
 from rag.ingest.headings import WHOLE
-from rag.knowledge import language
+from rag.knowledge import language, languages
 from rag.lang import HAN
 
 # A sentence ends at Chinese or full stops/marks, or at ". " before a capital, CJK or a line end;
@@ -16,6 +16,23 @@ _END = re.compile(rf"[。！？!?;；]+[”’\"」)）]*|\.(?=\s*$|\s+[A-Z{HAN}
 # A full stop after an abbreviation (rag/data/lang/en.json) or an initial ("J. Smith") ends nothing.
 _ABBREVIATIONS = "|".join(map(re.escape, language("en")["dot_abbreviations"]))
 _NO_BREAK_BEFORE_DOT = re.compile(rf"(?:\b(?:{_ABBREVIATIONS})|\b[A-Z])$")
+# Openings that point back to the sentence before (rag/data/lang/*.json): whole words where words are
+# spaced apart ("It", not "Items").
+_ANAPHOR = re.compile(
+    "|".join(
+        rf"{re.escape(w)}\b" if language(code).get("word_boundaries") else re.escape(w)
+        for code in languages()
+        for w in language(code).get("anaphors", ())
+    )
+    or "(?!)"
+)
+
+
+def points_back(text: str) -> bool:
+    """Whether a sentence opens by pointing back to the one before it ("其计算方法是…", "It is…")."""
+    return _ANAPHOR.match(text) is not None
+
+
 # The names given to a text without sections ("(Text)"). Not to the untitled front of a paper with
 # headings: there the title was no better a context (on the bundled papers it cost one gold answer).
 _PLACEHOLDERS = frozenset(WHOLE.values())
@@ -70,11 +87,11 @@ def context_text(text: str, section: str, start: int, end: int, title: str = "")
     leaf = section.rsplit(" > ", 1)[-1].strip()
     if leaf in _PLACEHOLDERS:
         leaf = title.strip()
-    passage = text[_previous_start(text, start) : end]
+    passage = text[previous_start(text, start) : end]
     return f"{leaf}: {passage}" if leaf else passage
 
 
-def _previous_start(text: str, start: int) -> int:
+def previous_start(text: str, start: int) -> int:
     """Where the last sentence ending before `start` on the same line begins (`start` when none)."""
     line_start = text.rfind("\n", 0, start) + 1
     line_end = text.find("\n", start)
