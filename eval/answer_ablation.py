@@ -27,6 +27,10 @@ VARIANTS: list[tuple[str, dict[str, object]]] = [
     ),
     ("- sentences read in place (section name and sentence before)", {"scoring.context_share": 0.0}),
     ("+ the question without its document's title words (off by default)", {"scoring.focus_share": 0.5}),
+    (
+        "+ title words at half in the ranking, names read in place (off by default)",
+        {"scoring.title_word_share": 0.5, "refusal.names_in_place": True},
+    ),
     ("- number bonus for quantity questions", {"scoring.quantity_bonus_z": 0.0}),
     ("- joining a sentence that points back", {"scoring.join_continuations": False}),
     ("- lifting a strong match's neighbours", {"scoring.lift_neighbours": False}),

@@ -171,6 +171,10 @@ class ScoringSettings:
     focus_share: float = knob(
         0.0, "share of e5 similarity from the question without its document's title words (0: off)"
     )
+    title_word_share: float = knob(
+        1.0,
+        "ranking by retrieval's signals: weight of a question word the sentence's paper title holds (1: as any)",
+    )
     join_continuations: bool = knob(True, "quote a sentence with the next one when that one points back")
     max_quote_chars: int = knob(400, "longest quote such a join may make, in characters")
     whole_sentences: bool = knob(
@@ -182,6 +186,7 @@ class ScoringSettings:
         _check_range("context_share", self.context_share, 0.0, 1.0)
         _check_range("focus_share", self.focus_share, 0.0, 1.0)
         _check_range("neighbour_share", self.neighbour_share, 0.0, 1.0)
+        _check_range("title_word_share", self.title_word_share, 0.0, 1.0)
 
 
 @dataclass(frozen=True)
@@ -232,6 +237,7 @@ class RefusalSettings:
     covered_min: int = knob(2, "covered_terms: how many rare terms the question must have")
     missing_rate: bool = knob(True, "refuse a question asking for a rate when no chosen quote states one")
     unquoted_names: bool = knob(True, "refuse quotes that leave out a drug, disease or acronym asked about")
+    names_in_place: bool = knob(False, "unquoted_names: a quote also names what the sentence before it names")
     uncovered_terms: bool = knob(
         True, "refuse quotes whose English papers never write a rare English word of the question"
     )

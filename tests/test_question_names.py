@@ -70,6 +70,28 @@ def test_quotes_name_what_their_paper_is_about_through_its_title_and_abstract():
     assert unquoted(names, [_quote(about_lenalidomide.text, titled)], {"poems": titled}) == []
 
 
+def test_a_quote_that_points_back_names_what_the_sentence_before_it_names():
+    text = (
+        "摘要\n本文报道来那度胺治疗POEMS综合征一例。\n1 讨论\n"
+        "一项研究发现小剂量来那度胺联合地塞米松可逆转皮肤变化。该研究共入组41例患者,26/34完全缓解。"
+        "另有36例患者完成了治疗。\n"
+    )
+    doc = _doc(text)
+    names = question_names("地塞米松治疗后的完全缓解率是多少？", DrugNames(text))
+    asked = [n.text for n in names]
+    assert asked and all(any(n.named_in(s) for s in ("地塞米松",)) for n in names)
+    points_back = _quote("该研究共入组41例患者,26/34完全缓解。", doc)
+    # Alone, the quote does not name dexamethasone; read in place, "该研究" is the study that does.
+    assert unquoted(names, [points_back], {"poems": doc}) == asked
+    assert unquoted(names, [points_back], {"poems": doc}, in_place=True) == []
+    # A quote that does not point back is not credited with its neighbour's names.
+    after = _quote("另有36例患者完成了治疗。", doc)
+    assert unquoted(names, [after], {"poems": doc}, in_place=True) == asked
+    # Nor a quote whose offsets are not its document's text.
+    moved = Quote(1, "poems", doc.title, "", 0, len(points_back.text), points_back.text)
+    assert unquoted(names, [moved], {"poems": doc}, in_place=True) == asked
+
+
 MARKERS = (
     "血清神经元特异性烯醇酸酶(NSE)与肺癌骨转移相关。CYFRA 21-1 的敏感度为 48.8%。"
     "参加 METROS 研究的 ROS1 重排患者中,KRAS 突变少见。高浓度神经元特异性烯醇酸酶(NSE)提示神经内分泌肿瘤。"

@@ -8,6 +8,7 @@ from rag.answer.candidates import Sentence
 from rag.answer.scoring import score_sentences
 from rag.answer.signals import SentenceSignals, SignalColumns
 from rag.query.analysis import analyse_text
+from rag.settings import ScoringSettings
 
 
 def _sentence(text: str, lang: str, pos: int = 0, start: int = 0) -> Sentence:
@@ -44,6 +45,40 @@ def test_an_english_sentence_does_not_win_an_english_question_by_language_alone(
     assert "低分子肝素" in best.sentence.text and best.standardised
     assert signals.calls[0][1] == "en" and signals.calls[0][2] == [s.text for s in sents]
     assert all(0.0 <= s.relevance <= 1.0 for s in scored)
+
+
+def test_the_words_of_a_sentences_own_paper_title_weigh_less_in_the_ranking():
+    # Every sentence of an article on 新西兰鸲鹟 names it or refers back to it; the answer does the latter.
+    title = "新西兰鸲鹟"
+    opening = "新西兰鸲鹟是鹟科的一种鸟类,分布于新西兰全境的森林。"
+    answer = "牠们主要猎食无脊椎动物,也吃果实。"
+    sents = [
+        Sentence("d", title, "S", 0, len(opening), opening, "zh", 0),
+        Sentence("d", title, "S", 100, 100 + len(answer), answer, "zh", 0),
+    ]
+    query = analyse_text("新西兰鸲鹟主要猎食什么？")
+    columns = _Columns([0.8, 0.8])
+
+    def scores(share: float) -> list[float]:
+        return [
+            s.score
+            for s in score_sentences(
+                query, sents, None, None, columns, ScoringSettings(title_word_share=share)
+            )
+        ]
+
+    assert scores(1.0)[0] > scores(1.0)[1]
+    assert scores(0.5)[0] == scores(0.5)[1]
+    assert scores(0.0)[1] > scores(0.0)[0]
+    # The word share itself, which judges answer.min_score, does not change.
+    lexical = {
+        s.lexical
+        for share in (0.0, 1.0)
+        for s in score_sentences(
+            query, sents[:1], None, None, _Columns([0.8]), ScoringSettings(title_word_share=share)
+        )
+    }
+    assert len(lexical) == 1
 
 
 def test_induced_words_count_as_question_words():

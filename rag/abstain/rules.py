@@ -189,13 +189,14 @@ class UnquotedNames:
     """A quote counts when it, or its paper's title or abstract, names the name (`rag.query.names`)."""
 
     documents: Mapping[str, Document]
+    in_place: bool = False  # a quote also names what the sentence before it names
     code = "unquoted_names"
     stage = QUOTES
 
     def check(self, query: QueryAnalysis, hits: Sequence[Hit], draft: Draft | None) -> Refusal | None:
         if draft is None:
             return None
-        missing = unquoted(query.names, draft.verified, self.documents)
+        missing = unquoted(query.names, draft.verified, self.documents, self.in_place)
         if not missing:
             return None
         names = ", ".join(missing)
@@ -312,7 +313,7 @@ def refusal_rules(
     if r.missing_rate:
         rules.append(MissingRate())
     if r.unquoted_names:
-        rules.append(UnquotedNames(documents))
+        rules.append(UnquotedNames(documents, r.names_in_place))
     if r.uncovered_terms:
         rules.append(UncoveredTerms(documents, r.language_share))
     return tuple(rules)

@@ -30,6 +30,7 @@ from collections.abc import Callable, Container, Iterable, Mapping
 from dataclasses import dataclass
 
 from rag.ingest.chunking import ABSTRACT_LABELS, find_sections
+from rag.ingest.sentences import points_back, previous_start
 from rag.knowledge import domain_blocks
 from rag.query.unknown_names import HAN_RUN, common_word, disease_name, writes_disease
 from rag.terms.drug_names import DrugNames, zh_drug_endings
@@ -138,13 +139,20 @@ def question_names(
     return list(names.values())
 
 
-def unquoted(names: Iterable[Name], quotes: Iterable[Quote], documents: Mapping[str, Document]) -> list[str]:
-    """The names that no quote names, neither itself nor by its paper's title and abstract."""
+def unquoted(
+    names: Iterable[Name], quotes: Iterable[Quote], documents: Mapping[str, Document], in_place: bool = False
+) -> list[str]:
+    """The names that no quote names, neither itself nor by its paper's title and abstract; `in_place`:
+    nor, for a quote that points back ("该研究共入组41例…"), by the sentence before it on its line
+    ("一项前瞻性实验研究发现小剂量来那度胺联合地塞米松…")."""
     texts = []
     for q in quotes:
         texts.append(q.text)
         if q.doc_id in documents:
-            texts.append(_about(documents[q.doc_id]))
+            doc = documents[q.doc_id]
+            texts.append(_about(doc))
+            if in_place and points_back(q.text) and q.matches(doc.text):
+                texts.append(doc.text[previous_start(doc.text, q.start) : q.start])
     return [n.text for n in names if not any(n.named_in(t) for t in texts)]
 
 
