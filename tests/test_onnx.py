@@ -4,6 +4,9 @@ vectors (slow, the real model)."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -113,7 +116,60 @@ def test_an_export_whose_file_changed_is_not_reused(tmp_path: Path) -> None:
     assert onnx._check_record(folder) is None
 
 
+BLAS_THREADS = """
+import json, sys
+import numpy
+from threadpoolctl import threadpool_info
+
+def blas():
+    return sorted({i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"})
+
+before = blas()
+if len(sys.argv) > 1:  # a model folder: what OnnxEncoder does
+    from pathlib import Path
+    from rag.encode.onnx import OnnxEncoder, ensure_onnx
+    session = OnnxEncoder(Path(sys.argv[1]), ensure_onnx(Path(sys.argv[1])), threads=2).session
+    spin = session.get_session_options().get_session_config_entry("session.intra_op.allow_spinning")
+    done = None
+else:
+    from rag.encode.threads import limit_blas_threads
+    done, spin = limit_blas_threads(), None
+print(json.dumps({"before": before, "after": blas(), "done": done, "spin": spin}))
+"""
+
+
+def _blas_threads(env_var: str | None, *args: str) -> dict:
+    """numpy's BLAS thread counts before and after, in a fresh process (the limit is process-wide)."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("OPENBLAS_NUM_THREADS", "GOTO_NUM_THREADS", "OMP_NUM_THREADS")
+    }
+    if env_var:
+        env[env_var] = "2"
+    out = subprocess.run(
+        [sys.executable, "-c", BLAS_THREADS, *args], env=env, capture_output=True, text=True, check=True
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_blas_threads_are_limited_to_one_unless_the_user_chose() -> None:
+    limited = _blas_threads(None)
+    assert limited["before"] and limited["done"] is True
+    assert limited["after"] == [1]
+    chosen = _blas_threads("OPENBLAS_NUM_THREADS")
+    assert chosen["before"] == [2] and chosen["after"] == [2] and chosen["done"] is False
+
+
 # ------------------------------------------------------------------------- slow
+
+
+@pytest.mark.slow
+def test_the_onnx_session_spins_and_numpy_blas_gets_one_thread(converted: Path) -> None:
+    """Spinning pays only with BLAS at one thread (rag/encode/threads.py): the two go together."""
+    loaded = _blas_threads(None, str(converted))
+    assert (loaded["spin"], loaded["after"]) == ("1", [1])
+    assert _blas_threads("OMP_NUM_THREADS", str(converted))["after"] == [2]
 
 
 @pytest.mark.slow

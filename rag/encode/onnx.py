@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from rag.encode.models import ModelLoadError
+from rag.encode.threads import limit_blas_threads
 
 logger = logging.getLogger(__name__)
 
@@ -188,9 +189,12 @@ class OnnxEncoder:
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
-        # Spinning threads burn the core that torch, the cross-lingual encoder or another request
-        # needs next; on 2 shared cores they slowed whatever ran after an encode.
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        # The threads spin between operators instead of sleeping: a question's encode is many short
+        # operators, and spinning took e5 from 11.9 to 9.5 ms per zh question (p50, in `ask`). That
+        # holds only once numpy's BLAS threads no longer spin on the same cores (rag.encode.threads):
+        # beside them, spinning made e5 slower, 13.5 -> 18.1 ms (bench/README.md, "BLAS threads").
+        options.add_session_config_entry("session.intra_op.allow_spinning", "1")
+        limit_blas_threads()
         self.session = ort.InferenceSession(str(onnx_file), options, providers=["CPUExecutionProvider"])
         self.dim = int(self.session.get_outputs()[0].shape[-1])  # static: only the batch axis is dynamic
 
