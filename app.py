@@ -244,7 +244,7 @@ def load_pipeline(index_dir: Path, docs_dir: Path, **options) -> Pipeline:
     warm_up = getattr(pipeline.embedder, "warm_up", None)
     if warm_up:
         warm_up()
-    pipeline.retrieve("warm-up 预热", k=1)  # also loads jieba's dictionary
+    pipeline.warm()  # jieba, the lazily read tables and word lists: not on the first question
     _ = pipeline.glossary  # an index without a stored glossary mines it now, not on the first question
     return pipeline
 

@@ -22,6 +22,7 @@ from rag.answer.signals import SentenceSignals
 from rag.encode.cache import CachedPassageEmbedder
 from rag.indexing.index import Index
 from rag.lang import question_lang
+from rag.query.absent_terms import load_word_frequencies
 from rag.query.analysis import QueryAnalyser, QueryAnalysis
 from rag.retrieve.retriever import MODES, Retriever
 from rag.settings import AnswerSettings, LoadedSettings, Settings, load_settings
@@ -240,10 +241,19 @@ class Pipeline:
                 xl = None  # Index.load picks the encoder the new index names
         state = self._derive(Index.load(index_dir, self.embedder, crosslingual=xl))
         if warm:
-            with self._pin(state):
-                query = self.analyse("warm-up 预热 aspirin")
-                self.question_refusal(query, self.search(query, 1), 1)
+            self.warm(state)
         self._state = state
+
+    def warm(self, state: _State | None = None) -> None:
+        """Search and judge a question in each language on `state` (the current one by default), and
+        read wordfreq's lists, so the lazily loaded parts (the models, jieba, drug names, corpus
+        mentions, word frequencies: up to 0.4 s) do not land on a user's first question. No answer
+        is generated, so no LLM is called."""
+        with self._pin(state):
+            for text in ("warm-up 预热 aspirin", "预热问题是什么？"):
+                query = self.analyse(text)
+                self.question_refusal(query, self.search(query, 1), 1)
+        load_word_frequencies()
 
     # Every attribute below reads the state pinned for this ask (see _pin), else the current one.
     def _now(self) -> _State:

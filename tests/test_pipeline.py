@@ -410,3 +410,34 @@ def test_the_answerer_quotes_and_scores_the_index_sentence_rows(fake_index):
     answer = pipeline.ask("静脉血栓栓塞的危险因素有哪些？")
     starts = {(d, s) for d, s, _ in table}
     assert answer.quotes and all((q.doc_id, q.start) in starts for q in answer.quotes)
+
+
+def test_warm_judges_a_question_in_each_language_and_never_answers(pipeline, monkeypatch) -> None:
+    """`warm` (app start, reload after an upload) runs the question path so its lazy loads do not land
+    on a user; it must not generate, since that could call an LLM."""
+
+    class NoGenerator:
+        def __getattr__(self, name):
+            raise AssertionError(f"warm used the generator ({name})")
+
+    langs, loaded = [], []
+    analyse = pipeline.analyse
+    monkeypatch.setattr(
+        pipeline, "analyse", lambda text, **kw: langs.append(analyse(text, **kw).lang) or analyse(text, **kw)
+    )
+    monkeypatch.setattr("rag.pipeline.load_word_frequencies", lambda: loaded.append(True))
+    pipeline.generator = NoGenerator()
+    pipeline.warm()
+    assert sorted(set(langs)) == ["en", "zh"] and loaded == [True]
+
+
+def test_word_frequencies_are_read_for_both_languages() -> None:
+    import wordfreq
+    from wordfreq import get_frequency_dict
+
+    from rag.query.absent_terms import load_word_frequencies
+
+    get_frequency_dict.cache_clear()
+    wordfreq._wf_cache.clear()  # the word cache above it: a word looked up before would not reach the lists
+    load_word_frequencies()
+    assert get_frequency_dict.cache_info().currsize == 2  # the English and the Chinese list
