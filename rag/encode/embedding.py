@@ -190,7 +190,8 @@ class SentenceTransformerEmbedder:
     def embed_queries(self, texts: list[str]) -> np.ndarray:
         """Queries are short: one torch thread is as fast, and several threads spinning beside the
         cross-lingual encoder's own threads in the same process made a query ten times slower
-        (bench/latency.py: 665 ms vs 26 ms). onnxruntime's threads do not spin, so it keeps its own."""
+        (bench/latency.py: 665 ms vs 26 ms). onnxruntime keeps its own threads: they spin only with the
+        BLAS libraries at one thread (rag.encode.threads)."""
         if isinstance(texts, str) or not texts or len(texts) > 4 or isinstance(self.warm_up(), OnnxEncoder):
             return self._embed(texts, "query")
         import torch

@@ -190,11 +190,12 @@ class OnnxEncoder:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         # The threads spin between operators instead of sleeping: a question's encode is many short
-        # operators, and spinning took e5 from 11.9 to 9.5 ms per zh question (p50, in `ask`). That
-        # holds only once numpy's BLAS threads no longer spin on the same cores (rag.encode.threads):
-        # beside them, spinning made e5 slower, 13.5 -> 18.1 ms (bench/README.md, "BLAS threads").
-        options.add_session_config_entry("session.intra_op.allow_spinning", "1")
-        limit_blas_threads()
+        # operators, and spinning took e5 from 12.2 to 9.6 ms per zh question (p50, in `ask`). That
+        # holds only once the BLAS threads no longer spin on the same cores (rag.encode.threads):
+        # beside them, spinning made e5 slower, 13.5 -> 18.2 ms (bench/README.md, "BLAS threads"),
+        # so a user's BLAS thread count above one keeps the threads asleep.
+        spin = limit_blas_threads()
+        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
         self.session = ort.InferenceSession(str(onnx_file), options, providers=["CPUExecutionProvider"])
         self.dim = int(self.session.get_outputs()[0].shape[-1])  # static: only the batch axis is dynamic
 

