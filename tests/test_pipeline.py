@@ -422,9 +422,13 @@ def test_warm_judges_a_question_in_each_language_and_never_answers(pipeline, mon
 
     langs, loaded = [], []
     analyse = pipeline.analyse
-    monkeypatch.setattr(
-        pipeline, "analyse", lambda text, **kw: langs.append(analyse(text, **kw).lang) or analyse(text, **kw)
-    )
+
+    def recording(text, **kw):
+        query = analyse(text, **kw)
+        langs.append(query.lang)
+        return query
+
+    monkeypatch.setattr(pipeline, "analyse", recording)
     monkeypatch.setattr("rag.pipeline.load_word_frequencies", lambda: loaded.append(True))
     pipeline.generator = NoGenerator()
     pipeline.translate_queries, pipeline.chat_model = True, NoGenerator()  # English questions translated

@@ -1,4 +1,4 @@
-"""numpy's BLAS threads, limited once per process that runs e5 through onnxruntime.
+"""The BLAS libraries' threads (numpy's, faiss's), limited once per process that runs e5 through onnxruntime.
 
 numpy's OpenBLAS wakes a worker per core for any product above its size threshold, and the workers
 busy-wait after it (OpenBLAS's THREAD_TIMEOUT, about 2^28 cycles) on the cores the e5 session runs
