@@ -260,7 +260,9 @@ def build_encoders(pipeline: Pipeline):
         return None
 
     def make():
-        copy = SentenceTransformerEmbedder(e5.name_or_path, runtime=e5.runtime, threads=1)
+        copy = SentenceTransformerEmbedder(
+            e5.name_or_path, runtime=e5.runtime, threads=1, limit_blas=e5.limit_blas
+        )
         return copy, USEEmbedder() if isinstance(xl, USEEmbedder) else xl
 
     return make

@@ -158,7 +158,12 @@ def cmd_index(args: argparse.Namespace) -> int:
         overlap_chars=defaults.overlap_chars if args.overlap is None else args.overlap,
     )
     effective = load_settings(overrides=_overrides(args)).settings
-    embedder = SentenceTransformerEmbedder(args.model, show_progress=False, runtime=effective.encoder.runtime)
+    embedder = SentenceTransformerEmbedder(
+        args.model,
+        show_progress=False,
+        runtime=effective.encoder.runtime,
+        limit_blas=effective.encoder.limit_blas_threads,
+    )
     crosslingual = None if args.no_crosslingual else USEEmbedder()
     # The index's own settings.json may raise the limit too (the app's uploads read it there).
     ingest = load_settings(args.index, overrides=_overrides(args)).settings.ingest
@@ -480,9 +485,11 @@ def cmd_model(args: argparse.Namespace) -> int:
 
     started = time.perf_counter()
     print(resolve_model(args.model))
-    runtime = load_settings(overrides=_overrides(args)).settings.encoder.runtime
-    if runtime != "torch":  # export now (about 30 s, once), not on the first question
-        embedder = SentenceTransformerEmbedder(args.model, runtime=runtime)
+    encoder = load_settings(overrides=_overrides(args)).settings.encoder
+    if encoder.runtime != "torch":  # export now (about 30 s, once), not on the first question
+        embedder = SentenceTransformerEmbedder(
+            args.model, runtime=encoder.runtime, limit_blas=encoder.limit_blas_threads
+        )
         embedder.warm_up()
         print(f"runtime: {embedder.runtime_used}", file=sys.stderr)
     print(f"ready in {time.perf_counter() - started:.1f}s", file=sys.stderr)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import logging
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -25,7 +26,7 @@ from rag.lang import question_lang
 from rag.query.absent_terms import load_word_frequencies
 from rag.query.analysis import QueryAnalyser, QueryAnalysis
 from rag.retrieve.retriever import MODES, Retriever
-from rag.settings import AnswerSettings, LoadedSettings, Settings, load_settings
+from rag.settings import AnswerSettings, EncoderSettings, LoadedSettings, Settings, load_settings
 from rag.terms.glossary import Glossary
 from rag.types import Answer, Chunk, Document, Hit, Refusal
 
@@ -33,6 +34,8 @@ if TYPE_CHECKING:
     from rag.encode.embedding import Embedder
 
 __all__ = ["MODES", "GeneratorFactory", "Pipeline", "QuestionError", "check_question"]
+
+logger = logging.getLogger(__name__)
 
 MAX_QUESTION_CHARS = 1000
 _TRANSLATION_CACHE = 256  # eval asks each question once per mode: translate it once
@@ -71,15 +74,18 @@ def _both(key: str, **values: object) -> str:
     return " / ".join(templates(lang)[key].format(**values) for lang in ("en", "zh"))
 
 
-def embedder_for(manifest_model_id: str, model: str | None, runtime: str = "auto") -> Embedder:
-    """The embedder to query an index with: the one named, else the one the index was built with;
-    `runtime` is `encoder.runtime` (either runtime reads an index the other built)."""
+def embedder_for(
+    manifest_model_id: str, model: str | None, encoder: EncoderSettings | None = None
+) -> Embedder:
+    """The embedder to query an index with: the one named, else the one the index was built with,
+    run as `encoder` says (either runtime reads an index the other built)."""
     from rag.encode.embedding import SentenceTransformerEmbedder
     from rag.encode.models import DEFAULT_MODEL
 
     if model is None:
         model = DEFAULT_MODEL if manifest_model_id.startswith(DEFAULT_MODEL) else manifest_model_id
-    return SentenceTransformerEmbedder(model, runtime=runtime)
+    encoder = encoder or EncoderSettings()
+    return SentenceTransformerEmbedder(model, runtime=encoder.runtime, limit_blas=encoder.limit_blas_threads)
 
 
 @dataclass(frozen=True)
@@ -175,8 +181,8 @@ class Pipeline:
 
         if embedder is None:
             manifest = read_manifest(Path(index_dir))
-            runtime = load_settings(index_dir, manifest["model_id"], overrides).settings.encoder.runtime
-            embedder = embedder_for(manifest["model_id"], model, runtime)
+            encoder = load_settings(index_dir, manifest["model_id"], overrides).settings.encoder
+            embedder = embedder_for(manifest["model_id"], model, encoder)
         return cls(
             Index.load(index_dir, embedder),
             embedder,
@@ -241,7 +247,10 @@ class Pipeline:
                 xl = None  # Index.load picks the encoder the new index names
         state = self._derive(Index.load(index_dir, self.embedder, crosslingual=xl))
         if warm:
-            self.warm(state)
+            try:
+                self.warm(state)
+            except Exception:  # the new index is on disk and whole: a cold first question beats the old one
+                logger.exception("warming the reloaded index failed; it is swapped in cold")
         self._state = state
 
     def warm(self, state: _State | None = None) -> None:

@@ -98,6 +98,13 @@ class EncoderSettings:
         '"auto" (onnxruntime when the model exports and passes its check, else torch), "onnx" (fail if it '
         'cannot) or "torch"',
     )
+    # numpy's BLAS workers busy-wait on the cores e5 runs on next (rag/encode/threads.py); a user's
+    # OPENBLAS_NUM_THREADS / OMP_NUM_THREADS keeps its count either way.
+    limit_blas_threads: bool = knob(
+        True,
+        "set numpy's and faiss's BLAS to one thread beside onnxruntime, whose threads then spin; false "
+        "leaves the BLAS threads as they are and onnxruntime's asleep",
+    )
 
     def __post_init__(self) -> None:
         if self.runtime not in ENCODER_RUNTIMES:

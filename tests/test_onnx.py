@@ -128,8 +128,18 @@ before = blas()
 if len(sys.argv) > 1:  # a model folder: what OnnxEncoder does
     from pathlib import Path
     from rag.encode.onnx import OnnxEncoder, ensure_onnx
-    session = OnnxEncoder(Path(sys.argv[1]), ensure_onnx(Path(sys.argv[1])), threads=2).session
-    spin = session.get_session_options().get_session_config_entry("session.intra_op.allow_spinning")
+    folder, how = Path(sys.argv[1]), sys.argv[2]
+    onnx_file = ensure_onnx(folder)
+    if how == "broken":  # a session that cannot load: the model then runs in torch
+        import tempfile
+        onnx_file = Path(tempfile.mkdtemp()) / "broken.onnx"
+        onnx_file.write_bytes(b"not a model")
+    try:
+        encoder = OnnxEncoder(folder, onnx_file, threads=2, limit_blas=how != "no-limit")
+        options = encoder.session.get_session_options()
+        spin = options.get_session_config_entry("session.intra_op.allow_spinning")
+    except Exception as exc:
+        spin = type(exc).__name__
     done = None
 else:
     from rag.encode.threads import limit_blas_threads
@@ -175,10 +185,21 @@ def test_blas_threads_are_limited_to_one_unless_the_user_chose() -> None:
 def test_the_onnx_session_spins_only_with_blas_at_one_thread(converted: Path) -> None:
     """Spinning pays only with BLAS at one thread (rag/encode/threads.py): the two go together, and
     a user's own BLAS thread count keeps the session's threads asleep."""
-    loaded = _blas_threads(None, str(converted))
+    loaded = _blas_threads(None, str(converted), "load")
     assert (loaded["spin"], loaded["after"]) == ("1", [1])
-    chosen = _blas_threads("OMP_NUM_THREADS", str(converted))
+    chosen = _blas_threads("OMP_NUM_THREADS", str(converted), "load")
     assert (chosen["spin"], chosen["after"]) == ("0", [2])
+    opted_out = _blas_threads(None, str(converted), "no-limit")  # encoder.limit_blas_threads = false
+    assert (opted_out["spin"], opted_out["after"]) == ("0", [2])
+
+
+@pytest.mark.slow
+@MULTI_CORE
+def test_a_session_that_fails_to_load_leaves_the_blas_threads(converted: Path) -> None:
+    """The fallback to torch must not inherit a limit set for onnxruntime's sake."""
+    broken = _blas_threads(None, str(converted), "broken")
+    assert broken["spin"] != "1" and broken["spin"] != "0"  # it raised
+    assert broken["after"] == broken["before"] == [2]
 
 
 @pytest.mark.slow

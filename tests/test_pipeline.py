@@ -90,6 +90,21 @@ def test_reload_reads_the_new_settings(pipeline):
     assert pipeline.ask(TROUSSEAU_ZH).abstained
 
 
+def test_a_failed_warm_up_still_swaps_the_new_index_in(pipeline, monkeypatch, caplog):
+    """An upload's commit already replaced the folder: keeping the old state would answer from an
+    index that is no longer on disk."""
+    write_settings(pipeline.index.index_dir / "settings.json", 0.99)
+
+    def broken(state=None):
+        raise RuntimeError("warm-up broke")
+
+    monkeypatch.setattr(pipeline, "warm", broken)
+    with caplog.at_level("ERROR", logger="rag.pipeline"):
+        pipeline.reload(warm=True)
+    assert pipeline.answer_settings.min_score == 0.99  # the new state is the live one
+    assert "swapped in cold" in caplog.text and "warm-up broke" in caplog.text
+
+
 def test_packaged_default_is_used_without_settings_json(fake_index, packaged):
     write_settings(packaged, 0.42)
     pipeline = Pipeline.load(fake_index, embedder=FakeEmbedder())
@@ -440,12 +455,10 @@ def test_warm_judges_a_question_in_each_language_and_never_answers(pipeline, mon
 
 
 def test_word_frequencies_are_read_for_both_languages() -> None:
-    import wordfreq
     from wordfreq import get_frequency_dict
 
     from rag.query.absent_terms import load_word_frequencies
 
     get_frequency_dict.cache_clear()
-    wordfreq._wf_cache.clear()  # the word cache above it: a word looked up before would not reach the lists
     load_word_frequencies()
     assert get_frequency_dict.cache_info().currsize == 2  # the English and the Chinese list

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import json
 import re
 import subprocess
 import sys
@@ -379,6 +380,22 @@ def test_failed_indexing_keeps_the_existing_index_and_removes_the_copy(library, 
     assert _index_bytes(index_dir) == before
     assert not (docs / "uploads").exists()  # the folder the upload made goes too: docs/ is as it was
     assert "佐拉替尼" not in "".join(d.text for d in pipeline.documents.values())
+
+
+def test_an_index_that_cannot_be_reopened_after_the_commit_says_the_files_were_added(
+    library, tmp_path, monkeypatch
+):
+    docs, index_dir, pipeline = library
+
+    def broken(warm=False):
+        raise OSError("simulated: the new index could not be read")
+
+    monkeypatch.setattr(pipeline, "reload", broken)
+    result = add_documents([_upload(tmp_path, "new.txt", ZORATINIB.encode())], docs, pipeline)
+    assert result.added == ["uploads/new"]  # committed: the file stays and the index on disk has it
+    assert "restart the app" in result.errors[0] and "simulated" in result.errors[0]
+    assert (docs / "uploads" / "new.txt").exists()
+    assert "uploads/new" in {json.loads(line)["doc_id"] for line in (index_dir / "documents.jsonl").open()}
 
 
 def test_uploads_are_refused_when_the_index_came_from_another_folder(library, tmp_path):

@@ -7,6 +7,7 @@ the index.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import threading
@@ -25,6 +26,8 @@ from webui import staging
 if TYPE_CHECKING:
     from rag.encode.embedding import Embedder
     from rag.pipeline import Pipeline
+
+logger = logging.getLogger(__name__)
 
 ALLOWED_SUFFIXES = SUPPORTED  # what `rag index` reads: .txt .md .pdf .docx .html .htm
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024
@@ -248,7 +251,11 @@ def add_documents(
         else:
             result.added.append(doc_id_of(path, docs_dir))
     tell("reloading", -1)
-    pipeline.reload(warm=True)
+    try:
+        pipeline.reload(warm=True)
+    except Exception as exc:  # the files are indexed on disk: say so, and how to reach them
+        logger.exception("the index was rebuilt with the upload but could not be reopened")
+        result.errors.append(_both("upload_reload_failed", error=exc))
     return result
 
 

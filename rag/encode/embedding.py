@@ -60,8 +60,10 @@ class SentenceTransformerEmbedder:
         device: str | None = None,
         runtime: str = "auto",
         threads: int | None = None,
+        limit_blas: bool = True,
     ) -> None:
-        """`threads`: onnxruntime threads (None: one per core), e.g. 1 for a background build."""
+        """`threads`: onnxruntime threads (None: one per core), e.g. 1 for a background build;
+        `limit_blas` is `encoder.limit_blas_threads`."""
         if runtime not in ENCODER_RUNTIMES:
             raise ValueError(f"runtime must be one of {', '.join(ENCODER_RUNTIMES)}, got {runtime!r}.")
         if batch_size < 1:
@@ -87,6 +89,7 @@ class SentenceTransformerEmbedder:
         self.runtime = runtime  # asked for; `runtime_used` is what runs once loaded
         self.runtime_used: str | None = None
         self.threads = threads
+        self.limit_blas = limit_blas
         self._model: SentenceTransformer | None = None
         self._onnx: OnnxEncoder | None = None
         self._prompts: dict[str, str | None] = {}
@@ -154,7 +157,9 @@ class SentenceTransformerEmbedder:
         folder = Path(resolve_model(self.name_or_path)).expanduser()
         if not folder.is_dir():
             raise ModelLoadError(f"{self.model_id!r} is not a local folder, so it has no export")
-        return OnnxEncoder(folder, ensure_onnx(folder), threads=self.threads or _cores())
+        return OnnxEncoder(
+            folder, ensure_onnx(folder), threads=self.threads or _cores(), limit_blas=self.limit_blas
+        )
 
     def _prompt(self, side: str) -> str:
         model = self.warm_up()

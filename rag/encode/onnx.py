@@ -157,7 +157,7 @@ def check_against_torch(folder: Path, onnx_file: Path) -> float:
     expected = reference.encode(
         list(CHECK_SAMPLE), batch_size=len(CHECK_SAMPLE), normalize_embeddings=True, show_progress_bar=False
     )
-    got = OnnxEncoder(folder, onnx_file, threads=1).encode(list(CHECK_SAMPLE), "")
+    got = OnnxEncoder(folder, onnx_file, threads=1, limit_blas=False).encode(list(CHECK_SAMPLE), "")
     cosine = float(np.min(np.sum(got * expected, axis=1)))
     if cosine < MIN_COSINE:
         raise ModelLoadError(
@@ -166,10 +166,20 @@ def check_against_torch(folder: Path, onnx_file: Path) -> float:
     return cosine
 
 
+def _session(ort, onnx_file: Path, threads: int, spin: bool):
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
+    return ort.InferenceSession(str(onnx_file), options, providers=["CPUExecutionProvider"])
+
+
 class OnnxEncoder:
     """Tokenizer + onnxruntime session for one exported folder; `encode` is thread-safe."""
 
-    def __init__(self, folder: Path, onnx_file: Path, threads: int) -> None:
+    def __init__(self, folder: Path, onnx_file: Path, threads: int, limit_blas: bool = True) -> None:
+        """`limit_blas`: set the BLAS libraries to one thread (rag.encode.threads) once the session
+        loaded; False leaves them as they are, and the session's threads then sleep."""
         import onnxruntime as ort
         from tokenizers import Tokenizer
 
@@ -186,17 +196,17 @@ class OnnxEncoder:
         self.tokenizer.no_padding()
         pad = json.loads((folder / "config.json").read_text(encoding="utf-8")).get("pad_token_id", 0)
         self.pad_id = int(pad if pad is not None else 0)
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
         # The threads spin between operators instead of sleeping: a question's encode is many short
         # operators, and spinning took e5 from 12.2 to 9.6 ms per zh question (p50, in `ask`). That
         # holds only once the BLAS threads no longer spin on the same cores (rag.encode.threads):
         # beside them, spinning made e5 slower, 13.5 -> 18.2 ms (bench/README.md, "BLAS threads"),
         # so a user's BLAS thread count above one keeps the threads asleep.
-        spin = limit_blas_threads()
-        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
-        self.session = ort.InferenceSession(str(onnx_file), options, providers=["CPUExecutionProvider"])
+        spin = limit_blas and limit_blas_threads(dry_run=True)
+        self.session = _session(ort, onnx_file, threads, spin)
+        # Limited only once the session loaded: a model that fails here runs in torch, and torch's
+        # numpy keeps its threads. Should the limit not take after all, the threads sleep.
+        if limit_blas and limit_blas_threads() != spin:
+            self.session = _session(ort, onnx_file, threads, not spin)
         self.dim = int(self.session.get_outputs()[0].shape[-1])  # static: only the batch axis is dynamic
 
     def token_ids(self, texts: list[str], prompt: str) -> list[list[int]]:

@@ -22,10 +22,14 @@ _LOCK = threading.Lock()
 _done = False
 
 
-def limit_blas_threads(threads: int = 1) -> bool:
+def limit_blas_threads(threads: int = 1, dry_run: bool = False) -> bool:
     """Set every BLAS library loaded in the process (numpy's, and faiss's own OpenBLAS) to `threads`,
     once; returns whether they all run that many threads now. They do not when an environment
-    variable chose another count or threadpoolctl is missing, and then nothing changes."""
+    variable chose another count or threadpoolctl is missing, and then nothing changes.
+
+    `dry_run` changes nothing and returns what the call would: the onnxruntime session must know
+    before it exists whether its threads spin, and the limit waits until the session loaded, so a
+    model that falls back to torch leaves the libraries as they were."""
     from rag.encode.use import _ENCODE_LOCK
 
     global _done
@@ -38,6 +42,8 @@ def limit_blas_threads(threads: int = 1) -> bool:
     # the way out: a limit set meanwhile in another thread would be undone, so encodes wait.
     with _LOCK, _ENCODE_LOCK:
         if not _done and not any(os.environ.get(var) for var in ENV_VARS):
+            if dry_run:
+                return True
             threadpool_limits(limits=threads, user_api="blas")  # not as a context: it stays set
             _done = True
             logger.info("BLAS libraries set to %d thread(s) beside onnxruntime", threads)

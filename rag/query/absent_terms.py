@@ -78,11 +78,14 @@ def zipf(word: str, lang: str) -> float:
 def load_word_frequencies() -> None:
     """Read wordfreq's English and Chinese lists now (0.2 and 0.15 s on first use, with its own
     jieba dictionary for Chinese) rather than inside the first question that needs them."""
+    from wordfreq import get_frequency_dict
+
     from rag.terms.lexical import _jieba
 
     _jieba()  # sets jieba's log level first: wordfreq's Chinese tokenizer would log to stderr
     for word, lang in (("aspirin", "en"), ("肝素", "zh")):
-        zipf(word, lang)
+        get_frequency_dict(lang, "best")  # the list, as zipf_frequency asks: a word seen before skips it
+        zipf(word, lang)  # and the tokenizer (wordfreq's jieba dictionary for Chinese)
 
 
 def corpus_scripts(text: str, language_share: float = 0.3) -> frozenset[str]:
