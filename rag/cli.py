@@ -157,7 +157,8 @@ def cmd_index(args: argparse.Namespace) -> int:
         max_chars=args.max_chars or defaults.max_chars,
         overlap_chars=defaults.overlap_chars if args.overlap is None else args.overlap,
     )
-    # The index's own settings.json counts, as for `rag ask` and the app (missing: the packaged ones).
+    # The index's own settings.json counts, as for `rag ask` and the app (missing: the packaged ones);
+    # it may raise the ingest limit too (the app's uploads read it there).
     effective = load_settings(args.index, overrides=_overrides(args)).settings
     embedder = SentenceTransformerEmbedder(
         args.model,
@@ -166,8 +167,7 @@ def cmd_index(args: argparse.Namespace) -> int:
         limit_blas=effective.encoder.limit_blas_threads,
     )
     crosslingual = None if args.no_crosslingual else USEEmbedder()
-    # The index's own settings.json may raise the limit too (the app's uploads read it there).
-    ingest = load_settings(args.index, overrides=_overrides(args)).settings.ingest
+    ingest = effective.ingest
     report = build_index(
         args.docs,
         args.index,

@@ -274,7 +274,7 @@ def _reopen_if_stale(pipeline: Pipeline) -> str | None:
             pipeline.reload(warm=True)
     except Exception as exc:
         logger.exception("the index in %s could not be reopened before an upload", index_dir)
-        return _both("upload_reload_failed", error=exc)
+        return _both("upload_index_stale", error=exc)
     return None
 
 

