@@ -240,8 +240,12 @@ def load_pipeline(index_dir: Path, docs_dir: Path, **options) -> Pipeline:
 
         encoder = load_settings().settings.encoder  # the packaged settings: no index folder yet
         embedder = SentenceTransformerEmbedder(runtime=encoder.runtime, limit_blas=encoder.limit_blas_threads)
-        report = build_index(docs_dir, index_dir, embedder, crosslingual=USEEmbedder())
+        crosslingual = USEEmbedder()
+        report = build_index(docs_dir, index_dir, embedder, crosslingual=crosslingual)
         print(report.summary(), file=sys.stderr)
+        from rag.abstain.adaptive import write_adapted
+
+        print(write_adapted(index_dir, embedder, crosslingual), file=sys.stderr)
     pipeline = Pipeline.load(index_dir, embedder=embedder, **options)
     warm_up = getattr(pipeline.embedder, "warm_up", None)
     if warm_up:

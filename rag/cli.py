@@ -182,6 +182,9 @@ def cmd_index(args: argparse.Namespace) -> int:
     print(report.summary())
     for err in report.errors:
         print(f"skipped {err.path}: {err.message}", file=sys.stderr)
+    from rag.abstain.adaptive import write_adapted
+
+    print(write_adapted(args.index, embedder, crosslingual))
     return 0
 
 
@@ -344,6 +347,7 @@ def eval_setup(pipeline) -> dict:
         "min_score": status["min_score"],
         "abstain": status["abstain"],
         "calibration": status["calibration"],
+        "calibrated_by": status["calibrated_by"],
         "refusal_rules": status["refusal_rules"],
         "settings_notes": list(pipeline.settings_notes),
     }
@@ -354,6 +358,7 @@ def eval_note(setup: dict) -> str:
         f"answers by {setup['generator']}; English queries translated for retrieval: "
         f"{'on' if setup['translate_queries'] else 'off'}; abstention thresholds "
         f"{', '.join(f'{lang} {t:g}' for lang, t in setup.get('abstain', {}).items()) or 'none'}"
+        f" (set by {setup.get('calibrated_by', 'none')})"
     )
     return "; ".join([note, *setup["settings_notes"]])
 

@@ -52,6 +52,16 @@ OLD_INDEX_NOTE = (
 )
 
 
+def calibrated_by(record: Mapping[str, Any]) -> str:
+    """What set the thresholds in force, from their calibration record (rag.abstain.calibration, .adaptive)."""
+    if record.get("gold"):
+        return f"gold questions ({record['gold']})"
+    if record.get("source") == "pseudo-questions":
+        shift = record.get("zh", {}).get("shift", 0.0)
+        return f"pseudo-questions of this index (zh moved by {shift:+g} from the packaged threshold)"
+    return str(record.get("source") or "none")
+
+
 class QuestionError(ValueError):
     """The question cannot be asked as given; the message says how to fix it."""
 
@@ -364,6 +374,7 @@ class Pipeline:
             "min_score": self.answer_settings.min_score,
             "abstain": dict(self.abstain),  # per question language: evidence threshold
             "calibration": self.loaded.calibration_source,
+            "calibrated_by": calibrated_by(self.loaded.calibration),
             "refusal_rules": [r.code for r in self.rules],
         }
 

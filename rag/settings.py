@@ -234,6 +234,9 @@ class RefusalSettings:
         True, "judge a name or term only in the scripts of the best hit's paper (and foreign-script words)"
     )
     evidence: bool = knob(True, "refuse below the calibrated evidence threshold of the question's language")
+    adapt_thresholds: bool = knob(
+        True, "rag index moves the Chinese threshold to the index's pseudo-questions (not over rag calibrate)"
+    )
     covered_terms: bool = knob(
         True,
         "no evidence refusal when the best paper writes all the question's rare terms (at least covered_min)",

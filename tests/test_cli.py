@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -72,6 +73,9 @@ def test_cli_end_to_end_on_bundled_docs(tmp_path):
     built = _rag("index", "--docs", str(docs), "--index", str(index), "--quiet")
     assert built.returncode == 0, built.stderr
     assert "5 documents" in built.stdout
+    # The bundled papers are the reference of the pseudo-question calibration: their threshold stays.
+    moved = re.search(r"abstention thresholds: zh ([\d.]+) \(packaged 0.9, moved by", built.stdout)
+    assert moved and abs(float(moved.group(1)) - 0.9) <= 0.002, built.stdout
     again = _rag("index", "--docs", str(docs), "--index", str(index), "--quiet")
     # nothing changed, nothing re-embedded (chunks, sentences or cross-lingual vectors)
     assert "(0 embedded, 0 sentence/cross-lingual texts embedded)" in again.stdout

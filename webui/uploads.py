@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from rag.abstain.adaptive import write_adapted
 from rag.answer.framing import templates
 from rag.indexing.index import BuildReport, build_index
 from rag.indexing.store import read_manifest
@@ -228,6 +229,10 @@ def add_documents(
         built_at = index.manifest.get("built_at")
         stage = staging.stage_copy(index.index_dir)
         report = _build(docs_dir, stage, pipeline, cancel, tell, embedders)
+        if cancel is not None and cancel.is_set():
+            raise staging.UploadCancelled
+        tell("calibrating", -1)  # the new papers move the index's thresholds (rag.abstain.adaptive)
+        write_adapted(stage, *(embedders or (pipeline.embedder, pipeline.index.crosslingual)))
         if cancel is not None and cancel.is_set():
             raise staging.UploadCancelled
         tell("swapping in", -1)
