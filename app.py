@@ -245,7 +245,10 @@ def load_pipeline(index_dir: Path, docs_dir: Path, **options) -> Pipeline:
         print(report.summary(), file=sys.stderr)
         from rag.abstain.adaptive import write_adapted
 
-        print(write_adapted(index_dir, embedder, crosslingual), file=sys.stderr)
+        try:
+            print(write_adapted(index_dir, embedder, crosslingual), file=sys.stderr)
+        except Exception as exc:  # the index is built; it answers with the packaged thresholds
+            print(f"abstention thresholds not adapted ({exc}); run `rag index` to retry", file=sys.stderr)
     pipeline = Pipeline.load(index_dir, embedder=embedder, **options)
     warm_up = getattr(pipeline.embedder, "warm_up", None)
     if warm_up:

@@ -184,7 +184,14 @@ def cmd_index(args: argparse.Namespace) -> int:
         print(f"skipped {err.path}: {err.message}", file=sys.stderr)
     from rag.abstain.adaptive import write_adapted
 
-    print(write_adapted(args.index, embedder, crosslingual))
+    try:
+        print(write_adapted(args.index, embedder, crosslingual, overrides=_overrides(args)))
+    except Exception as exc:  # the index is built and in place; only its thresholds stay as they were
+        print(
+            f"abstention thresholds: not adapted to this index ({exc}); the index is built and answers "
+            "with the thresholds it had. Run `rag index` again to retry.",
+            file=sys.stderr,
+        )
     return 0
 
 

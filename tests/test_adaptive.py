@@ -11,7 +11,9 @@ import pytest
 from rag.abstain.adaptive import (
     SOURCE,
     PseudoSpec,
+    Stopped,
     equal_error_point,
+    measure,
     pseudo_questions,
     write_adapted,
 )
@@ -50,9 +52,16 @@ def zh_folder(tmp_path: Path) -> Path:
     return folder
 
 
-@pytest.fixture
-def spec() -> PseudoSpec:
-    return replace(PseudoSpec.packaged(), n_questions=40, min_each=5, reference=0.5)
+def _spec(**changes) -> PseudoSpec:
+    base = load_settings().calibration
+    small = replace(
+        PseudoSpec.packaged(),
+        n_questions=40,
+        min_each=5,
+        reference_model="fake-hash-64",
+        reference_base=base.get("date"),
+    )
+    return replace(small, **changes)
 
 
 def _index(folder: Path, tmp_path: Path) -> Path:
@@ -61,8 +70,38 @@ def _index(folder: Path, tmp_path: Path) -> Path:
     return index_dir
 
 
+def _point(index_dir: Path) -> float:
+    from rag.pipeline import Pipeline
+
+    return measure(Pipeline.load(index_dir, embedder=FakeEmbedder()), _spec())["point"]
+
+
+@pytest.fixture
+def zh_index(zh_folder, tmp_path) -> tuple[Path, PseudoSpec]:
+    """A Chinese index, and a spec whose reference lies 0.03 above its point: the threshold moves by
+    -0.03, whatever point the fake encoder gives."""
+    index_dir = _index(zh_folder, tmp_path)
+    return index_dir, _spec(reference=_point(index_dir) + 0.03)
+
+
+def _use_spec(monkeypatch, spec: PseudoSpec) -> None:
+    """Make `spec` the packaged one, as `rag index` and the uploads read it."""
+    monkeypatch.setattr(PseudoSpec, "packaged", classmethod(lambda cls: spec))
+
+
 def _written(index_dir: Path) -> dict:
     return json.loads((index_dir / "settings.json").read_text(encoding="utf-8"))
+
+
+PACKAGED_ZH = load_settings().settings.abstain.zh
+
+
+def test_equal_error_point_meets_both_error_rates():
+    # At 0.65: answerable below it 2 of 5 (0.5, 0.6), unanswerable at or above it 2 of 5 (0.65, 0.75).
+    assert equal_error_point([0.5, 0.6, 0.7, 0.8, 0.9], [0.3, 0.4, 0.55, 0.65, 0.75]) == 0.65
+    assert equal_error_point([0.8, 0.9], [0.1, 0.2]) == 0.8  # separable: no error either side
+    with pytest.raises(ValueError, match="both sides"):
+        equal_error_point([0.5], [])
 
 
 def _in_order(part: str, whole: str) -> bool:
@@ -70,101 +109,134 @@ def _in_order(part: str, whole: str) -> bool:
     return all(ch in it for ch in part)
 
 
-def test_equal_error_point_meets_both_error_rates():
-    answerable, unanswerable = [0.5, 0.6, 0.7, 0.8, 0.9], [0.3, 0.4, 0.55, 0.65, 0.75]
-    t = equal_error_point(answerable, unanswerable)
-
-    # Whatever other cut is taken, the two error rates are no closer than at t.
-    def gap(c: float) -> float:
-        return abs(sum(a < c for a in answerable) / 5 - sum(u >= c for u in unanswerable) / 5)
-
-    assert all(gap(t) <= gap(c) for c in answerable + unanswerable)
-    assert equal_error_point([0.8, 0.9], [0.1, 0.2]) == 0.8  # separable: no error either side
-    with pytest.raises(ValueError, match="both sides"):
-        equal_error_point([0.5], [])
-
-
-def test_pseudo_questions_keep_words_of_one_chinese_sentence(zh_folder, tmp_path, spec):
+def test_pseudo_questions_keep_words_of_one_chinese_sentence(zh_folder, tmp_path):
     index = Index.load(_index(zh_folder, tmp_path), FakeEmbedder())
+    spec = _spec()
     made = pseudo_questions(index, spec)
     assert made and made == pseudo_questions(index, spec)  # the same index, the same questions
-    sentences = {
-        doc: [
-            t
-            for r, t in zip(index.extras.sentences, index.extras.sentence_texts, strict=True)
-            if index.chunks[int(r[0])].doc_id == doc
-        ]
-        for doc in TOPICS
-    }
+    rows = zip(index.extras.sentences, index.extras.sentence_texts, strict=True)
+    sentences: dict[str, list[str]] = {}
+    for row, text in rows:
+        sentences.setdefault(index.chunks[int(row[0])].doc_id, []).append(text)
     for doc_id, question in made:
         assert question.endswith(spec.ending)
         body = question[: -len(spec.ending)]
-        # Its characters appear, in order, in one sentence of its own document.
-        assert any(_in_order(body, s) for s in sentences[doc_id]), (doc_id, question)
-        assert len(body) < max(len(s) for s in sentences[doc_id])
+        # Its characters appear, in order, in one sentence of its own document, and fewer of them.
+        assert any(_in_order(body, s) and len(body) < len(s) for s in sentences[doc_id]), (doc_id, question)
 
 
-def test_rag_index_moves_the_chinese_threshold_by_the_pseudo_questions(zh_folder, tmp_path, spec):
-    index_dir = _index(zh_folder, tmp_path)
-    line = write_adapted(index_dir, FakeEmbedder(), spec=spec)
-    written = _written(index_dir)
-    record = written["calibration"]
-    packaged = load_settings().settings.abstain
-    assert record["source"] == SOURCE and "moved by" in line
-    assert record["zh"]["reference"] == 0.5
-    expected = round(packaged.zh + record["zh"]["point"] - 0.5, 4)
-    assert written["abstain"]["zh"] == pytest.approx(min(max(expected, 0.0), 1.0))
-    assert written["abstain"]["en"] == packaged.en  # English evidence is not moved
-    # The index's pipeline judges by the moved threshold, and says what set it.
+def test_the_same_papers_give_the_same_questions_however_the_index_grew(zh_folder, tmp_path):
+    fresh = Index.load(_index(zh_folder, tmp_path / "a"), FakeEmbedder())
+    # Built in two steps: the last paper added to an index of the others (its rows come last).
+    grown_docs = tmp_path / "grown"
+    grown_docs.mkdir()
+    names = sorted(p.name for p in zh_folder.iterdir())
+    for name in names[1:]:
+        (grown_docs / name).write_text((zh_folder / name).read_text("utf-8"), "utf-8")
+    build_index(grown_docs, tmp_path / "b" / "index", FakeEmbedder(), progress=False)
+    (grown_docs / names[0]).write_text((zh_folder / names[0]).read_text("utf-8"), "utf-8")
+    build_index(grown_docs, tmp_path / "b" / "index", FakeEmbedder(), progress=False)
+    grown = Index.load(tmp_path / "b" / "index", FakeEmbedder())
+    assert pseudo_questions(fresh, _spec()) == pseudo_questions(grown, _spec())
+
+
+def test_rag_index_moves_the_chinese_threshold_by_the_pseudo_questions(zh_index):
     from rag.pipeline import Pipeline
 
+    index_dir, spec = zh_index
+    line = write_adapted(index_dir, FakeEmbedder(), spec=spec)
+    written = _written(index_dir)
+    assert "moved by -0.03" in line
+    assert written["abstain"] == {
+        "zh": round(PACKAGED_ZH - 0.03, 4),
+        "en": load_settings().settings.abstain.en,
+    }
+    assert written["calibration"]["source"] == SOURCE
+    # The index's pipeline judges by the moved threshold, and says what set it.
     pipeline = Pipeline.load(index_dir, embedder=FakeEmbedder())
-    assert pipeline.abstain["zh"] == written["abstain"]["zh"]
+    assert pipeline.abstain["zh"] == round(PACKAGED_ZH - 0.03, 4)
     assert pipeline.status()["calibrated_by"].startswith("pseudo-questions of this index")
-    # Again: moved from the packaged threshold, not from the one written before.
-    write_adapted(index_dir, FakeEmbedder(), spec=spec)
-    assert _written(index_dir)["abstain"] == written["abstain"]
+    # Again on the same build: not measured again.
+    assert "as measured for this build before" in write_adapted(index_dir, FakeEmbedder(), spec=spec)
+    assert _written(index_dir) == written
+    # Another reference measures again, from the packaged threshold, not from the one written before.
+    write_adapted(index_dir, FakeEmbedder(), spec=replace(spec, reference=spec.reference + 0.01))
+    assert _written(index_dir)["abstain"]["zh"] == round(PACKAGED_ZH - 0.04, 4)
 
 
-def test_a_gold_calibration_is_kept(zh_folder, tmp_path, spec):
-    index_dir = _index(zh_folder, tmp_path)
+def test_thresholds_from_rag_calibrate_or_by_hand_are_kept(zh_index):
+    index_dir, spec = zh_index
     mine = {"abstain": {"zh": 0.77}, "calibration": {"gold": "my.jsonl", "model_id": "fake-hash-64"}}
     (index_dir / "settings.json").write_text(json.dumps(mine), encoding="utf-8")
     assert "my.jsonl" in write_adapted(index_dir, FakeEmbedder(), spec=spec)
     assert _written(index_dir) == mine
-    by_hand = {"abstain": {"zh": 0.8}}  # thresholds a user wrote: theirs too
-    (index_dir / "settings.json").write_text(json.dumps(by_hand), encoding="utf-8")
-    assert "kept" in write_adapted(index_dir, FakeEmbedder(), spec=spec)
-    assert _written(index_dir) == by_hand
+    # An adaptation edited by hand afterwards is the user's.
+    (index_dir / "settings.json").unlink()
+    write_adapted(index_dir, FakeEmbedder(), spec=spec)
+    edited = _written(index_dir)
+    edited["abstain"]["zh"] = 0.42
+    (index_dir / "settings.json").write_text(json.dumps(edited), encoding="utf-8")
+    assert "kept" in write_adapted(
+        index_dir, FakeEmbedder(), spec=replace(spec, reference=spec.reference + 0.01)
+    )
+    assert _written(index_dir)["abstain"]["zh"] == 0.42
 
 
-def test_the_knob_turns_it_off(zh_folder, tmp_path, spec):
-    index_dir = _index(zh_folder, tmp_path)
+def test_the_knob_turns_it_off_and_drops_an_earlier_adaptation(zh_index):
+    index_dir, spec = zh_index
+    write_adapted(index_dir, FakeEmbedder(), spec=spec)
+    assert _written(index_dir)["calibration"]["source"] == SOURCE
+    off = {"refusal.adapt_thresholds": False}  # as `rag index --set refusal.adapt_thresholds=false`
+    assert "off" in write_adapted(index_dir, FakeEmbedder(), spec=spec, overrides=off)
+    assert not (index_dir / "settings.json").exists()  # the packaged thresholds are in force
     (index_dir / "settings.json").write_text(json.dumps({"refusal": {"adapt_thresholds": False}}), "utf-8")
     assert "off" in write_adapted(index_dir, FakeEmbedder(), spec=spec)
-    assert _written(index_dir) == {"refusal": {"adapt_thresholds": False}}
+    assert load_settings(index_dir).settings.abstain == load_settings().settings.abstain
 
 
-def test_an_english_corpus_keeps_the_packaged_thresholds_and_drops_an_old_adaptation(tmp_path, spec):
-    folder = tmp_path / "docs"
+@pytest.mark.parametrize(
+    ("changes", "why"),
+    [
+        ({"reference_model": "another-model"}, "measured with another-model"),
+        ({"reference_base": "1999-01-01"}, "packaged calibration is newer"),
+        ({"max_shift": 0.01}, "beyond ±0.01"),
+        ({"min_each": 10_000}, "too few Chinese sentences"),
+    ],
+)
+def test_no_move_where_the_reference_does_not_apply(zh_index, changes, why):
+    index_dir, spec = zh_index
+    line = write_adapted(index_dir, FakeEmbedder(), spec=replace(spec, **changes))
+    assert why in line and "the packaged ones" in line
+    assert not (index_dir / "settings.json").exists()
+
+
+def test_an_english_corpus_keeps_the_packaged_thresholds_and_drops_an_old_adaptation(zh_index, tmp_path):
+    folder = tmp_path / "en-docs"
     folder.mkdir()
     (folder / "en.md").write_text(
         "Abstract\nEverolimus is an mTOR inhibitor used for angiosarcoma.\n", "utf-8"
     )
-    index_dir = _index(folder, tmp_path)
-    stale = {"answer": {"max_quotes": 2}, "abstain": {"zh": 0.5}, "calibration": {"source": SOURCE}}
-    (index_dir / "settings.json").write_text(json.dumps(stale), encoding="utf-8")
-    assert "packaged" in write_adapted(index_dir, FakeEmbedder(), spec=spec)
+    index_dir = tmp_path / "en-index"
+    build_index(folder, index_dir, FakeEmbedder(), progress=False)
+    _, spec = zh_index
+    stale = {"abstain": {"zh": 0.5}, "calibration": {"source": SOURCE, "written": {"zh": 0.5}}}
+    (index_dir / "settings.json").write_text(json.dumps({**stale, "answer": {"max_quotes": 2}}), "utf-8")
+    assert "too few Chinese sentences" in write_adapted(index_dir, FakeEmbedder(), spec=spec)
     written = _written(index_dir)
     assert written["answer"] == {"max_quotes": 2}  # other knobs kept
     # The index's own file carries the packaged thresholds (its file's thresholds are the ones in force).
     assert load_settings(index_dir).settings.abstain == load_settings().settings.abstain
     assert written["calibration"]["source"] == "packaged thresholds"
     # Without other knobs, no file of its own: the packaged tree is in force.
-    (index_dir / "settings.json").write_text(
-        json.dumps({k: v for k, v in stale.items() if k != "answer"}), "utf-8"
-    )
+    (index_dir / "settings.json").write_text(json.dumps(stale), "utf-8")
     write_adapted(index_dir, FakeEmbedder(), spec=spec)
+    assert not (index_dir / "settings.json").exists()
+
+
+def test_a_stop_leaves_the_settings_as_they_were(zh_index):
+    index_dir, spec = zh_index
+    with pytest.raises(Stopped):
+        write_adapted(index_dir, FakeEmbedder(), spec=spec, stop=lambda: True)
     assert not (index_dir / "settings.json").exists()
 
 
@@ -174,23 +246,68 @@ def test_rag_index_reports_the_thresholds(zh_folder, tmp_path, monkeypatch, caps
 
     monkeypatch.setattr(rag.encode.embedding, "SentenceTransformerEmbedder", lambda *a, **kw: FakeEmbedder())
     index_dir = tmp_path / "index"
+    args = ["index", "--docs", str(zh_folder), "--index", str(index_dir), "--quiet", "--no-crosslingual"]
+    assert main(args) == 0
+    # The packaged reference was measured with e5, not the fake encoder: nothing moves, and it says so.
     assert (
-        main(["index", "--docs", str(zh_folder), "--index", str(index_dir), "--quiet", "--no-crosslingual"])
-        == 0
+        "abstention thresholds: the packaged ones (the reference point was measured with"
+        in capsys.readouterr().out
     )
-    # Twelve sentences make fewer pseudo-questions than the packaged minimum: nothing moves.
-    assert "abstention thresholds: the packaged ones (too few Chinese sentences" in capsys.readouterr().out
-    assert not (index_dir / "settings.json").exists()
+    _use_spec(monkeypatch, _spec(reference=_point(index_dir) + 0.03))
+    assert main([*args, "--set", "refusal.adapt_thresholds=false"]) == 0
+    assert "adapt_thresholds is off" in capsys.readouterr().out
+    assert main(args) == 0
+    assert "moved by -0.03" in capsys.readouterr().out
+    assert _written(index_dir)["abstain"]["zh"] == round(PACKAGED_ZH - 0.03, 4)
+
+
+def test_an_upload_adapts_the_thresholds_and_a_failure_there_costs_it_nothing(
+    zh_folder, tmp_path, monkeypatch
+):
+    import webui.uploads
+    from rag.pipeline import Pipeline
+    from webui.uploads import add_documents
+
+    index_dir = _index(zh_folder, tmp_path)
+    _use_spec(monkeypatch, _spec(reference=_point(index_dir) + 0.03))
+    pipeline = Pipeline.load(index_dir, embedder=FakeEmbedder())
+    new = tmp_path / "gradio-bone.txt"
+    new.write_text("骨质疏松症患者应当补充钙剂和维生素D以降低骨折风险。", encoding="utf-8")
+    result = add_documents([("bone.txt", new)], zh_folder, pipeline)
+    assert result.added == ["uploads/bone"]
+    assert _written(index_dir)["calibration"]["source"] == SOURCE  # measured on the new index, swapped in
+    assert pipeline.abstain["zh"] == _written(index_dir)["abstain"]["zh"]
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("no memory left")
+
+    monkeypatch.setattr(webui.uploads, "write_adapted", broken)
+    before = _written(index_dir)
+    again = tmp_path / "gradio-eye.txt"
+    again.write_text("青光眼患者需要长期使用降眼压药物并定期复查视野。", encoding="utf-8")
+    result = add_documents([("eye.txt", again)], zh_folder, pipeline)
+    assert result.added == ["uploads/eye"] and "uploads/eye" in pipeline.documents
+    assert _written(index_dir) == before  # the thresholds it had
+
+    def cancelled(*args, **kwargs):
+        raise Stopped
+
+    monkeypatch.setattr(webui.uploads, "write_adapted", cancelled)
+    last = tmp_path / "gradio-skin.txt"
+    last.write_text("银屑病是一种慢性炎症性皮肤病，常见于四肢伸侧和头皮。", encoding="utf-8")
+    result = add_documents([("skin.txt", last)], zh_folder, pipeline)
+    assert result.added == [] and "uploads/skin" not in pipeline.documents
+    assert not (zh_folder / "uploads" / "skin.txt").exists()
 
 
 @pytest.mark.slow
 def test_the_bundled_index_is_the_reference_point(bundled_index, real_embedder):
     """The packaged reference is what the bundled papers measure, so their threshold stays as calibrated
     on their gold questions; the build is deterministic, so a fresh build measures it again."""
-    from rag.abstain.adaptive import measure
     from rag.pipeline import Pipeline
 
     spec = PseudoSpec.packaged()
     found = measure(Pipeline.load(bundled_index, embedder=real_embedder), spec)
+    assert spec.reference_model == real_embedder.model_id
     assert found["n_answerable"] >= spec.min_each and found["n_unanswerable"] >= spec.min_each
     assert found["point"] == pytest.approx(spec.reference, abs=0.002)

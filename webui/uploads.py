@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from rag.abstain.adaptive import write_adapted
+from rag.abstain.adaptive import Stopped, write_adapted
 from rag.answer.framing import templates
 from rag.indexing.index import BuildReport, build_index
 from rag.indexing.store import read_manifest
@@ -231,10 +231,8 @@ def add_documents(
         report = _build(docs_dir, stage, pipeline, cancel, tell, embedders)
         if cancel is not None and cancel.is_set():
             raise staging.UploadCancelled
-        tell("calibrating", -1)  # the new papers move the index's thresholds (rag.abstain.adaptive)
-        write_adapted(stage, *(embedders or (pipeline.embedder, pipeline.index.crosslingual)))
-        if cancel is not None and cancel.is_set():
-            raise staging.UploadCancelled
+        tell("calibrating", -1)
+        _adapt(stage, embedders or (pipeline.embedder, pipeline.index.crosslingual), cancel)
         tell("swapping in", -1)
         staging.commit(stage, index.index_dir, built_at)
         stage = None
@@ -313,6 +311,17 @@ def _build(docs_dir, stage, pipeline, cancel, tell, embedders) -> BuildReport:
         crosslingual=staging.Watched(xl, cancel, count) if xl is not None else None,
         max_file_chars=pipeline.settings.ingest.max_file_chars,
     )
+
+
+def _adapt(stage: Path, encoders, cancel) -> None:
+    """The new papers move the index's thresholds (rag.abstain.adaptive). A failure there costs the
+    upload nothing: the stage keeps the thresholds it was copied with, and the log says why."""
+    try:
+        logger.info(write_adapted(stage, *encoders, stop=cancel.is_set if cancel is not None else None))
+    except Stopped:
+        raise staging.UploadCancelled from None
+    except Exception:
+        logger.exception("the upload's thresholds were not adapted; it keeps the index's")
 
 
 def _undo(saved: list[Path], uploads: Path, made_uploads: bool) -> None:

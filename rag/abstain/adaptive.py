@@ -20,8 +20,8 @@ from __future__ import annotations
 import json
 import random
 import sys
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
@@ -37,11 +37,19 @@ __all__ = [
     "equal_error_point",
     "measure",
     "pseudo_questions",
+    "Stopped",
     "write_adapted",
 ]
 
 SOURCE = "pseudo-questions"
 PACKAGED = "packaged thresholds"  # written where an index's own settings.json must carry them
+
+
+K = 5  # the passages `rag ask` judges by default
+
+
+class Stopped(Exception):
+    """The measure was asked to stop (an upload cancelled meanwhile)."""
 
 
 @dataclass(frozen=True)
@@ -53,18 +61,21 @@ class PseudoSpec:
     keep_share: float
     min_words: int
     min_each: int  # fewer scored questions on either side than this: the threshold is not moved
-    candidates: int  # hits searched, so that five remain once the sentence's own document is left out
+    candidates: int  # hits searched, so that K remain once the sentence's own document is left out
+    max_shift: float  # a larger move is taken for a corpus unlike any it was checked on: not made
     ending: str
     min_han: int
     max_chars: int
     reference: float | None  # the bundled index's equal-error point
+    reference_model: str | None  # the model it was measured with: other models' scores sit elsewhere
+    reference_base: str | None  # the date of the packaged calibration it goes with
 
     @classmethod
     def packaged(cls) -> PseudoSpec:
         data = json.loads(
             resources.files("rag").joinpath("data", "calibration", "pseudo.json").read_text("utf-8")
         )
-        zh = data["zh"]
+        zh, ref = data["zh"], data["reference"]
         return cls(
             n_questions=int(data["n_questions"]),
             seed=int(data["seed"]),
@@ -72,27 +83,33 @@ class PseudoSpec:
             min_words=int(data["min_words"]),
             min_each=int(data["min_each"]),
             candidates=int(data["candidates"]),
+            max_shift=float(data["max_shift"]),
             ending=str(zh["ending"]),
             min_han=int(zh["min_han"]),
             max_chars=int(zh["max_chars"]),
-            reference=data["reference"]["zh"],
+            reference=ref["zh"],
+            reference_model=ref["model_id"],
+            reference_base=ref["calibration_date"],
         )
 
 
 def pseudo_questions(index: Any, spec: PseudoSpec) -> list[tuple[str, str]]:
-    """(doc id, pseudo-question) from the index's Chinese sentences; the same index gives the same list."""
+    """(doc id, pseudo-question) from the index's Chinese sentences. The same papers give the same
+    list however the index grew (a fresh build or uploads): the pool is sorted before it is shuffled."""
     from rag.terms.lexical import _jieba
 
     texts, rows, chunks = index.extras.sentence_texts, index.extras.sentences, index.chunks
-    pool = [
-        (chunks[int(row[0])].doc_id, text.strip())
-        for row, text in zip(rows, texts, strict=True)
-        if len(HAN_RE.findall(text)) >= spec.min_han and len(text.strip()) <= spec.max_chars
-    ]
+    pool = sorted(
+        {
+            (chunks[int(row[0])].doc_id, int(row[1]), text.strip())
+            for row, text in zip(rows, texts, strict=True)
+            if len(HAN_RE.findall(text)) >= spec.min_han and len(text.strip()) <= spec.max_chars
+        }
+    )
     rng = random.Random(spec.seed)
     rng.shuffle(pool)
     tokenizer, out = _jieba(), []
-    for doc_id, text in pool[: spec.n_questions]:
+    for doc_id, _, text in pool[: spec.n_questions]:
         words = [w for w in tokenizer.lcut(text.rstrip("。！？；")) if w.strip()]
         if len(words) < spec.min_words:
             continue
@@ -102,8 +119,8 @@ def pseudo_questions(index: Any, spec: PseudoSpec) -> list[tuple[str, str]]:
 
 
 def equal_error_point(answerable: Sequence[float], unanswerable: Sequence[float]) -> float:
-    """The score t where the share of answerable scores below t meets the share of unanswerable ones at
-    or above it (the midpoint of the scores where the two cross)."""
+    """The score t, among the scores given, where the share of answerable scores below t comes
+    closest to the share of unanswerable ones at or above it (the lowest such score on a tie)."""
     a, u = np.sort(np.asarray(answerable, float)), np.sort(np.asarray(unanswerable, float))
     if not len(a) or not len(u):
         raise ValueError("equal_error_point needs scores on both sides")
@@ -113,13 +130,19 @@ def equal_error_point(answerable: Sequence[float], unanswerable: Sequence[float]
     return float(cuts[i])
 
 
-def measure(pipeline: Any, spec: PseudoSpec) -> dict[str, Any]:
-    """The index's equal-error point and its counts; "point" is None when too few questions on a side."""
+def measure(pipeline: Any, spec: PseudoSpec, stop: Callable[[], bool] | None = None) -> dict[str, Any]:
+    """The index's equal-error point and its counts; "point" is None when too few questions on a side.
+
+    Answerable: the question on the whole index's top K, as `ask` would judge it (its own document
+    may be missed, as a real question's may). Unanswerable: the top K of the other documents.
+    `stop` is asked before each question; when it says so, `Stopped` is raised."""
     answerable, unanswerable = [], []
     for doc_id, question in pseudo_questions(pipeline.index, spec):
+        if stop is not None and stop():
+            raise Stopped
         query = pipeline.analyse(question)
         hits = pipeline.search(query, spec.candidates, "hybrid")
-        own, others = hits[:5], [h for h in hits if h.chunk.doc_id != doc_id][:5]
+        own, others = hits[:K], [h for h in hits if h.chunk.doc_id != doc_id][:K]
         if own and pipeline.retriever.evidence_key(query, own) == "zh":
             answerable.append(pipeline.evidence(query, own))
         if others and pipeline.retriever.evidence_key(query, others) == "zh":
@@ -133,88 +156,133 @@ def measure(pipeline: Any, spec: PseudoSpec) -> dict[str, Any]:
 
 
 def adapted_settings(
-    pipeline: Any, base: dict[str, float], base_calibration: dict[str, Any], spec: PseudoSpec | None = None
-) -> dict[str, Any] | None:
-    """Settings for the index's settings.json (`abstain` and the `calibration` record), or None when the
-    threshold stays as it is: no packaged Chinese threshold or reference point, or too few Chinese
-    sentences (or documents) to make pseudo-questions of."""
+    pipeline: Any,
+    base: dict[str, float],
+    base_calibration: dict[str, Any],
+    spec: PseudoSpec | None = None,
+    stop: Callable[[], bool] | None = None,
+) -> tuple[dict[str, Any] | None, str]:
+    """Settings for the index's settings.json (`abstain` and the `calibration` record) and a line
+    saying what was done; (None, why) when the packaged thresholds stay."""
     spec = spec or PseudoSpec.packaged()
     if base.get("zh") is None or spec.reference is None:
-        return None
-    found = measure(pipeline, spec)
+        return None, "no packaged Chinese threshold or reference point"
+    if pipeline.index.model_id != spec.reference_model:
+        return (
+            None,
+            f"the reference point was measured with {spec.reference_model}, not {pipeline.index.model_id}",
+        )
+    if base_calibration.get("date") != spec.reference_base:
+        return None, "the packaged calibration is newer than the reference point (measure it again)"
+    found = measure(pipeline, spec, stop)
     if found["point"] is None:
-        return None
-    shift = found["point"] - spec.reference
+        return (
+            None,
+            f"too few Chinese sentences ({found['n_answerable']} + {found['n_unanswerable']} questions)",
+        )
+    shift = round(found["point"] - spec.reference, 4)
+    if abs(shift) > spec.max_shift:
+        return (
+            None,
+            f"the index's point {found['point']:g} lies {shift:+g} from the reference, beyond ±{spec.max_shift:g}",
+        )
     zh = round(min(max(base["zh"] + shift, 0.0), 1.0), 4)
+    abstain = {**base, "zh": zh}
     record = {
         "source": SOURCE,
         "base": _base_record(base, base_calibration),
-        "zh": {**found, "reference": spec.reference, "shift": round(shift, 4)},
+        "zh": {**found, "reference": spec.reference, "shift": shift},
         "model_id": pipeline.index.model_id,
+        "written": abstain,  # thresholds edited by hand later are the user's: kept
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
     }
-    return {"abstain": {**base, "zh": zh}, "calibration": record}
+    line = (
+        f"zh {zh:g} (packaged {base['zh']:g}, moved by {shift:+g} from {found['n_answerable']} + "
+        f"{found['n_unanswerable']} pseudo-questions)"
+    )
+    return {"abstain": abstain, "calibration": record}, line
 
 
 def _base_record(base: dict[str, float], calibration: dict[str, Any]) -> dict[str, Any]:
     return {"thresholds": dict(base), "gold": calibration.get("gold"), "date": calibration.get("date")}
 
 
+def _ours(own: dict[str, Any]) -> bool:
+    """Whether the file's thresholds are an earlier run's, unedited since."""
+    record = own.get("calibration", {})
+    return record.get("source") in (SOURCE, PACKAGED) and own.get("abstain") == record.get("written")
+
+
 def write_adapted(
-    index_dir: str | Path, embedder: Any = None, crosslingual: Any = None, spec: PseudoSpec | None = None
+    index_dir: str | Path,
+    embedder: Any = None,
+    crosslingual: Any = None,
+    spec: PseudoSpec | None = None,
+    overrides: dict[str, Any] | None = None,
+    stop: Callable[[], bool] | None = None,
 ) -> str:
-    """Move the index's Chinese threshold to its pseudo-questions (its settings.json), unless a gold
-    calibration is in force there or `refusal.adapt_thresholds` is off; a line saying what was done.
+    """Move the index's Chinese threshold to its pseudo-questions (its settings.json); a line saying
+    what was done. Kept as they are: thresholds from `rag calibrate` or written by hand.
 
     The base is the packaged tree's thresholds, never the index's own (an earlier adaptation would
     otherwise move them twice). Other sections of the index's settings.json are kept. `embedder` and
-    `crosslingual` are the encoders that built the index (None: loaded as `rag ask` loads them)."""
+    `crosslingual` are the encoders that built the index (None: loaded as `rag ask` loads them);
+    `overrides` are the command line's `--set`; `stop` as for `measure` (nothing is written)."""
     from rag.abstain.calibration import write_settings
     from rag.indexing.index import Index
+    from rag.indexing.store import read_manifest
     from rag.pipeline import Pipeline
     from rag.settings import SETTINGS_FILE, load_settings
 
     index_dir = Path(index_dir)
     path = index_dir / SETTINGS_FILE
     own = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
-    ours = own.get("calibration", {}).get("source") in (SOURCE, PACKAGED)
-    if ("abstain" in own or "calibration" in own) and not ours:
+    if ("abstain" in own or "calibration" in own) and not _ours(own):
         where = own.get("calibration", {}).get("gold") or path
         return f"abstention thresholds: set by {where} (rag calibrate or by hand), kept"
-    if not load_settings(index_dir).settings.refusal.adapt_thresholds:
-        return "abstention thresholds: the packaged ones (refusal.adapt_thresholds is off)"
-    packaged = load_settings()
-    base = packaged.settings.abstain.thresholds()
-    pipeline = (
-        Pipeline(Index.load(index_dir, embedder, crosslingual), embedder)
-        if embedder is not None
-        else Pipeline.load(index_dir)
-    )
-    adapted = adapted_settings(pipeline, base, packaged.calibration, spec)
-    if ours:  # an earlier run's: replaced
+    if _ours(own):  # an earlier run's: replaced below, or dropped
         own.pop("calibration")
         own.pop("abstain", None)
-    if adapted is None:
-        why = "abstention thresholds: the packaged ones (too few Chinese sentences to adapt them)"
-        if not own:  # no file of the index's own: the packaged tree is in force
-            path.unlink(missing_ok=True)
-            return why
+    packaged = load_settings()
+    base = packaged.settings.abstain.thresholds()
+    spec = spec or PseudoSpec.packaged()
+    adapted: dict[str, Any] | None = None
+    if not load_settings(index_dir, overrides=overrides).settings.refusal.adapt_thresholds:
+        why = "refusal.adapt_thresholds is off"
+    else:
+        # What the measure depends on: a re-index that changed nothing is not measured again (12 s).
+        measured_for = {
+            "built_at": read_manifest(index_dir).get("built_at"),
+            "spec": asdict(spec),
+            "base": base,
+        }
+        earlier = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+        if _ours(earlier) and earlier["calibration"].get("measured_for") == measured_for:
+            shown = ", ".join(f"{lang} {t:g}" for lang, t in earlier["abstain"].items())
+            return f"abstention thresholds: {shown} (as measured for this build before)"
+        pipeline = (
+            Pipeline(Index.load(index_dir, embedder, crosslingual), embedder, overrides=overrides)
+            if embedder is not None
+            else Pipeline.load(index_dir, overrides=overrides)
+        )
+        adapted, why = adapted_settings(pipeline, base, packaged.calibration, spec, stop)
+        if adapted is not None:
+            adapted["calibration"]["measured_for"] = measured_for
+            write_settings(path, {**own, **adapted})
+            return f"abstention thresholds: {why}"
+    if not own:  # no file of the index's own: the packaged tree is in force
+        path.unlink(missing_ok=True)
+    else:
         # A settings.json of the index's own brings its thresholds (rag.settings): the packaged ones.
         record = {
             "source": PACKAGED,
             "base": _base_record(base, packaged.calibration),
-            "model_id": packaged.calibration.get(
-                "model_id"
-            ),  # else a note says "calibrated for another model"
+            # Without it, a note would say the thresholds were calibrated for another model.
+            "model_id": packaged.calibration.get("model_id"),
+            "written": base,
         }
         write_settings(path, {**own, "abstain": base, "calibration": record})
-        return why
-    write_settings(path, {**own, **adapted})
-    zh = adapted["calibration"]["zh"]
-    return (
-        f"abstention thresholds: zh {adapted['abstain']['zh']:g} (packaged {base['zh']:g}, moved by "
-        f"{zh['shift']:+g} from {zh['n_answerable']} + {zh['n_unanswerable']} pseudo-questions)"
-    )
+    return f"abstention thresholds: the packaged ones ({why})"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
