@@ -467,28 +467,49 @@ def load_settings(
         )
         calibration_source = where
     own = Path(index_dir) / SETTINGS_FILE if index_dir is not None else None
+    stale: tuple[str, ...] = ()
     if own is not None and own.is_file():
         raw = own.read_text(encoding="utf-8")
+        before = (settings, dict(sources), calibration, calibration_source)
         settings, sources, calibration = _layer(settings, sources, raw, str(own), "index")
         calibration_source = str(own)
+        if _fitted_to_another(calibration, before[2]):
+            # Thresholds `rag index` fitted from an older packaged calibration: the packaged ones
+            # now (the index's other knobs stay), until a re-index fits them again.
+            kept = {"abstain": before[0].abstain}
+            settings = replace(settings, **kept)
+            sources.update({k: v for k, v in before[1].items() if k.startswith("abstain.")})
+            calibration, calibration_source = before[2], before[3]
+            stale = (
+                f"the thresholds in {own} were fitted to an older packaged calibration; the packaged "
+                f"ones are used; run `rag index` to fit them to this index again",
+            )
     if chunking:
         settings, sources = apply(settings, {"chunking": chunking}, "index", sources, "the index manifest")
     if overrides:
         settings, sources = apply(settings, overrides, "command line", sources, "the command line")
-    notes: tuple[str, ...] = ()
+    notes: tuple[str, ...] = stale
     if calibration is None:
         target = f" --index {index_dir}" if index_dir is not None else ""
-        notes = (f"abstention is not calibrated (no {own or SETTINGS_FILE}); run `rag calibrate{target}`",)
+        notes += (f"abstention is not calibrated (no {own or SETTINGS_FILE}); run `rag calibrate{target}`",)
     elif model_id is not None and calibration.get("model_id") != model_id:
         # Still used: a threshold for another model beats none, but the user should know.
         # The thresholds in force, not answer.min_score (calibration sets that to 0).
         shown = ", ".join(f"{lang} {t:g}" for lang, t in settings.abstain.thresholds().items()) or "none"
-        notes = (
+        notes += (
             f"abstention thresholds ({shown}) were calibrated for model "
             f"{calibration.get('model_id') or '?'}, not {model_id}, so it may refuse too often or too "
             f"rarely; run `rag calibrate --index {index_dir}`",
         )
     return LoadedSettings(settings, sources, calibration or {}, calibration_source, notes)
+
+
+def _fitted_to_another(record: Mapping[str, Any] | None, packaged: Mapping[str, Any] | None) -> bool:
+    """Whether an index's thresholds were written by `rag index` (rag.abstain.adaptive) from a packaged
+    calibration other than the one installed now."""
+    if not record or record.get("source") not in ("pseudo-questions", "packaged thresholds"):
+        return False
+    return (record.get("base") or {}).get("date") != (packaged or {}).get("date")
 
 
 def parse_overrides(pairs: Iterable[str]) -> dict[str, str]:

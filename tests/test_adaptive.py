@@ -311,3 +311,21 @@ def test_the_bundled_index_is_the_reference_point(bundled_index, real_embedder):
     assert spec.reference_model == real_embedder.model_id
     assert found["n_answerable"] >= spec.min_each and found["n_unanswerable"] >= spec.min_each
     assert found["point"] == pytest.approx(spec.reference, abs=0.002)
+
+
+def test_thresholds_fitted_to_an_older_packaged_calibration_give_way_to_the_packaged_ones(zh_index):
+    index_dir, spec = zh_index
+    write_adapted(index_dir, FakeEmbedder(), spec=spec)
+    fitted = _written(index_dir)
+    assert load_settings(index_dir).settings.abstain.zh == round(PACKAGED_ZH - 0.03, 4)
+    # A newer package: its calibration has another date. The index's other knobs still count.
+    fitted["calibration"]["base"]["date"] = "2020-01-01T00:00:00+00:00"
+    fitted["answer"] = {"max_quotes": 2}
+    (index_dir / "settings.json").write_text(json.dumps(fitted), encoding="utf-8")
+    loaded = load_settings(index_dir)
+    assert loaded.settings.abstain == load_settings().settings.abstain
+    assert loaded.settings.answer.max_quotes == 2
+    assert loaded.sources["abstain.zh"] == "packaged"
+    assert any("older packaged calibration" in note and "rag index" in note for note in loaded.notes)
+    # `--set` still wins over both.
+    assert load_settings(index_dir, overrides={"abstain.zh": 0.5}).settings.abstain.zh == 0.5
