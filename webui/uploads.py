@@ -233,6 +233,8 @@ def add_documents(
             raise staging.UploadCancelled
         tell("calibrating", -1)
         _adapt(stage, embedders or (pipeline.embedder, pipeline.index.crosslingual), cancel)
+        if cancel is not None and cancel.is_set():  # pressed after its last question, or it had none
+            raise staging.UploadCancelled
         tell("swapping in", -1)
         staging.commit(stage, index.index_dir, built_at)
         stage = None

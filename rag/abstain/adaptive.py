@@ -254,7 +254,8 @@ def write_adapted(
         measured_for = {
             "built_at": read_manifest(index_dir).get("built_at"),
             "spec": asdict(spec),
-            "base": base,
+            "base": _base_record(base, packaged.calibration),
+            "overrides": dict(overrides or {}),
         }
         earlier = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
         if _ours(earlier) and earlier["calibration"].get("measured_for") == measured_for:
