@@ -26,7 +26,14 @@ from rag.lang import question_lang
 from rag.query.absent_terms import load_word_frequencies
 from rag.query.analysis import QueryAnalyser, QueryAnalysis
 from rag.retrieve.retriever import MODES, Retriever
-from rag.settings import AnswerSettings, EncoderSettings, LoadedSettings, Settings, load_settings
+from rag.settings import (
+    FITTED_SOURCE,
+    AnswerSettings,
+    EncoderSettings,
+    LoadedSettings,
+    Settings,
+    load_settings,
+)
 from rag.terms.glossary import Glossary
 from rag.types import Answer, Chunk, Document, Hit, Refusal
 
@@ -56,7 +63,7 @@ def calibrated_by(record: Mapping[str, Any]) -> str:
     """What set the thresholds in force, from their calibration record (rag.abstain.calibration, .adaptive)."""
     if record.get("gold"):
         return f"gold questions ({record['gold']})"
-    if record.get("source") == "pseudo-questions":
+    if record.get("source") == FITTED_SOURCE:
         shift = record.get("zh", {}).get("shift", 0.0)
         return f"pseudo-questions of this index (zh moved by {shift:+g} from the packaged threshold)"
     return str(record.get("source") or "none")

@@ -31,6 +31,10 @@ from pathlib import Path
 from typing import Any, get_type_hints
 
 SETTINGS_FILE = "settings.json"  # the index's overrides; == rag.indexing.store.SETTINGS, kept by rebuilds
+# `calibration.source` of the thresholds `rag index` writes (rag.abstain.adaptive): fitted to the
+# index's pseudo-questions, or the packaged ones carried by an index's own settings.json.
+FITTED_SOURCE = "pseudo-questions"
+PACKAGED_SOURCE = "packaged thresholds"
 LANGS = ("zh", "en")
 
 
@@ -470,16 +474,16 @@ def load_settings(
     stale: tuple[str, ...] = ()
     if own is not None and own.is_file():
         raw = own.read_text(encoding="utf-8")
-        before = (settings, dict(sources), calibration, calibration_source)
+        packaged_abstain, packaged_sources = settings.abstain, dict(sources)
+        packaged_calibration, packaged_source = calibration, calibration_source
         settings, sources, calibration = _layer(settings, sources, raw, str(own), "index")
         calibration_source = str(own)
-        if _fitted_to_another(calibration, before[2]):
+        if _fitted_to_another(calibration, packaged_calibration):
             # Thresholds `rag index` fitted from an older packaged calibration: the packaged ones
             # now (the index's other knobs stay), until a re-index fits them again.
-            kept = {"abstain": before[0].abstain}
-            settings = replace(settings, **kept)
-            sources.update({k: v for k, v in before[1].items() if k.startswith("abstain.")})
-            calibration, calibration_source = before[2], before[3]
+            settings = replace(settings, abstain=packaged_abstain)
+            sources.update({k: v for k, v in packaged_sources.items() if k.startswith("abstain.")})
+            calibration, calibration_source = packaged_calibration, packaged_source
             stale = (
                 f"the thresholds in {own} were fitted to an older packaged calibration; the packaged "
                 f"ones are used; run `rag index` to fit them to this index again",
@@ -507,7 +511,7 @@ def load_settings(
 def _fitted_to_another(record: Mapping[str, Any] | None, packaged: Mapping[str, Any] | None) -> bool:
     """Whether an index's thresholds were written by `rag index` (rag.abstain.adaptive) from a packaged
     calibration other than the one installed now."""
-    if not record or record.get("source") not in ("pseudo-questions", "packaged thresholds"):
+    if not record or record.get("source") not in (FITTED_SOURCE, PACKAGED_SOURCE):
         return False
     return (record.get("base") or {}).get("date") != (packaged or {}).get("date")
 

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from rag.lang import HAN_RE
+from rag.settings import FITTED_SOURCE, PACKAGED_SOURCE, SETTINGS_FILE, load_settings
 
 __all__ = [
     "PseudoSpec",
@@ -41,8 +42,7 @@ __all__ = [
     "write_adapted",
 ]
 
-SOURCE = "pseudo-questions"
-PACKAGED = "packaged thresholds"  # written where an index's own settings.json must carry them
+SOURCE, PACKAGED = FITTED_SOURCE, PACKAGED_SOURCE
 
 
 K = 5  # the passages `rag ask` judges by default
@@ -232,21 +232,20 @@ def write_adapted(
     from rag.indexing.index import Index
     from rag.indexing.store import read_manifest
     from rag.pipeline import Pipeline
-    from rag.settings import SETTINGS_FILE, load_settings
 
     index_dir = Path(index_dir)
     path = index_dir / SETTINGS_FILE
     own = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
-    if ("abstain" in own or "calibration" in own) and not _ours(own):
+    earlier: dict[str, Any] = {}  # an earlier run's record: replaced below, or dropped
+    if _ours(own):
+        earlier = own.pop("calibration")
+        own.pop("abstain", None)
+    elif "abstain" in own or "calibration" in own:
         where = own.get("calibration", {}).get("gold") or path
         return f"abstention thresholds: set by {where} (rag calibrate or by hand), kept"
-    if _ours(own):  # an earlier run's: replaced below, or dropped
-        own.pop("calibration")
-        own.pop("abstain", None)
     packaged = load_settings()
     base = packaged.settings.abstain.thresholds()
     spec = spec or PseudoSpec.packaged()
-    adapted: dict[str, Any] | None = None
     if not load_settings(index_dir, overrides=overrides).settings.refusal.adapt_thresholds:
         why = "refusal.adapt_thresholds is off"
     else:
@@ -257,9 +256,8 @@ def write_adapted(
             "base": _base_record(base, packaged.calibration),
             "overrides": dict(overrides or {}),
         }
-        earlier = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
-        if _ours(earlier) and earlier["calibration"].get("measured_for") == measured_for:
-            shown = ", ".join(f"{lang} {t:g}" for lang, t in earlier["abstain"].items())
+        if earlier.get("measured_for") == measured_for:
+            shown = ", ".join(f"{lang} {t:g}" for lang, t in earlier["written"].items())
             return f"abstention thresholds: {shown} (as measured for this build before)"
         pipeline = (
             Pipeline(Index.load(index_dir, embedder, crosslingual), embedder, overrides=overrides)
