@@ -85,6 +85,31 @@ def test_the_checkpoint_is_keyed_by_model_and_text_and_skips_a_damaged_shard(tmp
     assert not (tmp_path / "partial").exists()
 
 
+def test_a_lookup_finds_each_vector_in_its_own_shard(tmp_path: Path, monkeypatch):
+    """Only positions are kept in memory; the vectors are read from their shards when asked for."""
+    monkeypatch.setattr(ckpt, "FLUSH_TEXTS", 3)
+    texts = [f"第{i}句" for i in range(10)]
+    vectors = np.random.default_rng(1).standard_normal((10, 8)).astype(np.float32)
+    point = EmbedCheckpoint(tmp_path / "partial")
+    for i in range(0, 10, 2):
+        point.add("model-a", texts[i : i + 2], vectors[i : i + 2])
+    point.flush()
+    shards = sorted((tmp_path / "partial").rglob("*.npz"))
+    assert len(shards) == 3  # texts 0-3, 4-7, 8-9
+
+    again = EmbedCheckpoint(tmp_path / "partial")
+    asked = [texts[9], "没有的句子", texts[0], texts[4], texts[4]]
+    found = again.lookup("model-a", asked, 8)
+    assert sorted(found) == [0, 2, 3, 4]
+    for pos, i in ((0, 9), (2, 0), (3, 4), (4, 4)):
+        np.testing.assert_array_equal(found[pos], vectors[i])
+    assert again.resumed == 4
+    shards[0].write_bytes(b"damaged after it was listed")
+    assert sorted(again.lookup("model-a", texts, 8)) == list(range(4, 10)), (
+        "a shard unreadable now is skipped"
+    )
+
+
 def test_an_index_that_needs_no_rebuild_drops_a_stale_checkpoint(tmp_path: Path):
     docs = _corpus(tmp_path / "docs", papers=2)
     build_index(docs, tmp_path / "index", FakeEmbedder(), progress=False)

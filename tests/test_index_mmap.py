@@ -89,6 +89,63 @@ def test_rebuild_replaces_the_folder_of_a_loaded_index(built, docs):
     np.testing.assert_array_equal(new.sentence_vectors, FakeEmbedder().embed_passages(new.sentence_texts))
 
 
+def _stores(index_dir: Path) -> dict[str, np.ndarray]:
+    return {p.name: np.load(p) for p in sorted(index_dir.glob("*.npy"))}
+
+
+@needs_mmap
+def test_a_build_writes_its_vectors_into_the_new_folder_as_it_embeds(docs, tmp_path, monkeypatch):
+    """The vector stores are file-backed arrays in the build folder while they are filled (a large
+    corpus's vectors are not held in memory), and they end up as the arrays a build in memory makes."""
+    from rag.indexing import build
+
+    seen = {}
+    write = build._write
+
+    def spy(build_dir, manifest, documents, chunks, vectors, faiss_kind, extras):
+        for name, array in (
+            ("embeddings", vectors),
+            ("sentences", extras.sentence_vectors),
+            ("in place", extras.context_vectors),
+            ("cross-lingual", extras.xl_vectors),
+            ("cross-lingual sentences", extras.xl_sentence_vectors),
+        ):
+            seen[name] = isinstance(array, np.memmap) and Path(array.filename).parent == build_dir
+        return write(build_dir, manifest, documents, chunks, vectors, faiss_kind, extras)
+
+    monkeypatch.setattr(build, "_write", spy)
+    build_index(docs, tmp_path / "mapped", FakeEmbedder(), progress=False, crosslingual=xl())
+    assert seen and all(seen.values()), seen
+    assert not [p.name for p in (tmp_path / "mapped").iterdir() if p.name.startswith(".")], "no scratch left"
+
+    monkeypatch.setattr(index_store, "MMAP", False)
+    build_index(docs, tmp_path / "plain", FakeEmbedder(), progress=False, crosslingual=xl())
+    mapped, plain = _stores(tmp_path / "mapped"), _stores(tmp_path / "plain")
+    assert mapped.keys() == plain.keys() and len(mapped) == 7  # five vector stores, sentences, lexicon
+    for name in plain:
+        np.testing.assert_array_equal(mapped[name], plain[name], err_msg=name)
+
+
+def test_a_rebuild_that_reuses_and_embeds_writes_what_a_clean_build_writes(built, docs, tmp_path):
+    """Rows reused from the old index (its mapped files, replaced by the swap) and rows embedded now,
+    with a text repeated within a store, all land in their places."""
+    paper = next(p for p in sorted(docs.iterdir()) if p.suffix in (".md", ".txt"))
+    repeated = "\n新增一句话用于测试重建，它在这篇文章里出现两次。\n"
+    paper.write_text(paper.read_text(encoding="utf-8") + repeated + "\n另一节\n" + repeated, encoding="utf-8")
+    (docs / "new-paper.txt").write_text(
+        "新论文\n\n摘要\n这是一篇新加入的论文，讨论抗凝治疗的时机。\n", encoding="utf-8"
+    )
+    report = build_index(docs, built, FakeEmbedder(), progress=False, crosslingual=xl())
+    assert report.updated and report.added and report.unchanged
+    clean = tmp_path / "clean"
+    build_index(docs, clean, FakeEmbedder(), progress=False, crosslingual=xl())
+    rebuilt, fresh = _stores(built), _stores(clean)
+    assert rebuilt.keys() == fresh.keys()
+    for name in fresh:
+        np.testing.assert_array_equal(rebuilt[name], fresh[name], err_msg=name)
+    assert not [p.name for p in built.iterdir() if p.name.startswith(".")]
+
+
 @pytest.mark.parametrize(
     "name",
     ["sentence_embeddings.npy", "xl_embeddings.npy", "xl_sentence_embeddings.npy", "xl_faiss.index"],
@@ -176,3 +233,30 @@ def test_truncated_faiss_file_fails_mapped_too(tmp_path, kind):
         path.write_bytes(data[:cut])
         with pytest.raises(ValueError, match="corrupt or truncated; rebuild"):
             VectorIndex.load(path, mapped=True)
+
+
+@pytest.mark.parametrize("rows", [0, 1, 1001])
+def test_a_flat_index_written_block_by_block_is_the_file_faiss_writes(tmp_path, rows):
+    from rag.indexing import vectors
+
+    x = unit_rows(rows) if rows else np.empty((0, 16), np.float32)
+    np.save(tmp_path / "x.npy", x)
+    mapped = index_store.load_npy(tmp_path / "x.npy", mapped=True)
+    assert vectors.write_flat(mapped, tmp_path / "streamed.index", block_rows=100)
+    VectorIndex.build(x, "flat").save(tmp_path / "faiss.index")
+    assert (tmp_path / "streamed.index").read_bytes() == (tmp_path / "faiss.index").read_bytes()
+    if rows:
+        loaded = VectorIndex.load(tmp_path / "streamed.index", mapped=True)
+        assert loaded.kind == "flat" and loaded.ntotal == rows
+        np.testing.assert_array_equal(loaded.search(x[:5], 3)[1][:, 0], np.arange(min(5, rows)))
+
+
+def test_a_faiss_whose_flat_files_differ_gets_its_own_writer(tmp_path, monkeypatch):
+    from rag.indexing import vectors
+
+    monkeypatch.setattr(vectors, "_flat_layout_checked", lambda: False)
+    x = unit_rows(50)
+    assert not vectors.write_flat(x, tmp_path / "none.index")
+    assert not (tmp_path / "none.index").exists()
+    VectorIndex.write(x, "auto", tmp_path / "v.index")
+    assert VectorIndex.load(tmp_path / "v.index").search(x[:1], 1)[1][0, 0] == 0

@@ -22,7 +22,7 @@ from rag.indexing.extras import (
     Extras,
     PhaseTimer,
     build_extras,
-    embed_batches,
+    embed_cached,
     previous_caches,
     write_extras,
 )
@@ -137,7 +137,7 @@ def _load_previous(
     return _Previous(
         documents,
         {d: [chunks[i] for i in rows] for d, rows in by_doc.items()},
-        {d: vectors[rows] for d, rows in by_doc.items()},  # copies: the old files are replaced later
+        {d: _rows(vectors, rows) for d, rows in by_doc.items()},
         manifest,
         chunks,
     ), None
@@ -243,23 +243,32 @@ def build_index(
             EmbedCheckpoint.beside(index_dir).remove()  # a killed build's vectors are of no use now
             return report  # the index on disk is already this one: writing it again would only cost time
         checkpoint = EmbedCheckpoint.beside(index_dir)
-        with timer("embed chunks"):
-            _embed_new(chunks, vectors, prev, embedder, progress, report, checkpoint)
-
-        order = sorted(documents)
-        all_chunks = [c for d in order for c in chunks[d]]
-        all_vectors = np.concatenate([vectors[d] for d in order])
-        report.n_documents, report.n_chunks = len(order), len(all_chunks)
-        passages = [passage_text(c) for c in all_chunks]
-        with timer("read previous index"):
-            caches = _reusable_caches(index_dir, previous, crosslingual)
-        extras, n_extra = build_extras(
-            all_chunks, passages, documents, embedder, crosslingual, caches, progress, timer, checkpoint
-        )
-        report.n_embedded_sentences = n_extra
-        report.n_resumed = checkpoint.resumed
-        build_dir = store.new_build_dir(index_dir)
+        build_dir = store.new_build_dir(index_dir)  # the vector stores are written into it as they are made
         try:
+            order = sorted(documents)
+            with timer("embed chunks"):
+                all_vectors = _chunk_vectors(
+                    order, chunks, vectors, prev, embedder, progress, report, checkpoint, build_dir
+                )
+            all_chunks = [c for d in order for c in chunks[d]]
+            report.n_documents, report.n_chunks = len(order), len(all_chunks)
+            passages = [passage_text(c) for c in all_chunks]
+            with timer("read previous index"):
+                caches = _reusable_caches(index_dir, previous, crosslingual)
+            extras, n_extra = build_extras(
+                all_chunks,
+                passages,
+                documents,
+                embedder,
+                crosslingual,
+                caches,
+                progress,
+                timer,
+                checkpoint,
+                folder=build_dir,
+            )
+            report.n_embedded_sentences = n_extra
+            report.n_resumed = checkpoint.resumed
             manifest = _manifest(docs_dir, embedder, settings, faiss_kind, order, documents, chunks, report)
             manifest["crosslingual_model_id"] = extras.crosslingual_id
             manifest["sentence_context"] = CONTEXT_VERSION if extras.context_vectors is not None else False
@@ -332,29 +341,49 @@ def _both(key: str, **values: object) -> str:
     return " / ".join(templates(lang)[key].format(**values) for lang in ("en", "zh"))
 
 
-def _embed_new(
-    chunks,
-    vectors,
+def _rows(vectors: np.ndarray, rows: list[int]) -> np.ndarray:
+    """A paper's rows of the old index's vectors: a view of the mapped file when they are consecutive
+    (as a build writes them), so reusing an index does not copy its vectors into memory. The view stays
+    valid after the swap replaces the file (the mapping holds it), and the new file is written first."""
+    if rows and rows == list(range(rows[0], rows[-1] + 1)):
+        return vectors[rows[0] : rows[-1] + 1]
+    return vectors[rows]
+
+
+def _chunk_vectors(
+    order: list[str],
+    chunks: dict[str, list[Chunk]],
+    vectors: dict[str, np.ndarray],
     prev: _Previous,
     embedder: Embedder,
     progress: bool,
     report: BuildReport,
-    checkpoint: EmbedCheckpoint | None = None,
-) -> None:
-    """Embed the chunks of added/updated papers; a passage embedded before (same text) is reused."""
+    checkpoint: EmbedCheckpoint,
+    build_dir: Path,
+) -> np.ndarray:
+    """Every chunk's vector, in index order, written into the build's embeddings file: the papers'
+    reused rows (`vectors`) copied, the chunks of added or updated papers embedded, except a passage
+    embedded before (same text)."""
     cache = {
         passage_text(c): v for d, cs in prev.chunks.items() for c, v in zip(cs, prev.vectors[d], strict=True)
     }
-    todo = [d for d in chunks if d not in vectors]
-    texts = list(dict.fromkeys(t for d in todo for t in map(passage_text, chunks[d]) if t not in cache))
-    if texts:
-        cache.update(
-            zip(texts, embed_batches(texts, embedder, progress, "Embedding chunks", checkpoint), strict=True)
-        )
-    report.n_embedded = len(texts)
-    for d in todo:
-        rows = [cache[passage_text(c)] for c in chunks[d]]
-        vectors[d] = np.stack(rows).astype(np.float32) if rows else np.empty((0, embedder.dim), np.float32)
+    new = [passage_text(c) for d in order if d not in vectors for c in chunks[d]]
+    embedded, report.n_embedded = embed_cached(
+        new, embedder, cache, progress, "Embedding chunks", checkpoint, build_dir / f".{store.EMBEDDINGS}.new"
+    )
+    out = store.new_npy(build_dir / store.EMBEDDINGS, sum(len(chunks[d]) for d in order), embedder.dim)
+    row = taken = 0
+    for d in order:
+        n = len(chunks[d])
+        if d in vectors:
+            out[row : row + n] = vectors[d]
+        else:
+            out[row : row + n] = embedded[taken : taken + n]
+            taken += n
+        row += n
+    del embedded
+    (build_dir / f".{store.EMBEDDINGS}.new").unlink(missing_ok=True)
+    return out
 
 
 def _manifest(docs_dir, embedder, settings, faiss_kind, order, documents, chunks, report) -> dict:
@@ -432,7 +461,7 @@ def _write(
     store.write_jsonl(build_dir / store.DOCUMENTS, map(store.document_row, documents))
     store.write_jsonl(build_dir / store.CHUNKS, map(store.chunk_row, chunks))
     store.write_npy(build_dir / store.EMBEDDINGS, vectors)
-    VectorIndex.build(vectors, faiss_kind).save(build_dir / store.FAISS)
+    VectorIndex.write(vectors, faiss_kind, build_dir / store.FAISS)
     BM25Index.build([passage_text(c) for c in chunks]).save(build_dir / store.BM25_DIR)
     write_extras(build_dir, extras, faiss_kind)
     # The manifest goes last: a folder without one is never mistaken for a finished index.

@@ -10,6 +10,11 @@ removes the folder.
 
 Entries are keyed by the model id and the text's digest, so a shard can never give a wrong vector:
 at worst, a checkpoint left by a build of other papers holds vectors nobody asks for.
+
+Only where each vector sits (shard, row) is kept in memory, and only for the shards on disk when a
+model is first looked up (those of a killed build): a build never asks again for a text it embedded
+itself (each store embeds a text once), and holding its vectors here had kept a second copy of every
+vector the build made.
 """
 
 from __future__ import annotations
@@ -40,7 +45,8 @@ class EmbedCheckpoint:
 
     def __init__(self, folder: Path) -> None:
         self.folder = Path(folder)
-        self._known: dict[str, dict[str, np.ndarray]] = {}  # model folder -> digest -> vector
+        self._known: dict[str, dict[str, tuple[int, int]]] = {}  # model folder -> digest -> (shard, row)
+        self._shards: dict[str, list[Path]] = {}  # model folder -> the shards those positions name
         self._waiting: dict[str, list[tuple[str, np.ndarray]]] = {}
         self._last_flush = time.monotonic()
         self.resumed = 0  # vectors this build took from the checkpoint instead of embedding them
@@ -54,30 +60,47 @@ class EmbedCheckpoint:
     def _model_dir(model_id: str) -> str:
         return hashlib.sha1(model_id.encode("utf-8")).hexdigest()[:16]
 
-    def _vectors(self, model_id: str) -> dict[str, np.ndarray]:
-        """The model's vectors on disk, read on first use; a damaged shard is skipped (and re-embedded)."""
-        name = self._model_dir(model_id)
+    def _positions(self, name: str) -> dict[str, tuple[int, int]]:
+        """Where the model's vectors on disk are, read on first use; a damaged shard is skipped (and
+        its texts embedded again)."""
         if name not in self._known:
-            known: dict[str, np.ndarray] = {}
+            known: dict[str, tuple[int, int]] = {}
+            shards = []
             for shard in sorted((self.folder / name).glob("*.npz")):
                 try:
                     with np.load(shard, allow_pickle=False) as data:
-                        known.update(zip(data["keys"].tolist(), data["vectors"], strict=True))
+                        keys = data["keys"].tolist()
+                        if len(keys) != len(data["vectors"]):
+                            raise ValueError(f"{len(keys)} keys but {len(data['vectors'])} vectors")
                 except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
                     log.warning("ignoring a damaged checkpoint shard %s: %s", shard, exc)
-            self._known[name] = known
+                    continue
+                known.update((key, (len(shards), row)) for row, key in enumerate(keys))
+                shards.append(shard)
+            self._known[name], self._shards[name] = known, shards
         return self._known[name]
 
     def lookup(self, model_id: str, texts: list[str], dim: int) -> dict[int, np.ndarray]:
         """Positions of `texts` whose vectors (of `dim` dimensions) a killed build already made."""
-        known = self._vectors(model_id)
+        name = self._model_dir(model_id)
+        known = self._positions(name)
         if not known:
             return {}
-        found = {}
+        wanted: dict[int, list[tuple[int, int]]] = {}  # shard -> (row in the shard, position in texts)
         for i, text in enumerate(texts):
-            vec = known.get(_digest(text))
-            if vec is not None and vec.shape == (dim,):
-                found[i] = vec
+            where = known.get(_digest(text))
+            if where is not None:
+                wanted.setdefault(where[0], []).append((where[1], i))
+        found = {}
+        for shard, rows in wanted.items():  # one shard read at a time, then dropped
+            try:
+                with np.load(self._shards[name][shard], allow_pickle=False) as data:
+                    vectors = data["vectors"]
+            except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+                log.warning("ignoring a damaged checkpoint shard %s: %s", self._shards[name][shard], exc)
+                continue
+            if vectors.ndim == 2 and vectors.shape[1] == dim:
+                found.update((i, vectors[row].copy()) for row, i in rows)
         self.resumed += len(found)
         return found
 
@@ -105,8 +128,6 @@ class EmbedCheckpoint:
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, folder / f"{stem}.npz")
-            if name in self._known:  # else read with the rest from disk on the first lookup
-                self._known[name].update(zip(keys.tolist(), vectors, strict=True))
             waiting.clear()
         self._last_flush = time.monotonic()
 
@@ -114,4 +135,5 @@ class EmbedCheckpoint:
         """The build finished: its vectors are in the index now."""
         self._waiting.clear()
         self._known.clear()
+        self._shards.clear()
         shutil.rmtree(self.folder, ignore_errors=True)

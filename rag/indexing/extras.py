@@ -126,10 +126,12 @@ def embed_batches(
     progress: bool,
     desc: str = "Embedding",
     checkpoint: EmbedCheckpoint | None = None,
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
     """Embed passages in batches (a progress bar with an ETA when asked), checking what the embedder
     returns. With a `checkpoint`, vectors a killed build already made are taken from it and each new
-    batch is kept in it, so this build, if killed too, is not redone either.
+    batch is kept in it, so this build, if killed too, is not redone either. The vectors go into `out`
+    (len(texts) rows; e.g. a file-backed array from `store.new_npy`), else into a new array.
 
     Batches are cut from the texts sorted by length (see `length_order`): cut in document order, each
     short sentence was padded to the longest of its neighbours, 61,618 tokens for the bundled
@@ -137,7 +139,7 @@ def embed_batches(
     """
     from tqdm import tqdm
 
-    out = np.empty((len(texts), embedder.dim), dtype=np.float32)
+    out = np.empty((len(texts), embedder.dim), dtype=np.float32) if out is None else out
     done = checkpoint.lookup(embedder.model_id, texts, embedder.dim) if checkpoint is not None else {}
     for i, vec in done.items():
         out[i] = vec
@@ -179,15 +181,35 @@ def embed_cached(
     progress: bool,
     desc: str,
     checkpoint: EmbedCheckpoint | None = None,
+    path: Path | None = None,
 ) -> tuple[np.ndarray, int]:
     """Vectors for texts, embedding only those not in `cache`; returns them and how many were embedded
-    (or taken from the checkpoint of a killed build)."""
+    (or taken from the checkpoint of a killed build).
+
+    With `path` the rows are written into that .npy file as they are made (`store.new_npy`), and the
+    texts to embed into a scratch file beside it, so a build holds no corpus-sized array in memory.
+    Held in memory, each vector was there about three times over (the embedded rows, the checkpoint's
+    copy, the stacked result): most of a build's peak (bench/README.md, "Build memory")."""
+    out = store.new_npy(path, len(texts), embedder.dim)
     todo = list(dict.fromkeys(t for t in texts if t not in cache))
-    if todo:
-        cache.update(zip(todo, embed_batches(todo, embedder, progress, desc, checkpoint), strict=True))
-    if not texts:
-        return np.empty((0, embedder.dim), np.float32), 0
-    return np.stack([cache[t] for t in texts]).astype(np.float32), len(todo)
+    if not todo:
+        for i, text in enumerate(texts):
+            out[i] = cache[text]
+        return out, 0
+    if len(todo) == len(texts):  # every text new and distinct (a first build): embed straight into out
+        embed_batches(texts, embedder, progress, desc, checkpoint, out=out)
+        return out, len(todo)
+    scratch_path = None if path is None else path.with_name(f".{path.name}.todo")
+    scratch = embed_batches(
+        todo, embedder, progress, desc, checkpoint, out=store.new_npy(scratch_path, len(todo), embedder.dim)
+    )
+    row = {text: j for j, text in enumerate(todo)}
+    for i, text in enumerate(texts):
+        out[i] = scratch[row[text]] if text in row else cache[text]
+    del scratch
+    if scratch_path is not None:
+        scratch_path.unlink(missing_ok=True)
+    return out, len(todo)
 
 
 def previous_caches(
@@ -236,15 +258,28 @@ def build_extras(
     progress: bool,
     timer: PhaseTimer | None = None,
     checkpoint: EmbedCheckpoint | None = None,
+    folder: Path | None = None,
 ) -> tuple[Extras, int]:
     """Compute every derived store; returns them and the number of texts embedded. Every embedding
-    goes through `checkpoint` when given (see `embed_batches`)."""
+    goes through `checkpoint` when given (see `embed_batches`). With `folder` (the new index's build
+    folder) the vector stores are written there as they are made (`embed_cached`), and
+    `write_extras` into the same folder only flushes them."""
     timer = timer or PhaseTimer()
+
+    def at(name: str) -> Path | None:
+        return None if folder is None else folder / name
+
     with timer("sentence units"):
         sentences, texts = sentence_units(chunks, documents)
     with timer("embed sentences"):
         vectors, n = embed_cached(
-            texts, embedder, caches.get("sentences", {}), progress, "Embedding sentences", checkpoint
+            texts,
+            embedder,
+            caches.get("sentences", {}),
+            progress,
+            "Embedding sentences",
+            checkpoint,
+            at(SENTENCE_EMBEDDINGS),
         )
     with timer("embed sentences in place"):
         contexts, n_ctx = embed_cached(
@@ -254,6 +289,7 @@ def build_extras(
             progress,
             "Embedding sentences in place",
             checkpoint,
+            at(CONTEXT_EMBEDDINGS),
         )
         n += n_ctx
     with timer("glossary"):
@@ -264,7 +300,13 @@ def build_extras(
         extras.crosslingual_id = crosslingual.model_id
         with timer("cross-lingual chunks"):
             extras.xl_vectors, n1 = embed_cached(
-                passages, crosslingual, caches.get("xl", {}), progress, "Cross-lingual", checkpoint
+                passages,
+                crosslingual,
+                caches.get("xl", {}),
+                progress,
+                "Cross-lingual",
+                checkpoint,
+                at(XL_EMBEDDINGS),
             )
         with timer("cross-lingual sentences"):
             extras.xl_sentence_vectors, n2 = embed_cached(
@@ -274,6 +316,7 @@ def build_extras(
                 progress,
                 "Cross-lingual sentences",
                 checkpoint,
+                at(XL_SENTENCE_EMBEDDINGS),
             )
         with timer("lexicon"):
             zh_texts = [c.text for c in chunks if c.lang == "zh"]
@@ -296,7 +339,7 @@ def write_extras(build_dir: Path, extras: Extras, faiss_kind: str) -> None:
     if extras.crosslingual_id is not None:
         store.write_npy(build_dir / XL_EMBEDDINGS, extras.xl_vectors)
         store.write_npy(build_dir / XL_SENTENCE_EMBEDDINGS, extras.xl_sentence_vectors)
-        VectorIndex.build(extras.xl_vectors, faiss_kind).save(build_dir / XL_FAISS)
+        VectorIndex.write(extras.xl_vectors, faiss_kind, build_dir / XL_FAISS)
         extras.lexicon.save(build_dir)
 
 

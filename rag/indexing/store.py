@@ -89,8 +89,21 @@ def write_jsonl(path: Path, rows: Iterable[dict]) -> None:
 
 
 def write_npy(path: Path, array: np.ndarray) -> None:
-    np.save(path, array, allow_pickle=False)
+    """Write `array` to path; an array `new_npy` made at that path is only flushed (it is the file)."""
+    if isinstance(array, np.memmap) and array.filename and Path(array.filename).resolve() == path.resolve():
+        array.flush()
+    else:
+        np.save(path, array, allow_pickle=False)
     _fsync(path)
+
+
+def new_npy(path: Path | None, rows: int, dim: int) -> np.ndarray:
+    """A float32 (rows, dim) array for a build to fill: a .npy file at `path` mapped for writing, so a
+    large corpus's vectors live on disk rather than in memory (the kernel writes pages back as it
+    needs); in memory where files are not mapped (see MMAP) or without a path."""
+    if path is None or not MMAP or rows == 0:  # numpy cannot map an empty file
+        return np.empty((rows, dim), dtype=np.float32)
+    return np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(rows, dim))
 
 
 def document_row(doc: Document) -> dict:

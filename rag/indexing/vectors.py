@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import logging
 import math
 import os
 from pathlib import Path
@@ -13,6 +15,8 @@ import numpy as np
 # is still tens of milliseconds per query; a benchmark should confirm or move this number.
 APPROX_THRESHOLD = 200_000
 KINDS = ("auto", "flat", "hnsw", "ivf", "ivfpq")
+
+log = logging.getLogger(__name__)
 
 HNSW_M = 32
 HNSW_EF_CONSTRUCTION = 200
@@ -152,6 +156,15 @@ class VectorIndex:
         index.nprobe = nprobe or ivf_nprobe(nlist)
         return index
 
+    @classmethod
+    def write(cls, vectors: np.ndarray, kind: str, path: str | Path) -> None:
+        """Build the index of `vectors` and save it to `path`. An exact (flat) index is written straight
+        from the vectors, a block at a time (`write_flat`): FAISS's own build copies every vector into
+        memory first, and a build's vectors are a mapped file (rag.indexing.store.new_npy)."""
+        if resolve_kind(kind, len(vectors)) == "flat" and write_flat(vectors, path):
+            return
+        cls.build(vectors, kind).save(path)
+
     def search(self, query_vecs: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Top-k (scores, ids), each (n_queries, min(k, ntotal)), best first. Drop ids < 0."""
         query_vecs = _check_matrix(query_vecs, "query vectors", self.dim)
@@ -194,6 +207,42 @@ class VectorIndex:
         if index.metric_type != faiss.METRIC_INNER_PRODUCT:
             raise ValueError(f"FAISS index file {path} does not use inner product; rebuild the index.")
         return cls(index, _kind_of(index))
+
+
+def _flat_header(n: int, dim: int) -> bytes:
+    """The bytes `faiss.write_index` writes before the vectors of an IndexFlatIP of n x dim: an empty
+    index's, with the vector count and the count of floats that follow patched in (the layout of
+    FAISS's index_write.cpp: fourcc, d, ntotal, two dummies, is_trained, metric, then the float vector
+    as its length and its data)."""
+    empty = faiss.serialize_index(faiss.IndexFlatIP(dim)).tobytes()
+    return empty[:8] + np.int64(n).tobytes() + empty[16:-8] + np.uint64(n * dim).tobytes()
+
+
+@functools.cache
+def _flat_layout_checked() -> bool:
+    """Whether `_flat_header` plus the raw vectors is what this FAISS writes: checked once on a small
+    matrix, so a FAISS that writes otherwise gets its own writer instead of a file it cannot read."""
+    x = np.random.default_rng(0).standard_normal((3, 8)).astype(np.float32)
+    index = faiss.IndexFlatIP(8)
+    index.add(x)
+    ok = faiss.serialize_index(index).tobytes() == _flat_header(3, 8) + x.tobytes()
+    if not ok:
+        log.warning("this FAISS writes flat indexes otherwise; building them in memory instead")
+    return ok
+
+
+def write_flat(vectors: np.ndarray, path: str | Path, block_rows: int = 16_384) -> bool:
+    """Write an exact inner-product index file of `vectors` (float32, n x dim) a block of rows at a
+    time, never holding more than one block beyond `vectors` itself; False (nothing written) if this
+    FAISS's file layout is not the one checked for."""
+    vectors = _check_matrix(vectors, "vectors")
+    if vectors.shape[1] == 0 or not _flat_layout_checked():
+        return False
+    with open(path, "wb") as f:
+        f.write(_flat_header(*vectors.shape))
+        for start in range(0, len(vectors), block_rows):
+            f.write(np.ascontiguousarray(vectors[start : start + block_rows]).tobytes())
+    return True
 
 
 # File tags (FAISS fourcc) of the kinds whose vectors can be mapped from the file: IndexFlatIP, IndexHNSWFlat.
