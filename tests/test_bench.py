@@ -212,6 +212,21 @@ def test_memory_falls_back_to_a_pipeline_process(fake_index, tiny_corpus, tmp_pa
     assert all(r["VmHWM"] >= r["VmRSS"] > 0 for r in readings.values())
 
 
+def test_build_memory_builds_each_size_in_a_fresh_process(tmp_path):
+    from bench.build_memory import copied_corpus, run_build_memory
+
+    docs = write_corpus(tmp_path / "docs")
+    copies = copied_corpus(docs, tmp_path / "copied", 3)
+    assert len(list(copies.iterdir())) == 9
+    sec = run_build_memory(sys.executable, REPO, docs, (1, 3), tmp_path / "work")
+    assert_tables(sec)
+    small, large = sec.data["builds"]
+    assert (small["documents"], large["documents"]) == (3, 9), "no copy is dropped as a duplicate"
+    assert large["chunks"] >= 3 * small["chunks"] - 3 and large["sentences"] > small["sentences"]
+    assert all(r["hwm"] >= r["peak_anon"] > r["base"] > 0 for r in sec.data["builds"])
+    assert not list((tmp_path / "work").iterdir()), "corpora and indexes are removed"
+
+
 def test_report_files(tmp_path):
     sec = Section(
         "demo", "Demo", [Table("t", ["a", "b"], [["x|y", 1]])], [Target("goal", "1 ms", "<= 2 ms", True)]

@@ -138,3 +138,23 @@ def test_positions_with_reads_the_passages_holding_a_term():
     assert index.positions_with("无此词").tolist() == []
     assert index.positions_with("").tolist() == []  # bm25s keeps "" in its vocabulary, past the matrix
     assert BM25Index.build(["", ""]).positions_with("华法林").tolist() == []
+
+
+def test_bm25_from_term_ids_scores_as_bm25s_does_from_the_token_strings():
+    """The index is built from term ids made as the passages are read (no list of every token's
+    string); every query must score each passage as bm25s scores it from the strings themselves."""
+    import bm25s
+
+    corpus = [tokenize(p) for p in PASSAGES * 3] + [[]]
+    reference = bm25s.BM25()
+    reference.index(corpus, show_progress=False)
+    ours = BM25Index.from_tokens(iter(corpus))  # any iterable: the build streams the passages
+    assert len(ours) == len(corpus)
+    for query in ("EGFR突变和静脉血栓的关系", "angiosarcoma everolimus", "VTE 风险", "POEMS"):
+        tokens = tokenize(query)
+        expected = reference.get_scores_from_ids(reference.get_tokens_ids(tokens))
+        got = ours._retriever.get_scores_from_ids(ours._retriever.get_tokens_ids(tokens))
+        assert got.any()
+        assert got == pytest.approx(expected, abs=1e-6)
+    assert list(ours.positions_with("vte")) == [0, 1, 5, 6, 10, 11]
+    assert BM25Index.from_tokens(iter([[], []])).search("VTE") == []

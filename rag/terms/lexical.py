@@ -7,7 +7,8 @@ import json
 import logging
 import re
 import unicodedata
-from collections.abc import Sequence
+from array import array
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -86,21 +87,27 @@ class BM25Index:
         return self.n_docs
 
     @classmethod
-    def build(cls, texts: Sequence[str]) -> BM25Index:
+    def build(cls, texts: Iterable[str]) -> BM25Index:
         """Tokenise `texts` with `tokenize` and index them."""
-        return cls.from_tokens([tokenize(t) for t in texts])
+        return cls.from_tokens(map(tokenize, texts))
 
     @classmethod
-    def from_tokens(cls, corpus_tokens: Sequence[Sequence[str]]) -> BM25Index:
-        """Index token lists as given (no further tokenising, so Chinese terms are kept)."""
+    def from_tokens(cls, corpus_tokens: Iterable[Sequence[str]]) -> BM25Index:
+        """Index token lists as given (no further tokenising, so Chinese terms are kept).
+
+        Each passage's tokens become term ids (4 bytes each) as they come, and bm25s is given the ids
+        and the vocabulary: given the token strings, a build held every passage's tokens as string
+        objects (about 16 KB per Chinese chunk) and bm25s a list of Python ints besides. bm25s reads
+        the ids the same either way (its own vocabulary is a set, so its term ids were never stable)."""
         import bm25s
 
-        corpus = [list(tokens) for tokens in corpus_tokens]
-        if not any(corpus):
-            return cls(None, len(corpus))
+        vocab: dict[str, int] = {}
+        ids = [array("i", [vocab.setdefault(t, len(vocab)) for t in tokens]) for tokens in corpus_tokens]
+        if not vocab:
+            return cls(None, len(ids))
         retriever = bm25s.BM25()
-        retriever.index(corpus, show_progress=False)
-        return cls(retriever, len(corpus))
+        retriever.index((ids, vocab), show_progress=False)
+        return cls(retriever, len(ids))
 
     def search(self, query: str, k: int = 10) -> list[tuple[int, float]]:
         """Top-k (position, score) pairs, highest first; only positive scores."""
