@@ -22,7 +22,9 @@ from bench.common import Section, spread
 from bench.report import text_section, write
 
 REPO = Path(__file__).resolve().parent.parent
-SECTIONS = ("latency", "coldstart", "build", "scale", "langchain", "memory", "encoder", "concurrency")
+SECTIONS = (
+    "latency", "coldstart", "build", "scale", "langchain", "memory", "encoder", "concurrency", "buildmemory",
+)  # fmt: skip
 
 
 @dataclass
@@ -38,20 +40,21 @@ class Profile:
     langchain_questions: int | None
     memory_queries: int
     concurrency: tuple[int, int, int]  # clients, questions per client, sequential questions
+    build_copies: tuple[int, int]  # the build memory section's corpora: copies of the documents
 
 
 QUICK = Profile(
     questions=24, repeats=1, warmup=2,
     scale_sizes=(2_000, 10_000), uniform_sizes=(2_000,), bm25_sizes=(2_000, 10_000),
     scale_queries=50, scale_budget_s=60.0, langchain_questions=40, memory_queries=50,
-    concurrency=(20, 5, 40),
+    concurrency=(20, 5, 40), build_copies=(4, 16),
 )  # fmt: skip
 FULL = Profile(
     questions=None, repeats=3, warmup=5,
     scale_sizes=(10_000, 100_000, 1_000_000), uniform_sizes=(10_000, 100_000),
     bm25_sizes=(10_000, 100_000, 1_000_000),
     scale_queries=200, scale_budget_s=300.0, langchain_questions=None, memory_queries=1000,
-    concurrency=(20, 20, 200),
+    concurrency=(20, 20, 200), build_copies=(16, 128),
 )  # fmt: skip
 
 
@@ -193,6 +196,13 @@ def run_concurrency(ctx: Context) -> Section:
     return run(ctx.args.index, ctx.args.docs, ctx.questions(None), clients, per_client, sequential)
 
 
+def run_build_memory(ctx: Context) -> Section:
+    from bench.build_memory import run_build_memory as run
+
+    with tempfile.TemporaryDirectory(prefix="rag-bench-buildmem-") as tmp:
+        return run(sys.executable, REPO, ctx.args.docs, ctx.profile.build_copies, Path(tmp))
+
+
 RUNNERS = {
     "latency": run_latency,
     "coldstart": run_coldstart,
@@ -202,6 +212,7 @@ RUNNERS = {
     "memory": run_memory,
     "encoder": run_encoder,
     "concurrency": run_concurrency,
+    "buildmemory": run_build_memory,
 }
 
 
