@@ -1,7 +1,7 @@
 """Section 9: peak memory of a full build at two corpus sizes, each in a fresh process.
 
-The corpus is the documents folder copied `copies` times (each copy made distinct by a line of its
-own, so none is dropped as a duplicate). Cheap hashing embedders stand in for e5 and the
+The corpus is the documents folder copied `copies` times, each copy's sentences marked with its
+number (so no copy is dropped as a duplicate, and no text is shared between copies). Cheap hashing embedders stand in for e5 and the
 cross-lingual encoder: a model's memory is fixed, whatever the corpus (the memory section measures
 it), and they make a large build take seconds. What is measured is the build's own memory: the
 texts, chunks, vectors, BM25 and FAISS. The peak of anonymous memory (RssAnon, sampled every 5 ms) is
@@ -91,14 +91,15 @@ print(json.dumps({"base": base, "peak_anon": max(peak[0], _anon()), "hwm": hwm, 
 
 
 def copied_corpus(docs_dir: Path, dest: Path, copies: int) -> Path:
-    """`copies` copies of each text document of docs_dir, each with a line of its own at the end."""
+    """`copies` copies of each text document of docs_dir, each sentence of copy k marked with k, so
+    copies share no chunk, sentence or passage (a build embeds a repeated text once)."""
     dest.mkdir(parents=True)
     texts = [p for p in sorted(docs_dir.iterdir()) if p.suffix in (".txt", ".md")]
     if not texts:
         raise ValueError(f"{docs_dir} holds no .txt or .md document to copy")
     for k in range(copies):
         for p in texts:
-            body = p.read_text(encoding="utf-8")
+            body = p.read_text(encoding="utf-8").replace("。", f"（{k}）。").replace(". ", f" ({k}). ")
             (dest / f"{p.stem}-{k}{p.suffix}").write_text(f"{body}\n\nCopy {k}.\n", encoding="utf-8")
     return dest
 

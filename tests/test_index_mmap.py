@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,7 @@ from rag.indexing.index import Index, IndexCorruptError, build_index
 from rag.indexing.vectors import VectorIndex
 
 from .conftest import FakeEmbedder
-from .helpers_index import RecordingEmbedder, write_corpus
+from .helpers_index import RecordingEmbedder, index_files, write_corpus
 
 needs_mmap = pytest.mark.skipif(not index_store.MMAP, reason="vector stores are read fully on this OS")
 
@@ -102,7 +103,7 @@ def test_a_build_writes_its_vectors_into_the_new_folder_as_it_embeds(docs, tmp_p
     seen = {}
     write = build._write
 
-    def spy(build_dir, manifest, documents, chunks, vectors, faiss_kind, extras):
+    def spy(build_dir, manifest, documents, chunks, vectors, faiss_kind, extras, passages):
         for name, array in (
             ("embeddings", vectors),
             ("sentences", extras.sentence_vectors),
@@ -111,7 +112,7 @@ def test_a_build_writes_its_vectors_into_the_new_folder_as_it_embeds(docs, tmp_p
             ("cross-lingual sentences", extras.xl_sentence_vectors),
         ):
             seen[name] = isinstance(array, np.memmap) and Path(array.filename).parent == build_dir
-        return write(build_dir, manifest, documents, chunks, vectors, faiss_kind, extras)
+        return write(build_dir, manifest, documents, chunks, vectors, faiss_kind, extras, passages)
 
     monkeypatch.setattr(build, "_write", spy)
     build_index(docs, tmp_path / "mapped", FakeEmbedder(), progress=False, crosslingual=xl())
@@ -126,9 +127,14 @@ def test_a_build_writes_its_vectors_into_the_new_folder_as_it_embeds(docs, tmp_p
         np.testing.assert_array_equal(mapped[name], plain[name], err_msg=name)
 
 
-def test_a_rebuild_that_reuses_and_embeds_writes_what_a_clean_build_writes(built, docs, tmp_path):
+@pytest.mark.parametrize("mapped", [True, False])
+def test_a_rebuild_that_reuses_and_embeds_writes_what_a_clean_build_writes(
+    built, docs, tmp_path, mapped, monkeypatch
+):
     """Rows reused from the old index (its mapped files, replaced by the swap) and rows embedded now,
-    with a text repeated within a store, all land in their places."""
+    with a text repeated within a store, all land in their places; in memory where files are not
+    mapped (Windows) too."""
+    monkeypatch.setattr(index_store, "MMAP", mapped)
     paper = next(p for p in sorted(docs.iterdir()) if p.suffix in (".md", ".txt"))
     repeated = "\n新增一句话用于测试重建，它在这篇文章里出现两次。\n"
     paper.write_text(paper.read_text(encoding="utf-8") + repeated + "\n另一节\n" + repeated, encoding="utf-8")
@@ -260,3 +266,38 @@ def test_a_faiss_whose_flat_files_differ_gets_its_own_writer(tmp_path, monkeypat
     assert not (tmp_path / "none.index").exists()
     VectorIndex.write(x, "auto", tmp_path / "v.index")
     assert VectorIndex.load(tmp_path / "v.index").search(x[:1], 1)[1][0, 0] == 0
+
+
+def test_a_flat_layout_this_faiss_does_not_write_is_detected(monkeypatch, caplog):
+    from rag.indexing import vectors
+
+    assert vectors._flat_layout_checked.__wrapped__()
+    monkeypatch.setattr(vectors, "_flat_header", lambda n, dim: b"IxFI" + bytes(41))
+    assert not vectors._flat_layout_checked.__wrapped__()
+    assert "writes flat indexes otherwise" in caplog.text
+
+
+def test_reused_rows_are_views_of_the_old_file_when_consecutive(tmp_path):
+    from rag.indexing.build import _rows
+
+    np.save(tmp_path / "v.npy", unit_rows(10))
+    old = index_store.load_npy(tmp_path / "v.npy", mapped=True)
+    assert np.shares_memory(_rows(old, [3, 4, 5]), old)
+    scattered = _rows(old, [1, 4])
+    assert not np.shares_memory(scattered, old)
+    np.testing.assert_array_equal(scattered, np.asarray(old)[[1, 4]])
+
+
+@needs_mmap
+def test_a_full_disk_stops_the_build_with_a_clear_error_and_keeps_the_index(built, docs, monkeypatch):
+    def full(fd, offset, length):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    before = index_files(built)
+    paper = next(p for p in sorted(docs.iterdir()) if p.suffix in (".md", ".txt"))
+    paper.write_text(paper.read_text(encoding="utf-8") + "\n一句新的话。\n", encoding="utf-8")
+    monkeypatch.setattr(index_store.os, "posix_fallocate", full)
+    with pytest.raises(OSError, match="Not enough disk space for the new index's vectors .*unchanged"):
+        build_index(docs, built, FakeEmbedder(), progress=False, crosslingual=xl())
+    assert index_files(built) == before
+    assert not list(built.parent.glob(f".{built.name}.building-*"))

@@ -205,7 +205,6 @@ def build_index(
 
         documents: dict[str, Document] = {}
         chunks: dict[str, list[Chunk]] = {}
-        vectors: dict[str, np.ndarray] = {}
         for doc in accepted:
             old = prev.documents.get(doc.doc_id)
             documents[doc.doc_id] = doc
@@ -213,7 +212,6 @@ def build_index(
             same = (old.sha256, old.text, old.title, old.pages) if old is not None else None
             if same == (doc.sha256, doc.text, doc.title, doc.pages):
                 chunks[doc.doc_id] = prev.chunks.get(doc.doc_id, [])
-                vectors[doc.doc_id] = prev.vectors.get(doc.doc_id, np.empty((0, embedder.dim), np.float32))
                 report.unchanged.append(doc.doc_id)
             else:
                 with timer("chunk"):
@@ -227,7 +225,6 @@ def build_index(
                 continue
             if doc_id in failed or old.path in failed:
                 documents[doc_id], chunks[doc_id] = old, prev.chunks.get(doc_id, [])
-                vectors[doc_id] = prev.vectors.get(doc_id, np.empty((0, embedder.dim), np.float32))
                 report.kept.append(doc_id)
             else:
                 report.removed.append(doc_id)
@@ -246,13 +243,21 @@ def build_index(
         build_dir = store.new_build_dir(index_dir)  # the vector stores are written into it as they are made
         try:
             order = sorted(documents)
-            with timer("embed chunks"):
-                all_vectors = _chunk_vectors(
-                    order, chunks, vectors, prev, embedder, progress, report, checkpoint, build_dir
-                )
             all_chunks = [c for d in order for c in chunks[d]]
             report.n_documents, report.n_chunks = len(order), len(all_chunks)
             passages = [passage_text(c) for c in all_chunks]
+            with timer("embed chunks"):
+                # A passage embedded before (same text: the unchanged papers' chunks, and any other) is
+                # reused; the rest are embedded, straight into the new folder's embeddings file.
+                all_vectors, report.n_embedded = embed_cached(
+                    passages,
+                    embedder,
+                    _previous_passages(prev),
+                    progress,
+                    "Embedding chunks",
+                    checkpoint,
+                    build_dir / store.EMBEDDINGS,
+                )
             with timer("read previous index"):
                 caches = _reusable_caches(index_dir, previous, crosslingual)
             extras, n_extra = build_extras(
@@ -282,6 +287,7 @@ def build_index(
                     all_vectors,
                     faiss_kind,
                     extras,
+                    passages,
                 )
             if (
                 index_dir / store.SETTINGS
@@ -350,40 +356,11 @@ def _rows(vectors: np.ndarray, rows: list[int]) -> np.ndarray:
     return vectors[rows]
 
 
-def _chunk_vectors(
-    order: list[str],
-    chunks: dict[str, list[Chunk]],
-    vectors: dict[str, np.ndarray],
-    prev: _Previous,
-    embedder: Embedder,
-    progress: bool,
-    report: BuildReport,
-    checkpoint: EmbedCheckpoint,
-    build_dir: Path,
-) -> np.ndarray:
-    """Every chunk's vector, in index order, written into the build's embeddings file: the papers'
-    reused rows (`vectors`) copied, the chunks of added or updated papers embedded, except a passage
-    embedded before (same text)."""
-    cache = {
+def _previous_passages(prev: _Previous) -> dict[str, np.ndarray]:
+    """The old index's vector of each passage text (rows of its mapped file, see `_rows`)."""
+    return {
         passage_text(c): v for d, cs in prev.chunks.items() for c, v in zip(cs, prev.vectors[d], strict=True)
     }
-    new = [passage_text(c) for d in order if d not in vectors for c in chunks[d]]
-    embedded, report.n_embedded = embed_cached(
-        new, embedder, cache, progress, "Embedding chunks", checkpoint, build_dir / f".{store.EMBEDDINGS}.new"
-    )
-    out = store.new_npy(build_dir / store.EMBEDDINGS, sum(len(chunks[d]) for d in order), embedder.dim)
-    row = taken = 0
-    for d in order:
-        n = len(chunks[d])
-        if d in vectors:
-            out[row : row + n] = vectors[d]
-        else:
-            out[row : row + n] = embedded[taken : taken + n]
-            taken += n
-        row += n
-    del embedded
-    (build_dir / f".{store.EMBEDDINGS}.new").unlink(missing_ok=True)
-    return out
 
 
 def _manifest(docs_dir, embedder, settings, faiss_kind, order, documents, chunks, report) -> dict:
@@ -456,13 +433,20 @@ def _reusable_caches(index_dir: Path, previous: _Previous | None, crosslingual: 
 
 
 def _write(
-    build_dir: Path, manifest: dict, documents, chunks, vectors: np.ndarray, faiss_kind: str, extras: Extras
+    build_dir: Path,
+    manifest: dict,
+    documents,
+    chunks,
+    vectors: np.ndarray,
+    faiss_kind: str,
+    extras: Extras,
+    passages: list[str],
 ) -> None:
     store.write_jsonl(build_dir / store.DOCUMENTS, map(store.document_row, documents))
     store.write_jsonl(build_dir / store.CHUNKS, map(store.chunk_row, chunks))
     store.write_npy(build_dir / store.EMBEDDINGS, vectors)
     VectorIndex.write(vectors, faiss_kind, build_dir / store.FAISS)
-    BM25Index.build([passage_text(c) for c in chunks]).save(build_dir / store.BM25_DIR)
+    BM25Index.build(passages).save(build_dir / store.BM25_DIR)
     write_extras(build_dir, extras, faiss_kind)
     # The manifest goes last: a folder without one is never mistaken for a finished index.
     store.write_json(build_dir / store.MANIFEST, manifest)

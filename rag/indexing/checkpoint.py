@@ -69,9 +69,7 @@ class EmbedCheckpoint:
             for shard in sorted((self.folder / name).glob("*.npz")):
                 try:
                     with np.load(shard, allow_pickle=False) as data:
-                        keys = data["keys"].tolist()
-                        if len(keys) != len(data["vectors"]):
-                            raise ValueError(f"{len(keys)} keys but {len(data['vectors'])} vectors")
+                        keys = data["keys"].tolist()  # the vectors are read only when asked for
                 except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
                     log.warning("ignoring a damaged checkpoint shard %s: %s", shard, exc)
                     continue
@@ -95,12 +93,15 @@ class EmbedCheckpoint:
         for shard, rows in wanted.items():  # one shard read at a time, then dropped
             try:
                 with np.load(self._shards[name][shard], allow_pickle=False) as data:
-                    vectors = data["vectors"]
+                    keys, vectors = data["keys"], data["vectors"]
             except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
                 log.warning("ignoring a damaged checkpoint shard %s: %s", self._shards[name][shard], exc)
                 continue
-            if vectors.ndim == 2 and vectors.shape[1] == dim:
-                found.update((i, vectors[row].copy()) for row, i in rows)
+            if vectors.ndim != 2 or vectors.shape != (len(keys), dim):
+                continue
+            for row, i in rows:  # the row is checked to be the text's still (the shard may have changed)
+                if row < len(keys) and keys[row] == _digest(texts[i]):
+                    found[i] = vectors[row].copy()
         self.resumed += len(found)
         return found
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -127,11 +127,13 @@ def embed_batches(
     desc: str = "Embedding",
     checkpoint: EmbedCheckpoint | None = None,
     out: np.ndarray | None = None,
+    rows: Sequence[int] | None = None,
 ) -> np.ndarray:
     """Embed passages in batches (a progress bar with an ETA when asked), checking what the embedder
     returns. With a `checkpoint`, vectors a killed build already made are taken from it and each new
     batch is kept in it, so this build, if killed too, is not redone either. The vectors go into `out`
-    (len(texts) rows; e.g. a file-backed array from `store.new_npy`), else into a new array.
+    (e.g. a file-backed array from `store.new_npy`), texts[j] into row rows[j] (default: row j), else
+    into a new array.
 
     Batches are cut from the texts sorted by length (see `length_order`): cut in document order, each
     short sentence was padded to the longest of its neighbours, 61,618 tokens for the bundled
@@ -140,19 +142,21 @@ def embed_batches(
     from tqdm import tqdm
 
     out = np.empty((len(texts), embedder.dim), dtype=np.float32) if out is None else out
+    dest = range(len(texts)) if rows is None else rows
     done = checkpoint.lookup(embedder.model_id, texts, embedder.dim) if checkpoint is not None else {}
     for i, vec in done.items():
-        out[i] = vec
+        out[dest[i]] = vec
     todo = [i for i in range(len(texts)) if i not in done]
     order = [todo[j] for j in length_order([texts[i] for i in todo], embedder)]
     try:
         with tqdm(total=len(todo), desc=desc, unit="text", disable=not progress or not todo) as bar:
             for i in range(0, len(order), EMBED_BATCH):
-                rows = order[i : i + EMBED_BATCH]
-                batch = [texts[j] for j in rows]
-                out[rows] = _checked(embedder, batch, embedder.embed_passages(batch))
+                picked = order[i : i + EMBED_BATCH]
+                batch = [texts[j] for j in picked]
+                vectors = _checked(embedder, batch, embedder.embed_passages(batch))
+                out[[dest[j] for j in picked]] = vectors
                 if checkpoint is not None:
-                    checkpoint.add(embedder.model_id, batch, out[rows])
+                    checkpoint.add(embedder.model_id, batch, vectors)
                 bar.update(len(batch))
     finally:
         if checkpoint is not None:
@@ -177,39 +181,32 @@ def _checked(embedder: Embedder, batch: list[str], vectors) -> np.ndarray:
 def embed_cached(
     texts: list[str],
     embedder: Embedder,
-    cache: dict[str, np.ndarray],
+    cache: Mapping[str, np.ndarray],
     progress: bool,
     desc: str,
     checkpoint: EmbedCheckpoint | None = None,
     path: Path | None = None,
 ) -> tuple[np.ndarray, int]:
-    """Vectors for texts, embedding only those not in `cache`; returns them and how many were embedded
-    (or taken from the checkpoint of a killed build).
+    """Vectors for texts, embedding only those not in `cache`, each distinct text once; returns them
+    and how many were embedded (or taken from the checkpoint of a killed build).
 
-    With `path` the rows are written into that .npy file as they are made (`store.new_npy`), and the
-    texts to embed into a scratch file beside it, so a build holds no corpus-sized array in memory.
-    Held in memory, each vector was there about three times over (the embedded rows, the checkpoint's
-    copy, the stacked result): most of a build's peak (bench/README.md, "Build memory")."""
+    With `path` the rows are written into that .npy file as they are made (`store.new_npy`), so a build
+    holds no corpus-sized array in memory. Held in memory, each vector was there about three times
+    over (the embedded rows, the checkpoint's copy, the stacked result): most of a build's peak
+    (bench/README.md, "Build memory")."""
     out = store.new_npy(path, len(texts), embedder.dim)
-    todo = list(dict.fromkeys(t for t in texts if t not in cache))
-    if not todo:
-        for i, text in enumerate(texts):
-            out[i] = cache[text]
-        return out, 0
-    if len(todo) == len(texts):  # every text new and distinct (a first build): embed straight into out
-        embed_batches(texts, embedder, progress, desc, checkpoint, out=out)
-        return out, len(todo)
-    scratch_path = None if path is None else path.with_name(f".{path.name}.todo")
-    scratch = embed_batches(
-        todo, embedder, progress, desc, checkpoint, out=store.new_npy(scratch_path, len(todo), embedder.dim)
-    )
-    row = {text: j for j, text in enumerate(todo)}
+    first: dict[str, int] = {}  # a text not in the cache -> the row it is embedded into
     for i, text in enumerate(texts):
-        out[i] = scratch[row[text]] if text in row else cache[text]
-    del scratch
-    if scratch_path is not None:
-        scratch_path.unlink(missing_ok=True)
-    return out, len(todo)
+        if text not in cache:
+            first.setdefault(text, i)
+    embed_batches(list(first), embedder, progress, desc, checkpoint, out=out, rows=list(first.values()))
+    for i, text in enumerate(texts):
+        if text in first:
+            if first[text] != i:  # a repeated text: copied from where it was embedded
+                out[i] = out[first[text]]
+        else:
+            out[i] = cache[text]
+    return out, len(first)
 
 
 def previous_caches(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import logging
 import mmap
@@ -103,7 +104,33 @@ def new_npy(path: Path | None, rows: int, dim: int) -> np.ndarray:
     needs); in memory where files are not mapped (see MMAP) or without a path."""
     if path is None or not MMAP or rows == 0:  # numpy cannot map an empty file
         return np.empty((rows, dim), dtype=np.float32)
-    return np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(rows, dim))
+    array = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(rows, dim))
+    if not _reserve(path):
+        del array
+        return np.empty((rows, dim), dtype=np.float32)  # write_npy then saves it over the file
+    return array
+
+
+def _reserve(path: Path) -> bool:
+    """Give the file its disk blocks now. A mapped file gets them only when the kernel writes its pages
+    back, and on a full disk that is a SIGBUS that kills the process (the app, for an upload) instead
+    of an error; reserved, a full disk raises here, before anything is embedded into the file. False
+    where the file system cannot reserve (the caller keeps the array in memory instead)."""
+    size = path.stat().st_size
+    try:
+        with open(path, "r+b") as f:
+            os.posix_fallocate(f.fileno(), 0, size)
+    except AttributeError:  # no posix_fallocate on this OS
+        return False
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise OSError(
+                exc.errno,
+                f"Not enough disk space for the new index's vectors ({size / 1e6:.0f} MB in {path.parent}); "
+                "free some space or build into another --index folder. The existing index is unchanged.",
+            ) from exc
+        return False
+    return True
 
 
 def document_row(doc: Document) -> dict:

@@ -242,6 +242,8 @@ def write_flat(vectors: np.ndarray, path: str | Path, block_rows: int = 16_384) 
         f.write(_flat_header(*vectors.shape))
         for start in range(0, len(vectors), block_rows):
             f.write(np.ascontiguousarray(vectors[start : start + block_rows]).tobytes())
+        f.flush()
+        os.fsync(f.fileno())  # on disk before the build folder is swapped in as the index
     return True
 
 
