@@ -243,12 +243,9 @@ def load_pipeline(index_dir: Path, docs_dir: Path, **options) -> Pipeline:
         crosslingual = USEEmbedder()
         report = build_index(docs_dir, index_dir, embedder, crosslingual=crosslingual)
         print(report.summary(), file=sys.stderr)
-        from rag.abstain.adaptive import write_adapted
+        from rag.abstain.adaptive import adapt_after_build
 
-        try:
-            print(write_adapted(index_dir, embedder, crosslingual), file=sys.stderr)
-        except Exception as exc:  # the index is built; it answers with the packaged thresholds
-            print(f"abstention thresholds not adapted ({exc}); run `rag index` to retry", file=sys.stderr)
+        print(adapt_after_build(index_dir, embedder, crosslingual)[1], file=sys.stderr)
     pipeline = Pipeline.load(index_dir, embedder=embedder, **options)
     warm_up = getattr(pipeline.embedder, "warm_up", None)
     if warm_up:

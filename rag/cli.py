@@ -182,16 +182,10 @@ def cmd_index(args: argparse.Namespace) -> int:
     print(report.summary())
     for err in report.errors:
         print(f"skipped {err.path}: {err.message}", file=sys.stderr)
-    from rag.abstain.adaptive import write_adapted
+    from rag.abstain.adaptive import adapt_after_build
 
-    try:
-        print(write_adapted(args.index, embedder, crosslingual, overrides=_overrides(args)))
-    except Exception as exc:  # the index is built and in place; only its thresholds stay as they were
-        print(
-            f"abstention thresholds: not adapted to this index ({exc}); the index is built and answers "
-            "with the thresholds it had. Run `rag index` again to retry.",
-            file=sys.stderr,
-        )
+    adapted, line = adapt_after_build(args.index, embedder, crosslingual, overrides=_overrides(args))
+    print(line, file=sys.stdout if adapted else sys.stderr)
     return 0
 
 

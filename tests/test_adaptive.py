@@ -320,3 +320,22 @@ def test_an_upload_adapts_the_thresholds_and_a_failure_there_costs_it_nothing(
     assert "uploads/skin" not in pipeline.documents and not (zh_folder / "uploads" / "skin.txt").exists()
     assert sorted(p.name for p in index_dir.parent.iterdir()) == siblings  # no stage left behind
     assert _written(index_dir) == settings_before
+
+
+def test_a_failed_adaptation_after_a_build_says_why_and_leaves_the_index(tmp_path, monkeypatch):
+    """`rag index` and the app's first build report a failure to adapt instead of stopping on it."""
+    from rag.abstain import adaptive
+
+    calls = []
+
+    def fails(index_dir, embedder, crosslingual, overrides=None):
+        calls.append((index_dir, overrides))
+        raise OSError("settings.json is read-only")
+
+    monkeypatch.setattr(adaptive, "write_adapted", fails)
+    adapted, line = adaptive.adapt_after_build(tmp_path, None, None, overrides={"a": 1})
+    assert not adapted and calls == [(tmp_path, {"a": 1})]
+    assert "not adapted to this index (settings.json is read-only)" in line
+    assert "Run `rag index` again to retry" in line
+    monkeypatch.setattr(adaptive, "write_adapted", lambda *a, **k: "abstention thresholds: kept")
+    assert adaptive.adapt_after_build(tmp_path, None, None) == (True, "abstention thresholds: kept")

@@ -284,6 +284,21 @@ def write_adapted(
     return f"abstention thresholds: the packaged ones ({why})"
 
 
+def adapt_after_build(
+    index_dir: str | Path, embedder: Any, crosslingual: Any, overrides: dict[str, Any] | None = None
+) -> tuple[bool, str]:
+    """`write_adapted` right after a build (`rag index`, the app's first build): whether it worked and
+    the line to show. A failure costs nothing but the adaptation: the index is built and in place, and
+    answers with the thresholds it had."""
+    try:
+        return True, write_adapted(index_dir, embedder, crosslingual, overrides=overrides)
+    except Exception as exc:
+        return False, (
+            f"abstention thresholds: not adapted to this index ({exc}); the index is built and answers "
+            "with the thresholds it had. Run `rag index` again to retry."
+        )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """`python -m rag.abstain.adaptive INDEX`: print the index's equal-error point (the reference of
     data/calibration/pseudo.json is this figure for the bundled index)."""
