@@ -39,6 +39,7 @@ LANGUAGE = {
     "part_conjunction": Omittable(TEXT),
     "part_openers": Omittable(WORDS),
     "both_and": Omittable(WORDS),
+    "number_words": Omittable(WORDS),
     "dot_abbreviations": Omittable(WORDS),
     "term_boundaries": Omittable({"words": WORDS, "endings": CHARS, "modifiers": WORDS}),
     "sound_classes": Omittable(TABLE),
@@ -72,7 +73,7 @@ DOMAIN_BLOCK = {
             "not_asks": Omittable(WORDS),
         }
     ),
-    "quantities": Omittable({"asks": WORDS}),
+    "quantities": Omittable({"asks": WORDS, "states": Omittable(WORDS)}),
     "acronyms": Omittable({"number_suffixes": WORDS, "not_acronyms": Omittable(WORDS)}),
 }
 DRUG_STEMS = {"stems": [{"en": WORDS, "zh": WORDS, "zh_other": Omittable(WORDS)}]}

@@ -147,6 +147,39 @@ def test_a_quantity_question_prefers_the_sentence_that_states_a_number():
     assert "12" not in best("为什么？").sentence.text  # equal signals: the better-placed first sentence
 
 
+def test_a_quantity_is_stated_in_number_words_and_frequency_words_too():
+    from rag.answer.scoring import has_quantity
+
+    # Number words of either language, ordinals, and the words that say how often something occurs.
+    for text in (
+        "澳门市再划分为五个堂区。",
+        "已成为恶性肿瘤患者的第二大死因。",
+        "Fifteen participants took part, seven from the rural hospital.",
+        "Adermatoglyphia appears to be a rare condition.",
+        "The prevalence of Alexander disease is unknown.",
+    ):
+        assert has_quantity(text), text
+    # "一个" / "一种" (a, a kind of), 十分 (very), words that hold a number word, and citations are not.
+    # Chinese frequency words are not listed: 罕见 opens the definition of a disease in a Chinese paper.
+    for text in ("它是一个城市。", "这是一种罕见的鱼，十分重要。", "The tendon is injured.", "见文献[3]。"):
+        assert not has_quantity(text), text
+    sents = [
+        _sentence("Beta-ketothiolase deficiency is an inherited disorder.", "en", 0, 0),
+        _sentence("Beta-ketothiolase deficiency appears to be very rare.", "en", 0, 60),
+    ]
+    best = max(
+        score_sentences(
+            analyse_text("How many people are affected by beta-ketothiolase deficiency?"),
+            sents,
+            None,
+            None,
+            _Columns([0.85, 0.85]),
+        ),
+        key=lambda s: s.score,
+    )
+    assert "rare" in best.sentence.text
+
+
 def test_a_sentence_pointing_back_is_quoted_with_the_one_it_continues():
     from rag.answer.candidates import with_continuation
     from rag.settings import ScoringSettings

@@ -18,7 +18,6 @@ winning an English question by language alone.
 from __future__ import annotations
 
 import functools
-import re
 from collections.abc import Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import replace
@@ -28,6 +27,7 @@ import numpy as np
 
 from rag.answer.candidates import ScoredSentence, Sentence, next_start
 from rag.answer.facts import CITATION_RE
+from rag.query.answer_type import states_quantity
 from rag.retrieve.fusion import standardise
 from rag.settings import ScoringSettings
 from rag.terms.concepts import lexical_score, sentence_keys
@@ -156,5 +156,5 @@ def lift_neighbours(
 
 
 def has_quantity(text: str) -> bool:
-    """Whether a sentence states a number other than a citation mark ("[12]")."""
-    return bool(re.search(r"\d", CITATION_RE.sub(" ", text)))
+    """Whether a sentence states an amount (`states_quantity`) other than a citation mark ("[12]")."""
+    return states_quantity(CITATION_RE.sub(" ", text))

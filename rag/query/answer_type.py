@@ -44,6 +44,21 @@ def _quantity_pattern() -> str:
     return "|".join(asks)
 
 
+def _states_quantity_pattern() -> str:
+    """A text stating an amount: a digit, a number word of any language ("seven", "五个", "第二"), or
+    a word stating how often something occurs ("rare", "prevalence", "罕见"): "How many people are
+    affected by X?" is answered by "X is a rare condition; its prevalence is unknown" as often as by a
+    figure, and "澳门市划分为几个堂区？" by "五个堂区"."""
+    pieces = [r"\d"]
+    for lang in languages():
+        whole = language(lang).get("word_boundaries")
+        pieces += [rf"\b(?:{w})\b" if whole else w for w in language(lang).get("number_words", ())]
+    for lang, quantities in domain_blocks("quantities"):
+        whole = language(lang).get("word_boundaries")
+        pieces += [rf"\b(?:{w})\b" if whole else w for w in quantities.get("states", ())]
+    return _either(pieces)
+
+
 def _either(patterns: list[str]) -> str:
     return "|".join(f"(?:{p})" for p in patterns) or "(?!)"
 
@@ -62,9 +77,15 @@ def _yes_no_pattern() -> str:
     return _either([p for lang in languages() for p in language(lang).get("yes_no", ())])
 
 
-_ASKS_RATE, _STATES_RATE, _ASKS_QUANTITY, _NOT_RATE, _YES_NO = (
+_ASKS_RATE, _STATES_RATE, _ASKS_QUANTITY, _NOT_RATE, _YES_NO, _STATES_QUANTITY = (
     re.compile(pattern, re.IGNORECASE)
-    for pattern in (*_rate_patterns(), _quantity_pattern(), _not_rate_pattern(), _yes_no_pattern())
+    for pattern in (
+        *_rate_patterns(),
+        _quantity_pattern(),
+        _not_rate_pattern(),
+        _yes_no_pattern(),
+        _states_quantity_pattern(),
+    )
 )
 
 
@@ -97,3 +118,9 @@ def asks_quantity(question: str) -> bool:
 def states_rate(text: str) -> bool:
     """Whether the text states a rate: a percentage, a fraction or a multiple."""
     return bool(_STATES_RATE.search(text))
+
+
+def states_quantity(text: str) -> bool:
+    """Whether the text states an amount: a digit, a number word or a frequency word (citation marks
+    are the caller's to remove)."""
+    return bool(_STATES_QUANTITY.search(text))
