@@ -180,3 +180,44 @@ def test_a_term_of_english_papers_with_no_chinese_name_gets_no_empty_gloss():
     g = Glossary.build([doc])
     assert any(t.abbr == "DVT" and not t.zh for t in g.terms)  # the term is known, in English only
     assert glosses(doc.text, "zh", g) == []  # a Chinese answer has nothing to gloss it with
+
+
+def _every_window(g: Glossary, text: str) -> list:
+    """The matches of every window of the text (what `_find` did before it skipped the windows no term
+    begins): the reference the pruned search must agree with."""
+    from rag.terms.glossary import _WORD_RE, Match, _key
+
+    found = []
+    for i in range(len(text)):
+        for n in range(2, min(g._max_zh, len(text) - i) + 1):
+            if terms := g._by_zh.get(text[i : i + n]):
+                found.append(Match(i, i + n, text[i : i + n], tuple(terms)))
+    words = list(_WORD_RE.finditer(text))
+    for i, first in enumerate(words):
+        for last in words[i : i + g._max_words]:
+            surface = text[first.start() : last.end()]
+            terms = [t for t in g._by_key.get(_key(surface), []) if g._names(t, surface)]
+            for zh in dict.fromkeys(t.zh for t in terms):
+                found.append(Match(first.start(), last.end(), zh, tuple(terms)))
+    found.sort(key=lambda m: (-(m.end - m.start), m.start))
+    taken = []
+    for m in found:
+        if all(m.end <= t.start or m.start >= t.end or (m.start, m.end) == (t.start, t.end) for t in taken):
+            taken.append(m)
+    return sorted(taken, key=lambda m: (m.start, m.zh))
+
+
+def test_matches_skip_only_windows_that_no_term_begins(glossary):
+    from rag.ingest.sentences import sentence_spans
+
+    docs = load_folder(DOCS).documents
+    real = Glossary.build(docs)
+    texts = [d.text[a:b] for d in docs for a, b in sentence_spans(d.text)] + [SYNTHETIC]
+    texts += ["DVTs and CTC counts", "a partial response, median OS", "Deep-Venous Thrombosis events"]
+    assert len(texts) > 300
+    for g in (real, glossary):
+        found = 0
+        for text in texts:
+            assert g._find(text) == _every_window(g, text), text
+            found += len(g._find(text))
+        assert found > 20

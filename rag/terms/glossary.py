@@ -73,9 +73,14 @@ class Match:
     terms: tuple[Term, ...]
 
 
+def _raw_key(text: str) -> str:
+    """Letters and digits, lower-cased."""
+    return re.sub(r"[^A-Za-z0-9]", "", text).lower()
+
+
 def _key(text: str) -> str:
     """Letters and digits, lower-cased; a plural "s" is folded ("CTCs", "events") so either form matches."""
-    key = re.sub(r"[^A-Za-z0-9]", "", text).lower()
+    key = _raw_key(text)
     stripped = text.rstrip()
     if key.endswith("s") and (len(key) > 5 or (len(stripped) > 1 and stripped[-2].isupper())):
         key = key[:-1]
@@ -360,6 +365,17 @@ class Glossary:
                     self._by_key[_key(form)].append(t)
         self._max_words = max((len(_WORD_RE.findall(t.en or t.abbr)) for t in self.terms), default=1)
         self._max_zh = max((len(z) for z in self._by_zh), default=0)
+        # What a window must start with to be worth looking up: a text of a few hundred characters has
+        # thousands of windows and almost none begins a term. The lengths of the Chinese terms by their
+        # first two characters, and every prefix of an English key (and of a key with the plural "s"
+        # that `_key` folds) so that a window of words stops growing once no key begins with it.
+        self._zh_lengths: dict[str, tuple[int, ...]] = {}
+        for zh in self._by_zh:
+            self._zh_lengths[zh[:2]] = (*self._zh_lengths.get(zh[:2], ()), len(zh))
+        self._zh_lengths = {head: tuple(sorted(set(n))) for head, n in self._zh_lengths.items()}
+        self._key_prefixes = {
+            k[:i] for key in self._by_key for k in (key, key + "s") for i in range(1, len(k) + 1)
+        }
         # Answers match the same corpus sentences again and again (scoring, glosses, twins).
         self._matches: dict[str, tuple[Match, ...]] = {}
         self._lock = threading.Lock()
@@ -423,13 +439,17 @@ class Glossary:
 
     def _find(self, text: str) -> list[Match]:
         found: list[Match] = []
-        for i in range(len(text)):  # windows, not one scan per term: cost does not grow with the glossary
-            for n in range(2, min(self._max_zh, len(text) - i) + 1):
-                if terms := self._by_zh.get(text[i : i + n]):
+        for i in range(len(text) - 1):  # windows, not one scan per term: cost does not grow with the glossary
+            for n in self._zh_lengths.get(text[i : i + 2], ()):
+                if i + n <= len(text) and (terms := self._by_zh.get(text[i : i + n])):
                     found.append(Match(i, i + n, text[i : i + n], tuple(terms)))
         words = list(_WORD_RE.finditer(text))
         for i, first in enumerate(words):
+            raw = ""
             for last in words[i : i + self._max_words]:
+                raw += _raw_key(last.group())
+                if raw not in self._key_prefixes:
+                    break  # no key begins with these words: neither will a longer window
                 surface = text[first.start() : last.end()]
                 terms = [t for t in self._by_key.get(_key(surface), []) if self._names(t, surface)]
                 for zh in dict.fromkeys(t.zh for t in terms):
