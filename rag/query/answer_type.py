@@ -34,28 +34,28 @@ def _rate_patterns() -> tuple[str, str]:
     return "|".join(asks), "|".join(states)
 
 
+def _words(lang: str, words) -> list[str]:
+    """Pattern pieces of one language, matched whole in a language that spaces its words."""
+    whole = language(lang).get("word_boundaries")
+    return [rf"\b(?:{w})\b" if whole else w for w in words]
+
+
 def _quantity_pattern() -> str:
     """A question asking for any number (a count, rate, share, dose, ratio or year), from the quantity
     words of every language; words of a language that spaces them are matched whole."""
-    asks = []
-    for lang, quantities in domain_blocks("quantities"):
-        whole = language(lang).get("word_boundaries")
-        asks += [rf"\b(?:{word})\b" if whole else word for word in quantities["asks"]]
-    return "|".join(asks)
+    return "|".join(w for lang, q in domain_blocks("quantities") for w in _words(lang, q["asks"]))
 
 
 def _states_quantity_pattern() -> str:
     """A text stating an amount: a digit, a number word of any language ("seven", "五个", "第二"), or
-    a word stating how often something occurs ("rare", "prevalence", "罕见"): "How many people are
-    affected by X?" is answered by "X is a rare condition; its prevalence is unknown" as often as by a
-    figure, and "澳门市划分为几个堂区？" by "五个堂区"."""
+    a word stating how often something occurs ("rare", "prevalence"): "How many people are affected
+    by X?" is answered by "X is a rare condition; its prevalence is unknown" as often as by a figure,
+    and "澳门市划分为几个堂区？" by "五个堂区"."""
     pieces = [r"\d"]
     for lang in languages():
-        whole = language(lang).get("word_boundaries")
-        pieces += [rf"\b(?:{w})\b" if whole else w for w in language(lang).get("number_words", ())]
+        pieces += _words(lang, language(lang).get("number_words", ()))
     for lang, quantities in domain_blocks("quantities"):
-        whole = language(lang).get("word_boundaries")
-        pieces += [rf"\b(?:{w})\b" if whole else w for w in quantities.get("states", ())]
+        pieces += _words(lang, quantities.get("states", ()))
     return _either(pieces)
 
 
@@ -65,11 +65,9 @@ def _either(patterns: list[str]) -> str:
 
 def _not_rate_pattern() -> str:
     """Words that hold a rate word and ask for no share (效率, heart rate: a value in its own units)."""
-    pieces = []
-    for lang, rates in domain_blocks("rates"):
-        whole = language(lang).get("word_boundaries")
-        pieces += [rf"\b(?:{w})\b" if whole else w for w in rates.get("not_asks", ())]
-    return _either(pieces)
+    return _either(
+        [w for lang, rates in domain_blocks("rates") for w in _words(lang, rates.get("not_asks", ()))]
+    )
 
 
 def _yes_no_pattern() -> str:
