@@ -73,7 +73,7 @@ DOMAIN_BLOCK = {
             "not_asks": Omittable(WORDS),
         }
     ),
-    "quantities": Omittable({"asks": WORDS, "states": Omittable(WORDS)}),
+    "quantities": Omittable({"asks": WORDS, "frequency": Omittable({"asks": WORDS, "states": WORDS})}),
     "acronyms": Omittable({"number_suffixes": WORDS, "not_acronyms": Omittable(WORDS)}),
 }
 DRUG_STEMS = {"stems": [{"en": WORDS, "zh": WORDS, "zh_other": Omittable(WORDS)}]}

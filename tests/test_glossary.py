@@ -185,7 +185,7 @@ def test_a_term_of_english_papers_with_no_chinese_name_gets_no_empty_gloss():
 def _every_window(g: Glossary, text: str) -> list:
     """The matches of every window of the text (what `_find` did before it skipped the windows no term
     begins): the reference the pruned search must agree with."""
-    from rag.terms.glossary import _WORD_RE, Match, _key
+    from rag.terms.glossary import _WORD_RE, Match, _key, longest_first
 
     found = []
     for i in range(len(text)):
@@ -199,12 +199,7 @@ def _every_window(g: Glossary, text: str) -> list:
             terms = [t for t in g._by_key.get(_key(surface), []) if g._names(t, surface)]
             for zh in dict.fromkeys(t.zh for t in terms):
                 found.append(Match(first.start(), last.end(), zh, tuple(terms)))
-    found.sort(key=lambda m: (-(m.end - m.start), m.start))
-    taken = []
-    for m in found:
-        if all(m.end <= t.start or m.start >= t.end or (m.start, m.end) == (t.start, t.end) for t in taken):
-            taken.append(m)
-    return sorted(taken, key=lambda m: (m.start, m.zh))
+    return longest_first(found)
 
 
 def test_matches_skip_only_windows_that_no_term_begins(glossary):

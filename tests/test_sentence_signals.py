@@ -149,20 +149,34 @@ def test_a_quantity_question_prefers_the_sentence_that_states_a_number():
 
 def test_a_quantity_is_stated_in_number_words_and_frequency_words_too():
     from rag.answer.scoring import has_quantity
+    from rag.query.answer_type import asks_frequency
 
-    # Number words of either language, ordinals, and the words that say how often something occurs.
+    # Number words and ordinals of either language, approximate Chinese counts.
     for text in (
         "澳门市再划分为五个堂区。",
         "已成为恶性肿瘤患者的第二大死因。",
         "Fifteen participants took part, seven from the rural hospital.",
-        "Adermatoglyphia appears to be a rare condition.",
-        "The prevalence of Alexander disease is unknown.",
+        "The third dose was delayed; levels rose twofold.",
+        "共纳入十余例患者，三成出现不良反应。",
     ):
         assert has_quantity(text), text
-    # "一个" / "一种" (a, a kind of), 十分 (very), words that hold a number word, and citations are not.
-    # Chinese frequency words are not listed: 罕见 opens the definition of a disease in a Chinese paper.
-    for text in ("它是一个城市。", "这是一种罕见的鱼，十分重要。", "The tendon is injured.", "见文献[3]。"):
+    # "一个" / "一种" (a, a kind of), 十分 (very), grades and list markers, compounds, citations are not.
+    for text in (
+        "它是一个城市。",
+        "这是一种罕见的鱼，十分重要。",
+        "在三级甲等医院做二级预防。",
+        "第一，患者应戒烟。",
+        "相关系数百分比不同。",
+        "A double-blind, single-centre trial.",
+        "The tendon is injured.",
+        "见文献[3]。",
+    ):
         assert not has_quantity(text), text
+    # Words saying how often count for a question asking how often, and only for one.
+    assert asks_frequency("How many people are affected by Alexander disease ?")
+    assert asks_frequency("What is the prevalence of gout?") and not asks_frequency("When is it given?")
+    for text in ("Adermatoglyphia appears to be a rare condition.", "The prevalence of X is unknown."):
+        assert has_quantity(text, frequency=True) and not has_quantity(text), text
     sents = [
         _sentence("Beta-ketothiolase deficiency is an inherited disorder.", "en", 0, 0),
         _sentence("Beta-ketothiolase deficiency appears to be very rare.", "en", 0, 60),

@@ -104,9 +104,10 @@ def _score_with_signals(
     score = settings.lexical_weight_z * standardise(ranked)
     score += standardise(np.asarray(cols.dense, np.float64), langs)
     score += settings.rank_bonus_z / (1 + np.array([s.chunk_pos for s in sentences]))
-    if query.asks_quantity:
-        # "How many / what rate / which year" is answered by a sentence that states a number.
-        has = np.array([has_quantity(s.text) for s in sentences], dtype=np.float64)
+    if query.asks_quantity or query.asks_frequency:
+        # "How many / what rate / which year" is answered by a sentence that states a number, "how
+        # many people are affected" also by one that says how often ("X is rare").
+        has = np.array([has_quantity(s.text, query.asks_frequency) for s in sentences], dtype=np.float64)
         score += settings.quantity_bonus_z * has
     out = []
     for s, d, lex, z in zip(sentences, cols.dense, lexical, score, strict=True):
@@ -155,6 +156,7 @@ def lift_neighbours(
     return out
 
 
-def has_quantity(text: str) -> bool:
-    """Whether a sentence states an amount (`states_quantity`) other than a citation mark ("[12]")."""
-    return states_quantity(CITATION_RE.sub(" ", text))
+def has_quantity(text: str, frequency: bool = False) -> bool:
+    """Whether a sentence states an amount (`states_quantity`; with `frequency`, "rare" counts) other
+    than a citation mark ("[12]")."""
+    return states_quantity(CITATION_RE.sub(" ", text), frequency)

@@ -18,7 +18,7 @@ import numpy as np
 
 from rag.lang import question_lang
 from rag.query.absent_terms import CorpusMentions
-from rag.query.answer_type import asks_quantity, asks_rate
+from rag.query.answer_type import asks_frequency, asks_quantity, asks_rate
 from rag.query.names import Name, paper_acronyms, question_names
 from rag.query.parts import question_parts
 from rag.query.unknown_names import UnknownNames
@@ -44,6 +44,7 @@ class QueryAnalysis:
     absent_terms: tuple[str, ...]  # key terms (rare words, Chinese proper nouns) no indexed text has
     asks_rate: bool  # a rate or share (发生率, what proportion)
     asks_quantity: bool  # any number: a count, rate, dose, ratio or year
+    asks_frequency: bool = False  # how often something occurs (how many people are affected, prevalence)
     written_terms: tuple[str, ...] = ()  # its English key terms the corpus writes (UncoveredTerms)
     induced: tuple[str, ...] = ()  # Chinese words of the corpus induced for an English question
     dense_query: str = ""  # the text e5 embeds in hybrid mode (the question + its closest induced words)
@@ -75,6 +76,7 @@ def analyse_text(
         absent_terms=(),
         asks_rate=asks_rate(text),
         asks_quantity=asks_quantity(text),
+        asks_frequency=asks_frequency(text),
     )
 
 

@@ -47,16 +47,23 @@ def _quantity_pattern() -> str:
 
 
 def _states_quantity_pattern() -> str:
-    """A text stating an amount: a digit, a number word of any language ("seven", "五个", "第二"), or
-    a word stating how often something occurs ("rare", "prevalence"): "How many people are affected
-    by X?" is answered by "X is a rare condition; its prevalence is unknown" as often as by a figure,
-    and "澳门市划分为几个堂区？" by "五个堂区"."""
+    """A text stating an amount: a digit, or a number word or ordinal of any language ("seven",
+    "third", "五个", "十余例", "第二"); "澳门市划分为几个堂区？" is answered by "五个堂区"."""
     pieces = [r"\d"]
     for lang in languages():
         pieces += _words(lang, language(lang).get("number_words", ()))
-    for lang, quantities in domain_blocks("quantities"):
-        pieces += _words(lang, quantities.get("states", ()))
     return _either(pieces)
+
+
+def _frequency_patterns() -> tuple[str, str]:
+    """A question asking how often something occurs ("How many people are affected by X?",
+    "prevalence"), and a text saying how often ("rare", "common"): such a question is answered by
+    "X is a rare condition; its prevalence is unknown" as often as by a figure. Only for such
+    questions: "rare" answers no "when" or "what dose"."""
+    blocks = [(lang, q["frequency"]) for lang, q in domain_blocks("quantities") if "frequency" in q]
+    asks = [w for lang, f in blocks for w in _words(lang, f["asks"])]
+    states = [w for lang, f in blocks for w in _words(lang, f["states"])]
+    return _either(asks), _either(states)
 
 
 def _either(patterns: list[str]) -> str:
@@ -75,7 +82,7 @@ def _yes_no_pattern() -> str:
     return _either([p for lang in languages() for p in language(lang).get("yes_no", ())])
 
 
-_ASKS_RATE, _STATES_RATE, _ASKS_QUANTITY, _NOT_RATE, _YES_NO, _STATES_QUANTITY = (
+_ASKS_RATE, _STATES_RATE, _ASKS_QUANTITY, _NOT_RATE, _YES_NO, _STATES_QUANTITY, _ASKS_FREQ, _STATES_FREQ = (
     re.compile(pattern, re.IGNORECASE)
     for pattern in (
         *_rate_patterns(),
@@ -83,6 +90,7 @@ _ASKS_RATE, _STATES_RATE, _ASKS_QUANTITY, _NOT_RATE, _YES_NO, _STATES_QUANTITY =
         _not_rate_pattern(),
         _yes_no_pattern(),
         _states_quantity_pattern(),
+        *_frequency_patterns(),
     )
 )
 
@@ -118,7 +126,12 @@ def states_rate(text: str) -> bool:
     return bool(_STATES_RATE.search(text))
 
 
-def states_quantity(text: str) -> bool:
-    """Whether the text states an amount: a digit, a number word or a frequency word (citation marks
-    are the caller's to remove)."""
-    return bool(_STATES_QUANTITY.search(text))
+def asks_frequency(question: str) -> bool:
+    """Whether the question asks how often something occurs (how many people, how common, prevalence)."""
+    return not asks_yes_no(question) and bool(_ASKS_FREQ.search(question))
+
+
+def states_quantity(text: str, frequency: bool = False) -> bool:
+    """Whether the text states an amount: a digit or a number word, or with `frequency` also a word
+    saying how often something occurs (citation marks are the caller's to remove)."""
+    return bool(_STATES_QUANTITY.search(text) or (frequency and _STATES_FREQ.search(text)))

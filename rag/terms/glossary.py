@@ -350,6 +350,17 @@ def _merge(raw: list[Term], pending: Iterable[tuple[str, Term]] = ()) -> list[Te
     return sorted(out, key=lambda t: (t.zh == "", t.zh, t.abbr, t.en))
 
 
+def longest_first(found: list[Match]) -> list[Match]:
+    """The matches kept, longest first without overlaps (the same span may hold several terms), in
+    text order."""
+    found = sorted(found, key=lambda m: (-(m.end - m.start), m.start))
+    taken: list[Match] = []
+    for m in found:
+        if all(m.end <= t.start or m.start >= t.end or (m.start, m.end) == (t.start, t.end) for t in taken):
+            taken.append(m)
+    return sorted(taken, key=lambda m: (m.start, m.zh))
+
+
 class Glossary:
     """Chinese <-> English terms with lookups in both directions."""
 
@@ -369,10 +380,11 @@ class Glossary:
         # thousands of windows and almost none begins a term. The lengths of the Chinese terms by their
         # first two characters, and every prefix of an English key (and of a key with the plural "s"
         # that `_key` folds) so that a window of words stops growing once no key begins with it.
-        self._zh_lengths: dict[str, tuple[int, ...]] = {}
+        # (The prefixes are as many as the keys' characters: a few thousand for a few hundred terms.)
+        lengths: dict[str, set[int]] = defaultdict(set)
         for zh in self._by_zh:
-            self._zh_lengths[zh[:2]] = (*self._zh_lengths.get(zh[:2], ()), len(zh))
-        self._zh_lengths = {head: tuple(sorted(set(n))) for head, n in self._zh_lengths.items()}
+            lengths[zh[:2]].add(len(zh))
+        self._zh_lengths = {head: tuple(sorted(n)) for head, n in lengths.items()}
         self._key_prefixes = {
             k[:i] for key in self._by_key for k in (key, key + "s") for i in range(1, len(k) + 1)
         }
@@ -454,14 +466,7 @@ class Glossary:
                 terms = [t for t in self._by_key.get(_key(surface), []) if self._names(t, surface)]
                 for zh in dict.fromkeys(t.zh for t in terms):
                     found.append(Match(first.start(), last.end(), zh, tuple(terms)))
-        found.sort(key=lambda m: (-(m.end - m.start), m.start))
-        taken: list[Match] = []
-        for m in found:
-            if all(
-                m.end <= t.start or m.start >= t.end or (m.start, m.end) == (t.start, t.end) for t in taken
-            ):
-                taken.append(m)
-        return sorted(taken, key=lambda m: (m.start, m.zh))
+        return longest_first(found)
 
     @staticmethod
     def _names(term: Term, surface: str) -> bool:
