@@ -10,6 +10,7 @@ rather than shown: quoting sentences that do not contain the figure would look l
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 
 from rag.knowledge import domain_blocks, language, languages
 
@@ -34,7 +35,7 @@ def _rate_patterns() -> tuple[str, str]:
     return "|".join(asks), "|".join(states)
 
 
-def _words(lang: str, words) -> list[str]:
+def _words(lang: str, words: Iterable[str]) -> list[str]:
     """Pattern pieces of one language, matched whole in a language that spaces its words."""
     whole = language(lang).get("word_boundaries")
     return [rf"\b(?:{w})\b" if whole else w for w in words]
