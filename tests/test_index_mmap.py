@@ -277,15 +277,19 @@ def test_a_flat_layout_this_faiss_does_not_write_is_detected(monkeypatch, caplog
     assert "writes flat indexes otherwise" in caplog.text
 
 
-def test_reused_rows_are_views_of_the_old_file_when_consecutive(tmp_path):
-    from rag.indexing.build import _rows
+@needs_mmap
+def test_reused_rows_are_views_of_the_old_file(built):
+    from rag.indexing.build import _load_previous, _previous_passages, passage_text
+    from rag.settings import ChunkerSettings
 
-    np.save(tmp_path / "v.npy", unit_rows(10))
-    old = index_store.load_npy(tmp_path / "v.npy", mapped=True)
-    assert np.shares_memory(_rows(old, [3, 4, 5]), old)
-    scattered = _rows(old, [1, 4])
-    assert not np.shares_memory(scattered, old)
-    np.testing.assert_array_equal(scattered, np.asarray(old)[[1, 4]])
+    prev, reason = _load_previous(built, FakeEmbedder(), ChunkerSettings())
+    assert reason is None and prev is not None
+    reused = _previous_passages(prev)
+    assert len(reused) == len(set(prev.passages)) > 1
+    assert all(np.shares_memory(v, prev.vectors) for v in reused.values())  # no copy in memory
+    stored = index_store.load_npy(built / index_store.EMBEDDINGS, mapped=False)
+    for row, chunk in enumerate(prev.all_chunks):  # each text keeps the vector of its own row
+        np.testing.assert_array_equal(reused[passage_text(chunk)], stored[row])
 
 
 @needs_mmap

@@ -84,10 +84,12 @@ class BuildReport:
 @dataclass
 class _Previous:
     documents: dict[str, Document]
-    chunks: dict[str, list[Chunk]]
-    vectors: dict[str, np.ndarray]
+    chunks: dict[str, list[Chunk]]  # per document
     manifest: dict = field(default_factory=dict)
     all_chunks: list[Chunk] = field(default_factory=list)  # in index order, rows of its vector files
+    passages: list[str] = field(default_factory=list)  # what each chunk's vector embedded, in that order
+    # The chunk vectors, mapped read-only: a rebuild reuses their rows without copying them into memory.
+    vectors: np.ndarray = field(default_factory=lambda: np.empty((0, 0), np.float32))
 
 
 def _check_folders(docs_dir: Path, index_dir: Path) -> None:
@@ -131,16 +133,10 @@ def _load_previous(
     changed = [key for key, value in wanted.items() if manifest.get(key) != value]
     if changed:
         return None, f"{', '.join(changed)} changed"
-    by_doc: dict[str, list[int]] = {}
-    for pos, chunk in enumerate(chunks):
-        by_doc.setdefault(chunk.doc_id, []).append(pos)
-    return _Previous(
-        documents,
-        {d: [chunks[i] for i in rows] for d, rows in by_doc.items()},
-        {d: _rows(vectors, rows) for d, rows in by_doc.items()},
-        manifest,
-        chunks,
-    ), None
+    by_doc: dict[str, list[Chunk]] = {}
+    for chunk in chunks:
+        by_doc.setdefault(chunk.doc_id, []).append(chunk)
+    return _Previous(documents, by_doc, manifest, chunks, [passage_text(c) for c in chunks], vectors), None
 
 
 def _error_doc_id(error: LoadError, docs_dir: Path) -> str | None:
@@ -199,7 +195,7 @@ def build_index(
             full_rebuild=reason,
             phases=timer.seconds,
         )
-        prev = previous or _Previous({}, {}, {})
+        prev = previous or _Previous({}, {})
         accepted = _within_limit(loaded.documents, max_file_chars, report)
         accepted = _without_duplicates(accepted, prev.documents, report)
 
@@ -347,20 +343,9 @@ def _both(key: str, **values: object) -> str:
     return " / ".join(templates(lang)[key].format(**values) for lang in ("en", "zh"))
 
 
-def _rows(vectors: np.ndarray, rows: list[int]) -> np.ndarray:
-    """A paper's rows of the old index's vectors: a view of the mapped file when they are consecutive
-    (as a build writes them), so reusing an index does not copy its vectors into memory. The view stays
-    valid after the swap replaces the file (the mapping holds it), and the new file is written first."""
-    if rows and rows == list(range(rows[0], rows[-1] + 1)):
-        return vectors[rows[0] : rows[-1] + 1]
-    return vectors[rows]
-
-
 def _previous_passages(prev: _Previous) -> dict[str, np.ndarray]:
-    """The old index's vector of each passage text (rows of its mapped file, see `_rows`)."""
-    return {
-        passage_text(c): v for d, cs in prev.chunks.items() for c, v in zip(cs, prev.vectors[d], strict=True)
-    }
+    """The old index's vector of each passage text: rows of its mapped file, not copies."""
+    return dict(zip(prev.passages, prev.vectors, strict=True))
 
 
 def _manifest(docs_dir, embedder, settings, faiss_kind, order, documents, chunks, report) -> dict:
@@ -425,8 +410,7 @@ def _reusable_caches(index_dir: Path, previous: _Previous | None, crosslingual: 
     if previous is None:
         return {}
     manifest = previous.manifest  # read once by _load_previous, with the documents and chunks
-    passages = [passage_text(c) for c in previous.all_chunks]
-    caches = previous_caches(index_dir, manifest, previous.documents, previous.all_chunks, passages)
+    caches = previous_caches(index_dir, manifest, previous.documents, previous.all_chunks, previous.passages)
     if crosslingual is None or manifest.get("crosslingual_model_id") != crosslingual.model_id:
         caches["xl"], caches["xl_sentences"], caches["lexicon"] = {}, {}, {}
     return caches
