@@ -233,7 +233,13 @@ class Pipeline:
         state.retriever = Retriever(index, answer_embedder, tree.retrieval)
         state.analyser = QueryAnalyser(index, answer_embedder, tree, state.glossary)
         state.sentence_signals = (
-            SentenceSignals(index, answer_embedder, tree.scoring.context_share, tree.scoring.focus_share)
+            SentenceSignals(
+                index,
+                answer_embedder,
+                tree.scoring.context_share,
+                tree.scoring.focus_share,
+                topic=tree.scoring.topic_share > 0,
+            )
             if tree.scoring.use_retrieval_signals
             else None
         )

@@ -182,6 +182,10 @@ class ScoringSettings:
     focus_share: float = knob(
         0.0, "share of e5 similarity from the question without its document's title words (0: off)"
     )
+    # The opening sentence of a paper restates its subject and wins any question naming it (eval/README).
+    topic_share: float = knob(
+        0.5, "ranking: share of a sentence's e5 similarity to its paper's title taken off, within the paper"
+    )
     title_word_share: float = knob(
         1.0,
         "ranking by retrieval's signals: weight of a question word the sentence's paper title holds (1: as any)",
@@ -198,6 +202,7 @@ class ScoringSettings:
         _check_range("focus_share", self.focus_share, 0.0, 1.0)
         _check_range("neighbour_share", self.neighbour_share, 0.0, 1.0)
         _check_range("title_word_share", self.title_word_share, 0.0, 1.0)
+        _check_range("topic_share", self.topic_share, 0.0, 1.0)
 
 
 @dataclass(frozen=True)
@@ -251,7 +256,9 @@ class RefusalSettings:
     covered_min: int = knob(2, "covered_terms: how many rare terms the question must have")
     missing_rate: bool = knob(True, "refuse a question asking for a rate when no chosen quote states one")
     unquoted_names: bool = knob(True, "refuse quotes that leave out a drug, disease or acronym asked about")
-    names_in_place: bool = knob(False, "unquoted_names: a quote also names what the sentence before it names")
+    # On since the ranking contrasts sentences with their paper's title: the answer it then prefers often
+    # points back ("该研究共入组41例…") to the sentence that names the drug (eval/README.md).
+    names_in_place: bool = knob(True, "unquoted_names: a quote also names what the sentence before it names")
     uncovered_terms: bool = knob(
         True, "refuse quotes whose English papers never write a rare English word of the question"
     )

@@ -361,3 +361,64 @@ def test_a_clause_cut_at_a_semicolon_is_quoted_as_its_whole_sentence():
     assert whole_sentence(zh, doc).text == "其一为甲；其二为乙。"  # Chinese clauses too, within the line
     s = _sentence(first, "en", 0, text.index(first))
     assert whole_sentence(s, doc, max_chars=len(first) + 5) == s  # too long as a whole: the clause
+
+
+def _ranked(query, sentences, embedder, share: float) -> list[str]:
+    signals = SentenceSignals(_NoStoredRows(), embedder, context_share=0.0, topic=share > 0)
+    settings = ScoringSettings(topic_share=share, rank_bonus_z=0.0)
+    scored = score_sentences(query, sentences, None, None, signals, settings)
+    return [s.sentence.text for s in sorted(scored, key=lambda s: -s.score)]
+
+
+def test_the_sentence_that_only_restates_the_papers_subject_ranks_below_the_answer(fake_embedder):
+    # The opening sentence is the most like the paper's title, and wins the whole question by it; taking
+    # off its likeness to the title, within the paper, leaves what the question asks: eggs.
+    title = "紫冠雉"
+    opening = Sentence("d", title, "S", 0, 14, "紫冠雉紫冠雉是一种凤冠雉。", "zh", 0)
+    answer = Sentence("d", title, "S", 20, 41, "雌鸡每次会生2-3只蛋,蛋表面粗糙及呈白色。", "zh", 0)
+    other = Sentence("d", title, "S", 50, 66, "牠们栖息在低地的森林里。", "zh", 0)
+    query = _encoded("紫冠雉的蛋有什么特征？", fake_embedder)
+    sentences = [opening, answer, other]
+    assert _ranked(query, sentences, fake_embedder, 0.0)[0] == opening.text
+    assert _ranked(query, sentences, fake_embedder, 1.0)[0] == answer.text
+    # What judges refusals (the similarity itself) is left as it was.
+    signals = SentenceSignals(_NoStoredRows(), fake_embedder, context_share=0.0, topic=True)
+    plain = SentenceSignals(_NoStoredRows(), fake_embedder, context_share=0.0)
+    texts = [s.text for s in sentences]
+    np.testing.assert_allclose(signals(query, texts, sentences).dense, plain(query, texts, sentences).dense)
+
+
+def test_the_title_is_taken_off_within_its_paper_only(fake_embedder):
+    # One sentence from each of two papers: nothing to contrast inside either, so the order stays.
+    a = Sentence("a", "紫冠雉", "S", 0, 14, "紫冠雉紫冠雉是一种凤冠雉。", "zh", 0)
+    b = Sentence("b", "新西兰鸲鹟", "S", 0, 17, "牠们主要猎食无脊椎动物,也吃果实。", "zh", 0)
+    query = _encoded("紫冠雉的蛋有什么特征？", fake_embedder)
+    signals = SentenceSignals(_NoStoredRows(), fake_embedder, context_share=0.0, topic=True)
+    with_topic = score_sentences(query, [a, b], None, None, signals, ScoringSettings(topic_share=1.0))
+    without = score_sentences(query, [a, b], None, None, signals, ScoringSettings(topic_share=0.0))
+    assert [s.score for s in with_topic] == [s.score for s in without]
+
+
+def test_each_title_is_embedded_once(fake_embedder):
+    s = Sentence("d", "紫冠雉", "S", 0, 14, "紫冠雉紫冠雉是一种凤冠雉。", "zh", 0)
+    query = _encoded("紫冠雉的蛋有什么特征？", fake_embedder)
+    signals = SentenceSignals(_NoStoredRows(), fake_embedder, context_share=0.0, topic=True)
+    before = len(fake_embedder.calls)
+    columns = signals(query, [s.text], [s])
+    first = len(fake_embedder.calls) - before
+    again = signals(query, [s.text], [s])
+    # Both calls embed the sentence (this index stores none); only the first embeds the title.
+    assert len(fake_embedder.calls) - before - first == first - 1
+    np.testing.assert_allclose(again.topic, columns.topic)
+
+
+def test_a_question_asking_only_for_the_subject_keeps_the_sentence_that_restates_it(fake_embedder):
+    # "紫冠雉是什么？" asks nothing beyond the paper's subject: the opening sentence is its answer.
+    title = "紫冠雉"
+    opening = Sentence("d", title, "S", 0, 14, "紫冠雉紫冠雉是一种凤冠雉。", "zh", 0)
+    answer = Sentence("d", title, "S", 20, 41, "雌鸡每次会生2-3只蛋,蛋表面粗糙及呈白色。", "zh", 0)
+    query = _encoded("紫冠雉是什么？", fake_embedder)
+    signals = SentenceSignals(_NoStoredRows(), fake_embedder, context_share=0.0, topic=True)
+    columns = signals(query, [opening.text, answer.text], [opening, answer])
+    assert columns.topic is not None and not columns.topic.any()  # nothing to take off
+    assert _ranked(query, [opening, answer], fake_embedder, 1.0)[0] == opening.text

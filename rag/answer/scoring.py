@@ -102,7 +102,10 @@ def _score_with_signals(
     # On the standardised scale the word share counts `lexical_weight_z` of e5 (word overlap also
     # rewards sentences that merely restate the question's topic); the best chunk gets `rank_bonus_z`.
     score = settings.lexical_weight_z * standardise(ranked)
-    score += standardise(np.asarray(cols.dense, np.float64), langs)
+    dense = np.asarray(cols.dense, np.float64)
+    if cols.topic is not None and settings.topic_share:
+        dense = dense - settings.topic_share * _within_document(np.asarray(cols.topic, np.float64), sentences)
+    score += standardise(dense, langs)
     score += settings.rank_bonus_z / (1 + np.array([s.chunk_pos for s in sentences]))
     if query.asks_quantity or query.asks_frequency:
         # "How many / what rate / which year" is answered by a sentence that states a number, "how
@@ -113,6 +116,16 @@ def _score_with_signals(
     for s, d, lex, z in zip(sentences, cols.dense, lexical, score, strict=True):
         rel = min(1.0, max(0.0, combine(float(d), float(lex), settings)))
         out.append(ScoredSentence(s, max(0.0, float(d)), float(lex), rel, float(z), standardised=True))
+    return out
+
+
+def _within_document(values: np.ndarray, sentences: Sequence[Sentence]) -> np.ndarray:
+    """`values` less the mean of their document's candidates: the contrast inside each paper."""
+    out = values.copy()
+    docs = [s.doc_id for s in sentences]
+    for doc in set(docs):
+        at = [i for i, d in enumerate(docs) if d == doc]
+        out[at] -= values[at].mean()
     return out
 
 

@@ -27,11 +27,21 @@ asks about the subject. Only when the title is in the question's language: an En
 Chinese paper names it in other words, and its text without them would lose the induced Chinese words
 retrieval added. Off by default: at 0.5 it lifted CMRC's answer hit from 0.819 to 0.852 and MedQuAD's
 from 0.645 to 0.662, and cost one refusal of heldout's 24 unanswerable questions (eval/README.md).
+
+`topic` is the cheaper, kept form of the same idea, for the ranking alone. Each sentence is also
+compared with its paper's title asked as a question ("What is the outlook for Aicardi syndrome?"
+against "Aicardi syndrome"), and the ranking takes `scoring.topic_share` of that likeness off, measured
+against the paper's other candidate sentences: the opening sentence that restates the subject loses
+what it won by being the most like the title, the answer ("The prognosis for girls with Aicardi
+syndrome varies…") keeps what it shares with what is asked. Only for papers whose title words the
+question uses while asking more than the subject (not "What is X?"), and the similarity that judges
+refusals is left as it was (eval/README.md).
 """
 
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -56,6 +66,7 @@ class SignalColumns:
 
     dense: np.ndarray  # e5 cosine to the question as retrieval embedded it, in [-1, 1]
     extra_words: tuple[str, ...]  # words to count as question words (induced Chinese for English)
+    topic: np.ndarray | None = None  # e5 cosine to the question that names only the sentence's paper title
 
 
 class SentenceSignals:
@@ -67,15 +78,24 @@ class SentenceSignals:
     """
 
     def __init__(
-        self, index: Index, embedder: Embedder, context_share: float = 0.5, focus_share: float = 0.0
+        self,
+        index: Index,
+        embedder: Embedder,
+        context_share: float = 0.5,
+        focus_share: float = 0.0,
+        topic: bool = False,
     ) -> None:
         """`context_share`: of a sentence's e5 similarity, the share from reading it in place;
-        `focus_share`: the share from the question without its document's title words."""
+        `focus_share`: the share from the question without its document's title words; `topic`: also
+        give each sentence's similarity to its paper's title (`SignalColumns.topic`)."""
         self.index = index
         self.embedder = embedder
         self.context_share = context_share
         self.focus_share = focus_share
+        self.topic = topic
         self._in_place: CachedPassageEmbedder | None = None
+        self._titles: dict[str, np.ndarray] = {}  # e5 query vector of each paper title met so far
+        self._lock = threading.Lock()  # the app answers several questions at once
 
     def __call__(
         self, query: QueryAnalysis, texts: list[str], sentences: Sequence[Sentence] | None = None
@@ -90,6 +110,7 @@ class SentenceSignals:
         rows = [s.row for s in sentences] if sentences is not None else [None] * len(texts)
         dense = self._similarity(q, texts, rows, self.index.sentence_vectors, self.embedder)
         in_place = self._in_place_embedder() if sentences is not None and self.context_share else None
+        contexts: list[str] = []
         if in_place is not None:
             docs = self.index.documents
             contexts = [
@@ -100,9 +121,50 @@ class SentenceSignals:
             ]
             around = self._similarity(q, contexts, rows, self.index.context_vectors, in_place)
             dense = (1 - self.context_share) * dense + self.context_share * around
+        topic = None
+        if sentences is not None and self.topic:
+            topic = self._topic(query, texts, rows, sentences, contexts, in_place)
         if sentences is not None and self.focus_share:
             dense = self._with_focus(query, texts, rows, sentences, dense)
-        return SignalColumns(dense, query.induced)
+        return SignalColumns(dense, query.induced, topic)
+
+    def _topic(
+        self,
+        query: QueryAnalysis,
+        texts: list[str],
+        rows: list[int | None],
+        sentences: Sequence[Sentence],
+        contexts: list[str],
+        in_place: CachedPassageEmbedder | None,
+    ) -> np.ndarray:
+        """Each sentence's e5 similarity to its paper's title asked as a question, mixed with the
+        in-place similarity as the question's is, so that the two differ only by what is asked."""
+        # Only a paper whose subject the question names (its title words) and asks something about
+        # beyond it: "What is Aicardi syndrome?" is answered by the sentence that restates the subject.
+        named = {t: bool(tokenize(focus_text(query.text, t))) for t in {s.title for s in sentences}}
+        titles = [s.title if named[s.title] else "" for s in sentences]
+        with self._lock:
+            new = [t for t in dict.fromkeys(titles) if t and t not in self._titles]
+        if new:
+            # One e5 call for the titles not seen yet; kept, so the cache grows to the papers' count.
+            vectors = np.asarray(self.embedder.embed_queries(new), np.float32)
+            with self._lock:
+                self._titles.update(zip(new, vectors, strict=True))
+        out = np.zeros(len(texts), np.float32)
+        for title in dict.fromkeys(t for t in titles if t):
+            at = [i for i, t in enumerate(titles) if t == title]
+            v = self._titles[title]
+            at_rows = [rows[i] for i in at]
+            sim = self._similarity(
+                v, [texts[i] for i in at], at_rows, self.index.sentence_vectors, self.embedder
+            )
+            if in_place is not None:
+                around = self._similarity(
+                    v, [contexts[i] for i in at], at_rows, self.index.context_vectors, in_place
+                )
+                sim = (1 - self.context_share) * sim + self.context_share * around
+            out[at] = sim
+        return out
 
     def _with_focus(
         self,
