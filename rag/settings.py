@@ -184,7 +184,9 @@ class ScoringSettings:
     )
     # The opening sentence of a paper restates its subject and wins any question naming it (eval/README).
     topic_share: float = knob(
-        0.5, "ranking: share of a sentence's e5 similarity to its paper's title taken off, within the paper"
+        0.5,
+        "ranking: share of a sentence's e5 similarity to its paper's title taken off, within the paper, "
+        "when the question names the paper's subject and asks more than it (0: off)",
     )
     title_word_share: float = knob(
         1.0,

@@ -380,36 +380,75 @@ def test_the_sentence_that_only_restates_the_papers_subject_ranks_below_the_answ
     query = _encoded("紫冠雉的蛋有什么特征？", fake_embedder)
     sentences = [opening, answer, other]
     assert _ranked(query, sentences, fake_embedder, 0.0)[0] == opening.text
-    assert _ranked(query, sentences, fake_embedder, 1.0)[0] == answer.text
+    assert _ranked(query, sentences, fake_embedder, ScoringSettings().topic_share)[0] == answer.text
     # What judges refusals (the similarity itself) is left as it was.
     signals = SentenceSignals(_NoStoredRows(), fake_embedder, context_share=0.0, topic=True)
-    plain = SentenceSignals(_NoStoredRows(), fake_embedder, context_share=0.0)
+    plain = SentenceSignals(_NoStoredRows(), fake_embedder, context_share=0.0, topic=False)
     texts = [s.text for s in sentences]
     np.testing.assert_allclose(signals(query, texts, sentences).dense, plain(query, texts, sentences).dense)
 
 
 def test_the_title_is_taken_off_within_its_paper_only(fake_embedder):
-    # One sentence from each of two papers: nothing to contrast inside either, so the order stays.
+    from rag.answer.scoring import _within_document
+
+    a1, a2 = (Sentence("a", "A", "S", i, i + 1, "x", "zh", 0) for i in (0, 2))
+    b = Sentence("b", "B", "S", 0, 1, "y", "zh", 0)
+    np.testing.assert_allclose(_within_document(np.array([1.0, 2.0, 5.0]), [a1, a2, b]), [-0.5, 0.5, 0.0])
+    # One sentence from each of two papers: nothing to contrast inside either, and no title embedded.
     a = Sentence("a", "紫冠雉", "S", 0, 14, "紫冠雉紫冠雉是一种凤冠雉。", "zh", 0)
     b = Sentence("b", "新西兰鸲鹟", "S", 0, 17, "牠们主要猎食无脊椎动物,也吃果实。", "zh", 0)
     query = _encoded("紫冠雉的蛋有什么特征？", fake_embedder)
-    signals = SentenceSignals(_NoStoredRows(), fake_embedder, context_share=0.0, topic=True)
+    signals = SentenceSignals(_NoStoredRows(), fake_embedder, context_share=0.0)
+    before = len(fake_embedder.calls)
     with_topic = score_sentences(query, [a, b], None, None, signals, ScoringSettings(topic_share=1.0))
+    assert fake_embedder.calls[before:] == [2]  # the two sentences, no title
     without = score_sentences(query, [a, b], None, None, signals, ScoringSettings(topic_share=0.0))
     assert [s.score for s in with_topic] == [s.score for s in without]
 
 
-def test_each_title_is_embedded_once(fake_embedder):
-    s = Sentence("d", "紫冠雉", "S", 0, 14, "紫冠雉紫冠雉是一种凤冠雉。", "zh", 0)
+def test_each_title_is_embedded_once_by_the_model_itself(fake_embedder):
+    from rag.encode.cache import CachedPassageEmbedder
+
+    title = "紫冠雉"
+    texts = ["紫冠雉紫冠雉是一种凤冠雉。", "雌鸡每次会生2-3只蛋,蛋表面粗糙及呈白色。"]
+    sents = [Sentence("d", title, "S", 20 * i, 20 * i + len(t), t, "zh", 0) for i, t in enumerate(texts)]
+    cached = CachedPassageEmbedder(fake_embedder, texts, fake_embedder.embed_passages(texts))
     query = _encoded("紫冠雉的蛋有什么特征？", fake_embedder)
-    signals = SentenceSignals(_NoStoredRows(), fake_embedder, context_share=0.0, topic=True)
+    signals = SentenceSignals(_NoStoredRows(), cached, context_share=0.0)
     before = len(fake_embedder.calls)
-    columns = signals(query, [s.text], [s])
-    first = len(fake_embedder.calls) - before
-    again = signals(query, [s.text], [s])
-    # Both calls embed the sentence (this index stores none); only the first embeds the title.
-    assert len(fake_embedder.calls) - before - first == first - 1
+    columns = signals(query, texts, sents)
+    again = signals(query, texts, sents)
+    # The sentences come from the cache: the one model call is the title's, made once.
+    assert fake_embedder.calls[before:] == [1]
     np.testing.assert_allclose(again.topic, columns.topic)
+    assert columns.topic.any()
+    assert title not in cached._queries  # the few cached query slots are left to the questions
+
+
+def test_the_title_contrast_reads_the_index_rows_alone_and_in_place(xl_pipeline):
+    from rag.pipeline import Pipeline
+
+    pipeline, _ = xl_pipeline
+    assert pipeline.sentence_signals.topic  # on by default (scoring.topic_share 0.5)
+    off = Pipeline(pipeline.index, pipeline.embedder, overrides={"scoring.topic_share": 0.0})
+    assert not off.sentence_signals.topic
+    doc = pipeline.documents["zh-thrombosis"]
+    sentences = [
+        Sentence(doc.doc_id, doc.title, c.section, s, e, doc.text[s:e], "zh", 0, row)
+        for c in pipeline.chunks
+        if c.doc_id == doc.doc_id
+        for row, s, e in pipeline.index.sentences_of(c)
+    ]
+    assert len(sentences) >= 2
+    query = pipeline.analyse(f"{doc.title}首选什么药物治疗？")
+    n_calls = len(pipeline.embedder.calls)
+    columns = pipeline.sentence_signals(query, [s.text for s in sentences], sentences)
+    assert pipeline.embedder.calls[n_calls:] == [1]  # the title; every sentence vector is the index's
+    t = pipeline.embedder.embed_queries([doc.title])[0]
+    rows = [s.row for s in sentences]
+    index = pipeline.index
+    expected = 0.5 * (index.sentence_vectors[rows] @ t) + 0.5 * (index.context_vectors[rows] @ t)
+    np.testing.assert_allclose(columns.topic, expected, rtol=1e-5)
 
 
 def test_a_question_asking_only_for_the_subject_keeps_the_sentence_that_restates_it(fake_embedder):

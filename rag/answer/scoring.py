@@ -8,11 +8,12 @@ A sentence's relevance (in [0, 1]) mixes two signals:
 Quotes are then ordered by relevance plus a small bonus for a better-ranked chunk.
 
 With retrieval's signals (`rag.answer.signals`) the order is instead a sum of standardised signals:
-e5 similarity to the question as retrieval embedded it, standardised within the sentence's language,
-plus half the standardised lexical share (counting the question's induced Chinese words), plus a
-bonus for a better-ranked chunk. Raw e5 cosines of sentences differ by hundredths; standardising
-makes every signal count, and comparing within a language keeps English abstract sentences from
-winning an English question by language alone.
+e5 similarity to the question as retrieval embedded it (less `topic_share` of the sentence's likeness
+to its paper's title, centred within the paper: `SignalColumns.topic`), standardised within the
+sentence's language, plus half the standardised lexical share (counting the question's induced
+Chinese words), plus a bonus for a better-ranked chunk. Raw e5 cosines of sentences differ by
+hundredths; standardising makes every signal count, and comparing within a language keeps English
+abstract sentences from winning an English question by language alone.
 """
 
 from __future__ import annotations

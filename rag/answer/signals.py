@@ -34,14 +34,16 @@ against "Aicardi syndrome"), and the ranking takes `scoring.topic_share` of that
 against the paper's other candidate sentences: the opening sentence that restates the subject loses
 what it won by being the most like the title, the answer ("The prognosis for girls with Aicardi
 syndrome varies…") keeps what it shares with what is asked. Only for papers whose title words the
-question uses while asking more than the subject (not "What is X?"), and the similarity that judges
-refusals is left as it was (eval/README.md).
+question uses while asking more than the subject (not "What is X?"). The similarity that judges
+refusals is left as it was, but a different first quote can change what the quote rules see
+(eval/README.md, "Sentences contrasted with their paper's title").
 """
 
 from __future__ import annotations
 
 import re
 import threading
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -66,7 +68,9 @@ class SignalColumns:
 
     dense: np.ndarray  # e5 cosine to the question as retrieval embedded it, in [-1, 1]
     extra_words: tuple[str, ...]  # words to count as question words (induced Chinese for English)
-    topic: np.ndarray | None = None  # e5 cosine to the question that names only the sentence's paper title
+    # e5 similarity (alone and in place, as `dense`) to the sentence's paper title asked as a question;
+    # 0 for the papers `SentenceSignals._topic` leaves alone
+    topic: np.ndarray | None = None
 
 
 class SentenceSignals:
@@ -75,6 +79,8 @@ class SentenceSignals:
     The question's e5 vector is the one retrieval embedded (`QueryAnalysis.e5`); sentence vectors come
     from `embedder`, which the pipeline wraps in a cache over the index's sentence vectors. In-place
     vectors come from the index too (built with it); a sentence the index does not hold is embedded once.
+    Paper titles, for `SignalColumns.topic`, are embedded by the model the first time a question
+    meets them, and kept.
     """
 
     def __init__(
@@ -83,7 +89,7 @@ class SentenceSignals:
         embedder: Embedder,
         context_share: float = 0.5,
         focus_share: float = 0.0,
-        topic: bool = False,
+        topic: bool = True,
     ) -> None:
         """`context_share`: of a sentence's e5 similarity, the share from reading it in place;
         `focus_share`: the share from the question without its document's title words; `topic`: also
@@ -108,9 +114,10 @@ class SentenceSignals:
         if not texts:
             return SignalColumns(np.zeros(0), query.induced)
         rows = [s.row for s in sentences] if sentences is not None else [None] * len(texts)
-        dense = self._similarity(q, texts, rows, self.index.sentence_vectors, self.embedder)
+        alone = self._vectors(texts, rows, self.index.sentence_vectors, self.embedder)
+        dense = alone @ q
         in_place = self._in_place_embedder() if sentences is not None and self.context_share else None
-        contexts: list[str] = []
+        around = None
         if in_place is not None:
             docs = self.index.documents
             contexts = [
@@ -119,11 +126,11 @@ class SentenceSignals:
                 else context_text(docs[s.doc_id].text, s.section, s.start, s.end, docs[s.doc_id].title)
                 for s in sentences
             ]
-            around = self._similarity(q, contexts, rows, self.index.context_vectors, in_place)
-            dense = (1 - self.context_share) * dense + self.context_share * around
+            around = self._vectors(contexts, rows, self.index.context_vectors, in_place)
+            dense = (1 - self.context_share) * dense + self.context_share * (around @ q)
         topic = None
         if sentences is not None and self.topic:
-            topic = self._topic(query, texts, rows, sentences, contexts, in_place)
+            topic = self._topic(query, sentences, alone, around)
         if sentences is not None and self.focus_share:
             dense = self._with_focus(query, texts, rows, sentences, dense)
         return SignalColumns(dense, query.induced, topic)
@@ -131,38 +138,36 @@ class SentenceSignals:
     def _topic(
         self,
         query: QueryAnalysis,
-        texts: list[str],
-        rows: list[int | None],
         sentences: Sequence[Sentence],
-        contexts: list[str],
-        in_place: CachedPassageEmbedder | None,
+        alone: np.ndarray,
+        around: np.ndarray | None,
     ) -> np.ndarray:
         """Each sentence's e5 similarity to its paper's title asked as a question, mixed with the
-        in-place similarity as the question's is, so that the two differ only by what is asked."""
-        # Only a paper whose subject the question names (its title words) and asks something about
-        # beyond it: "What is Aicardi syndrome?" is answered by the sentence that restates the subject.
-        named = {t: bool(tokenize(focus_text(query.text, t))) for t in {s.title for s in sentences}}
-        titles = [s.title if named[s.title] else "" for s in sentences]
+        in-place similarity as the question's is, so that the two differ only by what is asked; 0 for
+        a paper the contrast leaves alone."""
+        candidates = Counter(s.title for s in sentences)
+        # Only a paper whose subject the question names (its title words: the words as written, so an
+        # English question names a Chinese paper in other words and is left alone) and asks something
+        # about beyond it: "What is Aicardi syndrome?" is answered by the sentence that restates the
+        # subject. A paper with one candidate has nothing to contrast it with.
+        named = {t: n > 1 and bool(tokenize(focus_text(query.text, t))) for t, n in candidates.items()}
+        titles = [t for t in candidates if named[t]]
         with self._lock:
-            new = [t for t in dict.fromkeys(titles) if t and t not in self._titles]
+            new = [t for t in titles if t not in self._titles]
         if new:
-            # One e5 call for the titles not seen yet; kept, so the cache grows to the papers' count.
-            vectors = np.asarray(self.embedder.embed_queries(new), np.float32)
+            # One e5 call for the titles not seen yet, kept: the cache grows to the papers' count. The
+            # model itself, not the cached embedder, whose few query slots belong to the questions.
+            model = getattr(self.embedder, "embedder", self.embedder)
+            vectors = np.asarray(model.embed_queries(new), np.float32)
             with self._lock:
                 self._titles.update(zip(new, vectors, strict=True))
-        out = np.zeros(len(texts), np.float32)
-        for title in dict.fromkeys(t for t in titles if t):
-            at = [i for i, t in enumerate(titles) if t == title]
+        out = np.zeros(len(sentences), np.float32)
+        for title in titles:
+            at = [i for i, s in enumerate(sentences) if s.title == title]
             v = self._titles[title]
-            at_rows = [rows[i] for i in at]
-            sim = self._similarity(
-                v, [texts[i] for i in at], at_rows, self.index.sentence_vectors, self.embedder
-            )
-            if in_place is not None:
-                around = self._similarity(
-                    v, [contexts[i] for i in at], at_rows, self.index.context_vectors, in_place
-                )
-                sim = (1 - self.context_share) * sim + self.context_share * around
+            sim = alone[at] @ v
+            if around is not None:
+                sim = (1 - self.context_share) * sim + self.context_share * (around[at] @ v)
             out[at] = sim
         return out
 
@@ -200,17 +205,23 @@ class SentenceSignals:
             out[at] = (1 - self.focus_share) * dense[at] + self.focus_share * sim
         return out
 
+    @classmethod
+    def _similarity(
+        cls, q: np.ndarray, texts: list[str], rows: list[int | None], vectors, embedder
+    ) -> np.ndarray:
+        return cls._vectors(texts, rows, vectors, embedder) @ q
+
     @staticmethod
-    def _similarity(q: np.ndarray, texts: list[str], rows: list[int | None], vectors, embedder) -> np.ndarray:
-        """Cosines to q: a sentence of the index's table by its row's vector, any other (a sentence
+    def _vectors(texts: list[str], rows: list[int | None], vectors, embedder) -> np.ndarray:
+        """The texts' e5 vectors: a sentence of the index's table by its row, any other (a sentence
         extended over the next one) embedded now."""
-        out = np.zeros(len(texts), dtype=np.float32)
+        out = np.zeros((len(texts), embedder.dim), dtype=np.float32)
         known = [i for i, r in enumerate(rows) if r is not None]
         if known:
-            out[known] = np.asarray(vectors[[rows[i] for i in known]], dtype=np.float32) @ q
+            out[known] = np.asarray(vectors[[rows[i] for i in known]], dtype=np.float32)
         fresh = [i for i, r in enumerate(rows) if r is None]
         if fresh:
-            out[fresh] = np.asarray(embedder.embed_passages([texts[i] for i in fresh]), dtype=np.float32) @ q
+            out[fresh] = np.asarray(embedder.embed_passages([texts[i] for i in fresh]), dtype=np.float32)
         return out
 
     def _in_place_embedder(self) -> CachedPassageEmbedder | None:
@@ -229,6 +240,14 @@ def focus_text(question: str, title: str) -> str:
     words = sorted({w for w in tokenize(title) if len(w) >= 2}, key=len, reverse=True)
     text = question
     for word in words:
-        text = re.sub(re.escape(word), " ", text, flags=re.IGNORECASE)
+        text = re.sub(_as_written(word), " ", text, flags=re.IGNORECASE)
     text = re.sub(r"\s+", " ", text).strip()
     return text if text != question.strip() and re.search(r"\w", text) else ""
+
+
+def _as_written(word: str) -> str:
+    """A title word as a question writes it: a Latin word whole, or with its plural (a title's "age" is
+    not in "dosage", "CT" not in "effect"); a Chinese one anywhere, as Chinese has no spaces."""
+    if re.fullmatch(r"[a-z0-9]+", word):
+        return rf"(?<![a-z0-9]){re.escape(word)}(?:e?s)?(?![a-z0-9])"
+    return re.escape(word)
