@@ -308,6 +308,10 @@ def test_focus_text_drops_the_title_words_the_question_uses():
     assert focus_text("紫冠雉的蛋有什么特征？", "紫冠雉") == "的蛋有什么特征？"
     assert focus_text("What causes gout?", "Alagille syndrome") == ""  # no title word: no focus
     assert focus_text("Alagille syndrome", "alagille syndrome") == ""  # nothing left but the title
+    # A Latin title word counts whole, or as its plural: a title's "age" is not in "dosage".
+    assert focus_text("What is the dosage?", "Age") == ""
+    assert focus_text("Which drugs treat it?", "Drug trials") == "Which treat it?"
+    assert focus_text("Is the trial in 2019 done?", "19 trials") == "Is the in 2019 done?"
 
 
 def test_focus_lifts_the_sentence_that_answers_over_the_one_that_names_the_subject(fake_embedder):
@@ -402,6 +406,11 @@ def test_the_title_is_taken_off_within_its_paper_only(fake_embedder):
     before = len(fake_embedder.calls)
     with_topic = score_sentences(query, [a, b], None, None, signals, ScoringSettings(topic_share=1.0))
     assert fake_embedder.calls[before:] == [2]  # the two sentences, no title
+    # Two papers of the same title, one candidate each: still nothing to contrast.
+    twin = Sentence("c", "紫冠雉", "S", 0, 14, "紫冠雉紫冠雉是一种凤冠雉。", "zh", 0)
+    before = len(fake_embedder.calls)
+    assert not signals(query, [a.text, twin.text], [a, twin]).topic.any()
+    assert fake_embedder.calls[before:] == [2]
     without = score_sentences(query, [a, b], None, None, signals, ScoringSettings(topic_share=0.0))
     assert [s.score for s in with_topic] == [s.score for s in without]
 

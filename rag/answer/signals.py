@@ -145,15 +145,16 @@ class SentenceSignals:
         """Each sentence's e5 similarity to its paper's title asked as a question, mixed with the
         in-place similarity as the question's is, so that the two differ only by what is asked; 0 for
         a paper the contrast leaves alone."""
-        candidates = Counter(s.title for s in sentences)
+        candidates = Counter(s.doc_id for s in sentences)
         # Only a paper whose subject the question names (its title words: the words as written, so an
         # English question names a Chinese paper in other words and is left alone) and asks something
         # about beyond it: "What is Aicardi syndrome?" is answered by the sentence that restates the
         # subject. A paper with one candidate has nothing to contrast it with.
-        named = {t: n > 1 and bool(tokenize(focus_text(query.text, t))) for t, n in candidates.items()}
-        titles = [t for t in candidates if named[t]]
+        titles = {s.doc_id: s.title for s in sentences if candidates[s.doc_id] > 1}
+        named = {t: bool(tokenize(focus_text(query.text, t))) for t in set(titles.values())}
+        papers = {doc: title for doc, title in titles.items() if named[title]}
         with self._lock:
-            new = [t for t in titles if t not in self._titles]
+            new = [t for t in dict.fromkeys(papers.values()) if t not in self._titles]
         if new:
             # One e5 call for the titles not seen yet, kept: the cache grows to the papers' count. The
             # model itself, not the cached embedder, whose few query slots belong to the questions.
@@ -162,8 +163,8 @@ class SentenceSignals:
             with self._lock:
                 self._titles.update(zip(new, vectors, strict=True))
         out = np.zeros(len(sentences), np.float32)
-        for title in titles:
-            at = [i for i, s in enumerate(sentences) if s.title == title]
+        for doc, title in papers.items():
+            at = [i for i, s in enumerate(sentences) if s.doc_id == doc]
             v = self._titles[title]
             sim = alone[at] @ v
             if around is not None:
