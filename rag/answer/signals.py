@@ -132,7 +132,7 @@ class SentenceSignals:
         if sentences is not None and self.topic:
             topic = self._topic(query, sentences, alone, around)
         if sentences is not None and self.focus_share:
-            dense = self._with_focus(query, texts, rows, sentences, dense)
+            dense = self._with_focus(query, sentences, alone, dense)
         return SignalColumns(dense, query.induced, topic)
 
     def _topic(
@@ -173,12 +173,7 @@ class SentenceSignals:
         return out
 
     def _with_focus(
-        self,
-        query: QueryAnalysis,
-        texts: list[str],
-        rows: list[int | None],
-        sentences: Sequence[Sentence],
-        dense: np.ndarray,
+        self, query: QueryAnalysis, sentences: Sequence[Sentence], alone: np.ndarray, dense: np.ndarray
     ) -> np.ndarray:
         """`dense` mixed, for each document whose title words the question uses, with the similarity
         to the question without them; the focus texts are embedded in one call."""
@@ -196,21 +191,8 @@ class SentenceSignals:
             if not text:
                 continue
             at = [i for i, s in enumerate(sentences) if s.doc_id == doc_id]
-            sim = self._similarity(
-                vectors[text],
-                [texts[i] for i in at],
-                [rows[i] for i in at],
-                self.index.sentence_vectors,
-                self.embedder,
-            )
-            out[at] = (1 - self.focus_share) * dense[at] + self.focus_share * sim
+            out[at] = (1 - self.focus_share) * dense[at] + self.focus_share * (alone[at] @ vectors[text])
         return out
-
-    @classmethod
-    def _similarity(
-        cls, q: np.ndarray, texts: list[str], rows: list[int | None], vectors, embedder
-    ) -> np.ndarray:
-        return cls._vectors(texts, rows, vectors, embedder) @ q
 
     @staticmethod
     def _vectors(texts: list[str], rows: list[int | None], vectors, embedder) -> np.ndarray:
