@@ -33,6 +33,14 @@ class Sentence:
     row: int | None = None  # its row in the index's sentence table (None: not a row, e.g. extended)
 
 
+def rows_by_doc(sentences: Sequence[Sentence]) -> dict[str, list[int]]:
+    """The positions of `sentences` grouped by their paper, papers in the order first met."""
+    out: dict[str, list[int]] = {}
+    for i, s in enumerate(sentences):
+        out.setdefault(s.doc_id, []).append(i)
+    return out
+
+
 # Where a chunk's sentences are: (row, start, end) per sentence, from the index's sentence table.
 SentenceTable = Callable[[Chunk], Sequence[tuple[int, int, int]]]
 

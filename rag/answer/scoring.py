@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from rag.answer.candidates import ScoredSentence, Sentence, next_start
+from rag.answer.candidates import ScoredSentence, Sentence, next_start, rows_by_doc
 from rag.answer.facts import CITATION_RE
 from rag.query.answer_type import states_quantity
 from rag.retrieve.fusion import standardise
@@ -123,9 +123,7 @@ def _score_with_signals(
 def _within_document(values: np.ndarray, sentences: Sequence[Sentence]) -> np.ndarray:
     """`values` less the mean of their document's candidates: the contrast inside each paper."""
     out = values.copy()
-    docs = [s.doc_id for s in sentences]
-    for doc in set(docs):
-        at = [i for i, d in enumerate(docs) if d == doc]
+    for at in rows_by_doc(sentences).values():
         out[at] -= values[at].mean()
     return out
 

@@ -43,13 +43,13 @@ from __future__ import annotations
 
 import re
 import threading
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from rag.answer.candidates import rows_by_doc
 from rag.encode.cache import CachedPassageEmbedder
 from rag.ingest.sentences import context_text
 from rag.lang import detect_lang
@@ -145,12 +145,12 @@ class SentenceSignals:
         """Each sentence's e5 similarity to its paper's title asked as a question, mixed with the
         in-place similarity as the question's is, so that the two differ only by what is asked; 0 for
         a paper the contrast leaves alone."""
-        candidates = Counter(s.doc_id for s in sentences)
+        by_doc = rows_by_doc(sentences)
         # Only a paper whose subject the question names (its title words: the words as written, so an
         # English question names a Chinese paper in other words and is left alone) and asks something
         # about beyond it: "What is Aicardi syndrome?" is answered by the sentence that restates the
         # subject. A paper with one candidate has nothing to contrast it with.
-        titles = {s.doc_id: s.title for s in sentences if candidates[s.doc_id] > 1}
+        titles = {doc: sentences[at[0]].title for doc, at in by_doc.items() if len(at) > 1}
         named = {t: bool(tokenize(focus_text(query.text, t))) for t in set(titles.values())}
         papers = {doc: title for doc, title in titles.items() if named[title]}
         with self._lock:
@@ -164,7 +164,7 @@ class SentenceSignals:
                 self._titles.update(zip(new, vectors, strict=True))
         out = np.zeros(len(sentences), np.float32)
         for doc, title in papers.items():
-            at = [i for i, s in enumerate(sentences) if s.doc_id == doc]
+            at = by_doc[doc]
             v = self._titles[title]
             sim = alone[at] @ v
             if around is not None:
@@ -187,10 +187,11 @@ class SentenceSignals:
             return dense
         vectors = dict(zip(wanted, np.asarray(self.embedder.embed_queries(wanted), np.float32), strict=True))
         out = dense.copy()
+        by_doc = rows_by_doc(sentences)
         for doc_id, text in focus.items():
             if not text:
                 continue
-            at = [i for i, s in enumerate(sentences) if s.doc_id == doc_id]
+            at = by_doc[doc_id]
             out[at] = (1 - self.focus_share) * dense[at] + self.focus_share * (alone[at] @ vectors[text])
         return out
 
