@@ -12,8 +12,10 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from bench.common import Section, Table, at_most, fmt, share, stats, timed
+from rag.lang import question_lang
 from rag.pipeline import MODES, Pipeline
 from rag.retrieve.fusion import rrf_fuse
+from rag.terms.lexicon import PhraseCache
 
 P95_TARGET_MS = 60.0
 EMBED, EMBED_XL, VECTOR = "embed question (e5)", "embed question (cross-lingual)", "vector search"
@@ -56,6 +58,7 @@ def time_pieces(pipeline: Pipeline, question: str, k: int, t_hybrid: float) -> d
         lists.append([index.chunks[i].id for i in ids[0] if i >= 0])
     # The glossary / induced-Chinese query expansion: the phrases' cross-lingual encoding and the lexicon.
     analysis = pipeline.analyse(question, encode=False)
+    forget_phrases(pipeline)  # the retrieve before this one kept its phrases
     (_, induced), t_induce = timed(pipeline.analyser.crosslingual, question, analysis.lang)
     query, t_expand = timed(r.bm25_query, replace(analysis, induced=tuple(induced)))
     lexical, ms = timed(index.search_bm25, query, depth)
@@ -70,8 +73,15 @@ def time_pieces(pipeline: Pipeline, question: str, k: int, t_hybrid: float) -> d
 
 def forget_queries(pipeline: Pipeline) -> None:
     """Empty the pipeline's query caches, so a timed call embeds its question as a user's new question
-    would. Retrieval, the evidence check and the answerer share a small query-vector cache
-    (rag/embedding_cache.py); without this, every call after the first on a question would skip e5."""
+    would, with no phrase known from earlier questions."""
+    forget_query_vectors(pipeline)
+    forget_phrases(pipeline)
+
+
+def forget_query_vectors(pipeline: Pipeline) -> None:
+    """Empty the query-vector caches. Retrieval, the evidence check and the answerer share a small
+    query-vector cache (rag/encode/cache.py); without this, every call after the first on a question
+    would skip e5."""
     holders = (pipeline.embedder, getattr(pipeline, "answer_embedder", None), pipeline.retriever.embedder)
     for holder in holders:
         cache = getattr(holder, "_queries", None)
@@ -80,6 +90,40 @@ def forget_queries(pipeline: Pipeline) -> None:
     translations = getattr(pipeline, "_translations", None)  # LLM query translations, when enabled
     if isinstance(translations, dict):
         translations.clear()
+
+
+def forget_phrases(pipeline: Pipeline) -> None:
+    """Empty the English phrases' induced words kept from earlier questions (rag.terms.lexicon.PhraseCache)."""
+    phrases = getattr(getattr(pipeline, "analyser", None), "phrases", None)
+    if phrases is not None:
+        phrases.clear()
+
+
+def phrase_session(pipeline: Pipeline, questions: Sequence[str]) -> dict[str, list[float]]:
+    """ms of `ask` per English question, two ways, interleaved per question: with no phrase kept (as
+    in `measure`), and with the phrases of the questions before it kept, as in a user's session over
+    the questions in order. Each question is new either way (its query vectors are forgotten). Also the
+    share of each question's phrases found kept."""
+    analyser = getattr(pipeline, "analyser", None)
+    lexicon = pipeline.index.extras.lexicon
+    english = [q for q in questions if question_lang(q) == "en"]
+    if analyser is None or lexicon is None or not english:
+        return {}
+    own, session = analyser.phrases, PhraseCache(analyser.phrases.size)
+    series: dict[str, list[float]] = {"new": [], "kept": [], "found": []}
+    try:
+        for q in english:
+            analyser.phrases = PhraseCache(own.size)
+            forget_query_vectors(pipeline)
+            series["new"].append(timed(pipeline.ask, q)[1])
+            analyser.phrases = session
+            forget_query_vectors(pipeline)
+            if phrases := lexicon.phrases(q):
+                series["found"].append(len(session.get(phrases)) / len(phrases))
+            series["kept"].append(timed(pipeline.ask, q)[1])
+    finally:
+        analyser.phrases = own
+    return series
 
 
 def fresh(pipeline: Pipeline, fn, *args) -> tuple[object, float]:
@@ -164,6 +208,7 @@ def run_latency(
     )
     sec.breakdown.append(breakdown(st, pieces, total))
     add_threads(sec, thread_comparison(pipeline, questions, k))
+    add_phrases(sec, phrase_session(pipeline, questions))
     fusion = getattr(pipeline.retriever.settings, "fusion", "rrf")
     sec.notes.append(
         f"{len(questions)} gold questions x {repeats} repeat(s) after {warmup} warm-up question(s); retrieve "
@@ -181,6 +226,23 @@ def breakdown(st: dict[str, dict], pieces: list[str], total: float) -> str:
     ranked = sorted(pieces, key=lambda p: -(st[p]["p50"] or 0.0))
     parts = ", ".join(f"{p} {fmt(st[p]['p50'])} ms ({share(st[p]['p50'], total)})" for p in ranked)
     return f"A hybrid ask() spends {fmt(total)} ms at the median: {parts}; {ranked[0]} dominates."
+
+
+def add_phrases(sec: Section, series: dict[str, list[float]]) -> None:
+    if not series:
+        return
+    new, kept = stats(series["new"]), stats(series["kept"])
+    found = sum(series["found"]) / len(series["found"]) if series["found"] else 0.0
+    sec.data["english_ask_phrases"] = {"new": new, "kept": kept, "found_share": found}
+    rows = [
+        ["no phrase kept (every question on its own)", new["n"], fmt(new["p50"]), fmt(new["p95"])],
+        ["phrases of the earlier questions kept (in order)", kept["n"], fmt(kept["p50"]), fmt(kept["p95"])],
+    ]
+    sec.tables.append(Table("English ask, phrases kept or not (ms)", ["setting", "n", "p50", "p95"], rows))
+    sec.breakdown.append(
+        f"English questions asked in order find {found:.0%} of their phrases kept from the questions "
+        f"before; ask p50 {fmt(kept['p50'])} ms against {fmt(new['p50'])} with none kept."
+    )
 
 
 def add_threads(sec: Section, threads: dict[int, list[float]]) -> None:

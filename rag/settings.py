@@ -141,6 +141,10 @@ class RetrievalSettings:
     # e5's time grows with its input: English retrieval p50 60 ms with all induced words, 48 ms with 12.
     lexicon_dense_max: int = knob(12, "most induced words appended to the e5 query, closest first")
     drug_names: bool = knob(True, "find an English drug name's Chinese by its sound, not the lexicon")
+    # A phrase's nearest words are about 100 bytes: 20,000 phrases are a few MB.
+    phrase_cache: int = knob(
+        20_000, "English phrases whose induced words are kept for later questions (0: none kept)"
+    )
     # 4,096 rows of 512 floats are 8 MB, and the mean over them barely moves.
     background_sentences: int = knob(
         4096, "sentences sampled for an English question's mean similarity to the index (evidence)"
@@ -154,6 +158,7 @@ class RetrievalSettings:
             raise ValueError(f"fusion must be 'zscore' or 'rrf', got {self.fusion!r}.")
         _check_range("candidates", self.candidates, 1)
         _check_range("background_sentences", self.background_sentences, 1)
+        _check_range("phrase_cache", self.phrase_cache, 0)
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -17,7 +17,7 @@ from bench.coldstart import run_coldstart
 from bench.common import Section, Table, Target, fmt, nice_floor, spread
 from bench.encoder import run_encoder
 from bench.langchain_baseline import run_langchain
-from bench.latency import EMBED_XL, PIECES, forget_queries, run_latency
+from bench.latency import EMBED_XL, PIECES, forget_queries, phrase_session, run_latency
 from bench.memory import run_memory
 from bench.report import text_section, write
 from bench.run import parse_args
@@ -70,6 +70,19 @@ def test_latency_reports_every_mode_and_piece(fake_index, fake_embedder):
         sec.data["stats_ms"]
     )  # the fake index has no cross-lingual vectors
     assert sec.data["stats_ms"]["ask"]["n"] == len(QUESTIONS)
+
+
+def test_english_questions_are_timed_with_and_without_the_phrases_of_earlier_ones(xl_pipeline):
+    pipeline, _ = xl_pipeline
+    questions = ["What is venous thromboembolism?", "How is venous thromboembolism treated?", "肝素 抗凝"]
+    own = pipeline.analyser.phrases
+    series = phrase_session(pipeline, questions)
+    assert len(series["new"]) == len(series["kept"]) == 2  # the English questions only
+    # The first question finds nothing kept; the second finds "venous", "thromboembolism" and the pair.
+    assert series["found"] == [0.0, 3 / 5]
+    assert pipeline.analyser.phrases is own and len(own) == 0  # the pipeline's own cache is left alone
+    sec = run_latency(pipeline, questions, repeats=1, warmup=1)
+    assert "english_ask_phrases" in sec.data and any("phrases kept" in t.title for t in sec.tables)
 
 
 def test_forget_queries_empties_the_query_cache(fake_index, fake_embedder):

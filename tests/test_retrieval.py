@@ -207,6 +207,74 @@ def test_the_e5_query_takes_only_the_closest_induced_words(xl_index):
     assert off.dense_query == question and off.induced == full.induced
 
 
+def test_a_phrase_seen_before_is_not_encoded_again_and_induces_the_same_words(xl_index):
+    from rag.indexing.index import Index
+    from rag.settings import RetrievalSettings
+
+    class Counting(FakeEmbedder):
+        def __init__(self):
+            super().__init__(dim=32, model_id="fake-xl-32")
+            self.texts: list[str] = []
+
+        def embed_queries(self, texts):
+            self.texts += list(texts)
+            return super().embed_queries(texts)
+
+    xl = Counting()
+    index = Index.load(xl_index, crosslingual=xl)
+    analyser = _analyser(index)
+    first = analyser.analyse("What is venous thromboembolism?")
+    assert xl.texts == [
+        "What is venous thromboembolism?",
+        "venous",
+        "thromboembolism",
+        "venous thromboembolism",
+    ]
+    xl.texts.clear()
+    second = analyser.analyse("How is venous thromboembolism treated with heparin?")
+    # Only the question and its new phrases are encoded; the words are those of an empty cache.
+    assert xl.texts == [
+        "How is venous thromboembolism treated with heparin?",
+        "treated",
+        "heparin",
+        "thromboembolism treated",
+        "treated heparin",
+    ]
+    fresh = _analyser(index).analyse("How is venous thromboembolism treated with heparin?")
+    assert second.induced == fresh.induced and second.dense_query == fresh.dense_query
+    assert first.induced == _analyser(index).analyse("What is venous thromboembolism?").induced
+    # Bounded: the least recently used phrase leaves first; 0 keeps none.
+    small = _analyser(index, RetrievalSettings(phrase_cache=2))
+    small.analyse("What is venous thromboembolism?")
+    assert len(small.phrases) == 2 and small.phrases.get(["venous"]) == {}
+    none = _analyser(index, RetrievalSettings(phrase_cache=0))
+    assert none.analyse("What is venous thromboembolism?").induced == first.induced and len(none.phrases) == 0
+
+
+def test_the_lexicons_nearest_words_merge_to_its_translation():
+    from rag.terms.lexicon import Lexicon
+
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=(300, 16)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    lex = Lexicon([f"词{i}" for i in range(300)], vectors)
+    phrases = vectors[[3, 7, 3]] + 0.05 * rng.normal(size=(3, 16)).astype(np.float32)
+    phrases /= np.linalg.norm(phrases, axis=1, keepdims=True)
+    sims = phrases @ vectors.T
+    for threshold in (0.0, 0.5, 0.8):
+        # The full sort it replaces: each phrase's two best words at or above the threshold.
+        found: dict[str, float] = {}
+        for row in sims:
+            for j in np.argsort(-row)[:2]:
+                if row[j] >= threshold:
+                    found[lex.vocab[j]] = max(found.get(lex.vocab[j], 0.0), float(row[j]))
+        expected = sorted(found, key=lambda w: -found[w])
+        assert lex.translate_vectors(phrases, threshold) == expected
+    nearest = lex.nearest(phrases)
+    assert [w for w, _ in nearest[0]][0] == "词3" and len(nearest) == 3 and all(len(n) == 2 for n in nearest)
+    assert Lexicon.merge(nearest, 2.0) == [] and lex.nearest(phrases[:0]) == []
+
+
 def test_english_evidence_is_the_best_sentence_above_the_questions_mean_similarity(xl_pipeline):
     from rag.retrieve.retriever import Retriever
     from rag.settings import RetrievalSettings

@@ -25,6 +25,7 @@ from rag.query.unknown_names import UnknownNames
 from rag.settings import Settings
 from rag.terms.concepts import question_concepts
 from rag.terms.drug_names import DrugNames
+from rag.terms.lexicon import Lexicon, PhraseCache
 
 if TYPE_CHECKING:
     from rag.encode.embedding import Embedder
@@ -105,6 +106,7 @@ class QueryAnalyser:
         self._unknown: UnknownNames | None = None
         self._acronyms: frozenset[str] | None = None
         self._mentions: CorpusMentions | None = None
+        self.phrases = PhraseCache(settings.retrieval.phrase_cache)
 
     def analyse(self, text: str, *, asked: str | None = None, encode: bool = True) -> QueryAnalysis:
         """The analysis of `text` (already checked); `encode` False leaves out the encoders (the dense
@@ -157,8 +159,15 @@ class QueryAnalyser:
         named = self._chinese_drug_names(text) if use_lexicon and s.drug_names else {}
         phrases = ex.lexicon.phrases(text) if use_lexicon else []
         phrases = [p for p in phrases if not named.keys() & set(p.split())]
-        vectors = xl.embed_queries([text, *phrases])
-        induced = ex.lexicon.translate_vectors(vectors[1:], s.lexicon_threshold) if phrases else []
+        known = self.phrases.get(phrases)
+        todo = list(dict.fromkeys(p for p in phrases if p not in known))
+        # The question and its new phrases in one encoder call; the phrases seen before cost nothing.
+        vectors = xl.embed_queries([text, *todo])
+        if todo:
+            new = dict(zip(todo, ex.lexicon.nearest(vectors[1:]), strict=True))
+            self.phrases.put(new)
+            known.update(new)
+        induced = Lexicon.merge((known[p] for p in phrases), s.lexicon_threshold)
         induced = [*named.values(), *(w for w in induced if w not in named.values())]
         return vectors[0], induced
 

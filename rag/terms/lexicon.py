@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import json
 import re
-from collections import Counter
+import threading
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -78,14 +79,32 @@ class Lexicon:
         self, phrase_vectors: np.ndarray, threshold: float = 0.5, per_phrase: int = 2
     ) -> list[str]:
         """`translate` for phrase vectors already encoded (the retriever encodes them with the question)."""
+        return self.merge(self.nearest(phrase_vectors, per_phrase), threshold)
+
+    def nearest(self, phrase_vectors: np.ndarray, per_phrase: int = 2) -> list[tuple[tuple[str, float], ...]]:
+        """Each phrase's `per_phrase` closest corpus words with their cosines, closest first: what a
+        phrase translates to whatever the threshold, so it can be kept for the next question."""
         if not len(phrase_vectors) or not self.vocab:
-            return []
-        sims = phrase_vectors @ self.vectors.T
+            return [() for _ in range(len(phrase_vectors))]
+        sims = np.asarray(phrase_vectors, np.float32) @ self.vectors.T
+        k = min(per_phrase, sims.shape[1])
+        # A partial sort: a large corpus's lexicon has 50,000 words, and only the first few are read.
+        top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+        out = []
+        for row, cols in zip(sims, top, strict=True):
+            best = sorted(cols.tolist(), key=lambda j: (-row[j], j))
+            out.append(tuple((self.vocab[j], float(row[j])) for j in best))
+        return out
+
+    @staticmethod
+    def merge(per_phrase: Iterable[Iterable[tuple[str, float]]], threshold: float = 0.5) -> list[str]:
+        """The words of `nearest` at or above `threshold`, each at its best cosine over the phrases,
+        closest first (ties: the first phrase's word first)."""
         found: dict[str, float] = {}
-        for row in sims:
-            for j in np.argsort(-row)[:per_phrase]:
-                if row[j] >= threshold:
-                    found[self.vocab[j]] = max(found.get(self.vocab[j], 0.0), float(row[j]))
+        for pairs in per_phrase:
+            for word, sim in pairs:
+                if sim >= threshold:
+                    found[word] = max(found.get(word, 0.0), sim)
         return sorted(found, key=lambda w: -found[w])
 
     def save(self, folder: Path) -> None:
@@ -96,3 +115,43 @@ class Lexicon:
     def load(cls, folder: Path) -> Lexicon:
         vocab = json.loads((folder / VOCAB_FILE).read_text(encoding="utf-8"))
         return cls(vocab, np.load(folder / VECTORS_FILE, allow_pickle=False))
+
+
+class PhraseCache:
+    """Each English phrase's nearest corpus words (`Lexicon.nearest`), kept for later questions.
+
+    An English question's phrases ("lenalidomide", "poems syndrome") recur from one question to the
+    next about the same papers; each new one costs a cross-lingual encode and a pass over the lexicon.
+    At most `size` phrases are kept, the least recently used leaving first. One cache belongs to one
+    index's lexicon (the query analyser's); several questions use it at once in the app.
+    """
+
+    def __init__(self, size: int = 20_000) -> None:
+        self.size = size
+        self._pairs: OrderedDict[str, tuple[tuple[str, float], ...]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._pairs)
+
+    def get(self, phrases: Iterable[str]) -> dict[str, tuple[tuple[str, float], ...]]:
+        """The phrases already known, marked as used."""
+        with self._lock:
+            found = {p: self._pairs[p] for p in phrases if p in self._pairs}
+            for p in found:
+                self._pairs.move_to_end(p)
+        return found
+
+    def put(self, pairs: dict[str, tuple[tuple[str, float], ...]]) -> None:
+        if not self.size:
+            return
+        with self._lock:
+            self._pairs.update(pairs)
+            for p in pairs:
+                self._pairs.move_to_end(p)
+            while len(self._pairs) > self.size:
+                self._pairs.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._pairs.clear()
