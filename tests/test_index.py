@@ -114,6 +114,7 @@ def test_plain_files_only(built):
     assert sorted(p.name for p in built.iterdir()) == sorted(
         ["manifest.json", "documents.jsonl", "chunks.jsonl", "embeddings.npy", "faiss.index", "bm25"]
         + ["sentences.npy", "sentence_embeddings.npy", "context_embeddings.npy", "glossary.json"]
+        + ["title_embeddings.npy"]
     )
     vectors = np.load(built / "embeddings.npy", allow_pickle=False)
     assert vectors.dtype == np.float32

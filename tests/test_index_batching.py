@@ -86,6 +86,7 @@ def test_report_times_every_step_of_a_build(docs, tmp_path):
     steps += [
         "embed sentences",
         "embed sentences in place",
+        "embed titles",
         "glossary",
         "cross-lingual chunks",
         "cross-lingual sentences",

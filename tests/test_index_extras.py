@@ -195,6 +195,55 @@ def test_an_index_without_in_place_vectors_loads_and_a_rebuild_adds_them(docs, t
     assert set(e5.sentences) == set(again.context_texts)
 
 
+def test_paper_titles_are_embedded_as_questions_at_build_time_and_reused(docs, tmp_path):
+    import json
+
+    from rag.indexing.extras import paper_titles
+    from rag.pipeline import Pipeline
+
+    class Queries(RecordingEmbedder):
+        def __init__(self):
+            super().__init__()
+            self.queries: list[str] = []
+
+        def embed_queries(self, texts):
+            self.queries += list(texts)
+            return super().embed_queries(texts)
+
+    ix = tmp_path / "ix"
+    e5 = Queries()
+    build_index(docs, ix, e5, progress=False)
+    index = Index.load(ix)
+    titles = paper_titles(index.chunks)
+    assert e5.queries == titles and len(titles) == len(index.documents)  # one query per paper
+    stored = index.extras.stored_titles(titles)
+    np.testing.assert_allclose(np.stack([stored[t] for t in titles]), FakeEmbedder().embed_queries(titles))
+    assert index.manifest["title_vectors"] == 1
+    # One paper changed: only its title, if new, is embedded again.
+    first = sorted(docs.iterdir())[0]
+    first.write_text(
+        first.read_text(encoding="utf-8") + "\n新增的一句话，讨论抗凝治疗的疗程。\n", encoding="utf-8"
+    )
+    e5 = Queries()
+    build_index(docs, ix, e5, progress=False)
+    assert set(e5.queries) <= {Index.load(ix).documents[first.stem].title}
+    # An index built before title vectors: it loads and answers (titles embedded as met), and
+    # `rag index` adds them without embedding anything else.
+    manifest = json.loads((ix / "manifest.json").read_text(encoding="utf-8"))
+    del manifest["title_vectors"]
+    (ix / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+    (ix / "title_embeddings.npy").unlink()
+    old = Index.load(ix)
+    assert old.extras.title_vectors is None and old.extras.stored_titles(titles) == {}
+    answer = Pipeline(old, FakeEmbedder()).ask("静脉血栓栓塞的危险因素有哪些？")
+    assert answer.quotes or answer.abstained
+    e5 = Queries()
+    report = build_index(docs, ix, e5, progress=False)
+    assert report.unchanged and not report.added and not report.updated
+    assert sorted(e5.queries) == sorted(titles) and not e5.passages and not e5.sentences
+    assert Index.load(ix).extras.title_vectors.shape == (len(titles), 64)
+
+
 def test_in_place_vectors_of_an_older_text_version_are_embedded_again(tmp_path):
     import json
 

@@ -286,10 +286,15 @@ def test_a_sentence_is_also_scored_as_it_reads_in_place(xl_pipeline):
 
 
 class _NoStoredRows:
-    """An index without stored sentences: every sentence is embedded as it comes."""
+    """An index without stored sentences or title vectors: every text is embedded as it comes."""
 
     sentence_vectors = np.zeros((0, 64), np.float32)
     context_vectors = None
+
+    class extras:  # noqa: N801 - stands in for the index's Extras
+        @staticmethod
+        def stored_titles(titles):
+            return {}
 
 
 def _encoded(question: str, embedder) -> object:
@@ -452,8 +457,9 @@ def test_the_title_contrast_reads_the_index_rows_alone_and_in_place(xl_pipeline)
     query = pipeline.analyse(f"{doc.title}首选什么药物治疗？")
     n_calls = len(pipeline.embedder.calls)
     columns = pipeline.sentence_signals(query, [s.text for s in sentences], sentences)
-    assert pipeline.embedder.calls[n_calls:] == [1]  # the title; every sentence vector is the index's
+    assert pipeline.embedder.calls[n_calls:] == []  # the title's vector and every sentence's: the index's
     t = pipeline.embedder.embed_queries([doc.title])[0]
+    np.testing.assert_allclose(pipeline.index.extras.stored_titles([doc.title])[doc.title], t, rtol=1e-6)
     rows = [s.row for s in sentences]
     index = pipeline.index
     expected = 0.5 * (index.sentence_vectors[rows] @ t) + 0.5 * (index.context_vectors[rows] @ t)

@@ -79,8 +79,8 @@ class SentenceSignals:
     The question's e5 vector is the one retrieval embedded (`QueryAnalysis.e5`); sentence vectors come
     from `embedder`, which the pipeline wraps in a cache over the index's sentence vectors. In-place
     vectors come from the index too (built with it); a sentence the index does not hold is embedded once.
-    Paper titles, for `SignalColumns.topic`, are embedded by the model the first time a question
-    meets them, and kept.
+    Paper titles, for `SignalColumns.topic`, come from the index (embedded at build time as queries);
+    a title it lacks (an index built before) is embedded the first time a question meets it, and kept.
     """
 
     def __init__(
@@ -155,6 +155,11 @@ class SentenceSignals:
         papers = {doc: title for doc, title in titles.items() if named[title]}
         with self._lock:
             new = [t for t in dict.fromkeys(papers.values()) if t not in self._titles]
+        if new:  # the index holds its papers' title vectors (an older index: none)
+            stored = self.index.extras.stored_titles(new)
+            with self._lock:
+                self._titles.update(stored)
+            new = [t for t in new if t not in stored]
         if new:
             # One e5 call for the titles not seen yet, kept: the cache grows to the papers' count. The
             # model itself, not the cached embedder, whose few query slots belong to the questions.

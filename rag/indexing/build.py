@@ -19,6 +19,7 @@ from rag.indexing import store
 from rag.indexing.checkpoint import EmbedCheckpoint
 from rag.indexing.extras import (
     CONTEXT_VERSION,
+    TITLE_VERSION,
     Extras,
     PhaseTimer,
     build_extras,
@@ -273,6 +274,7 @@ def build_index(
             manifest = _manifest(docs_dir, embedder, settings, faiss_kind, order, documents, chunks, report)
             manifest["crosslingual_model_id"] = extras.crosslingual_id
             manifest["sentence_context"] = CONTEXT_VERSION if extras.context_vectors is not None else False
+            manifest["title_vectors"] = TITLE_VERSION if extras.title_vectors is not None else False
             manifest["counts"]["sentences"] = len(extras.sentence_texts)
             with timer("write files"):
                 _write(
@@ -401,6 +403,7 @@ def _nothing_changed(
         manifest.get("crosslingual_model_id") == wanted_xl
         # An older index gains its in-place sentence vectors, or those of the current texts.
         and manifest.get("sentence_context") == CONTEXT_VERSION
+        and manifest.get("title_vectors") == TITLE_VERSION  # and its papers' title vectors
         and manifest.get("faiss_kind_requested") == faiss_kind
     )
 

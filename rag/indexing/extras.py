@@ -40,6 +40,11 @@ CONTEXT_EMBEDDINGS = "context_embeddings.npy"  # e5, one row per sentence, embed
 # title). Vectors of another version are not reused; an index of another version is rebuilt by
 # `rag index` (its in-place vectors only).
 CONTEXT_VERSION = 2
+# e5 *query* vectors of the papers' titles, one row per title in `paper_titles` order: the answerer
+# compares sentences with the title asked as a question (rag.answer.signals); embedded at query time,
+# each paper's title cost the first question that met it an e5 call. The manifest's "title_vectors".
+TITLE_EMBEDDINGS = "title_embeddings.npy"
+TITLE_VERSION = 1
 XL_EMBEDDINGS = "xl_embeddings.npy"  # cross-lingual encoder, one row per chunk
 XL_SENTENCE_EMBEDDINGS = "xl_sentence_embeddings.npy"
 XL_FAISS = "xl_faiss.index"
@@ -73,6 +78,14 @@ class Extras:
     xl_index: VectorIndex | None = None
     lexicon: Lexicon | None = None
     context_vectors: np.ndarray | None = None  # None: an index built before they were added
+    title_vectors: np.ndarray | None = None  # rows in `paper_titles` order; None: an older index
+    title_rows: dict[str, int] | None = None  # title -> its row of title_vectors
+
+    def stored_titles(self, titles: Sequence[str]) -> dict[str, np.ndarray]:
+        """The e5 query vectors the index holds for these paper titles (those it has)."""
+        if self.title_vectors is None or self.title_rows is None:
+            return {}
+        return {t: np.asarray(self.title_vectors[self.title_rows[t]]) for t in titles if t in self.title_rows}
 
     def chunk_sentence_ranges(self, n_chunks: int) -> np.ndarray:
         """(n_chunks, 2): the rows of `sentences` that belong to each chunk (rows are grouped by chunk)."""
@@ -95,6 +108,27 @@ def sentence_units(chunks: list[Chunk], documents: dict[str, Document]) -> tuple
             rows.append((pos, s, e))
             texts.append(text[s:e])
     return np.asarray(rows, dtype=np.int64).reshape(-1, 3), texts
+
+
+def paper_titles(chunks: Sequence[Chunk]) -> list[str]:
+    """The distinct titles of the chunks' papers, in chunk order: the rows of TITLE_EMBEDDINGS."""
+    return list(dict.fromkeys(c.title for c in chunks))
+
+
+def embed_titles(
+    titles: list[str], embedder: Embedder, cache: Mapping[str, np.ndarray], path: Path | None = None
+) -> tuple[np.ndarray, int]:
+    """e5 query vectors of the titles (one short text per paper: no checkpoint), those in `cache`
+    reused; returns them and how many were embedded."""
+    out = store.new_npy(path, len(titles), embedder.dim)
+    todo = [t for t in titles if t not in cache]
+    fresh: dict[str, np.ndarray] = {}
+    for i in range(0, len(todo), EMBED_BATCH):
+        batch = todo[i : i + EMBED_BATCH]
+        fresh.update(zip(batch, np.asarray(embedder.embed_queries(batch), np.float32), strict=True))
+    for i, title in enumerate(titles):
+        out[i] = fresh[title] if title in fresh else cache[title]
+    return out, len(todo)
 
 
 def context_texts(sentences: np.ndarray, chunks: list[Chunk], documents: dict[str, Document]) -> list[str]:
@@ -219,7 +253,7 @@ def previous_caches(
     """Text -> vector maps from an existing index (its documents and chunks already read), so unchanged
     sentences are not embedded again. The vectors are read-only rows of the mapped files (nothing
     is written into them: the new index stacks copies)."""
-    names = ("sentences", "contexts", "xl", "xl_sentences", "lexicon")
+    names = ("sentences", "contexts", "titles", "xl", "xl_sentences", "lexicon")
     caches: dict[str, dict[str, np.ndarray]] = {name: {} for name in names}
     try:
         rows = np.load(index_dir / SENTENCES, allow_pickle=False)
@@ -232,6 +266,10 @@ def previous_caches(
                     store.load_npy(index_dir / CONTEXT_EMBEDDINGS),
                     strict=True,
                 )
+            )
+        if manifest.get("title_vectors") == TITLE_VERSION:
+            caches["titles"] = dict(
+                zip(paper_titles(chunks), store.load_npy(index_dir / TITLE_EMBEDDINGS), strict=True)
             )
         if manifest.get("crosslingual_model_id"):
             caches["xl"] = dict(zip(chunk_texts, store.load_npy(index_dir / XL_EMBEDDINGS), strict=True))
@@ -289,10 +327,17 @@ def build_extras(
             at(CONTEXT_EMBEDDINGS),
         )
         n += n_ctx
+    with timer("embed titles"):
+        titles = paper_titles(chunks)
+        title_vectors, n_titles = embed_titles(
+            titles, embedder, caches.get("titles", {}), at(TITLE_EMBEDDINGS)
+        )
+        n += n_titles
     with timer("glossary"):
         extras = Extras(
             sentences, texts, vectors, Glossary.build(documents.values()), context_vectors=contexts
         )
+        extras.title_vectors, extras.title_rows = title_vectors, {t: i for i, t in enumerate(titles)}
     if crosslingual is not None:
         extras.crosslingual_id = crosslingual.model_id
         with timer("cross-lingual chunks"):
@@ -332,6 +377,8 @@ def write_extras(build_dir: Path, extras: Extras, faiss_kind: str) -> None:
     store.write_npy(build_dir / SENTENCE_EMBEDDINGS, extras.sentence_vectors)
     if extras.context_vectors is not None:
         store.write_npy(build_dir / CONTEXT_EMBEDDINGS, extras.context_vectors)
+    if extras.title_vectors is not None:
+        store.write_npy(build_dir / TITLE_EMBEDDINGS, extras.title_vectors)
     (build_dir / GLOSSARY).write_text(extras.glossary.to_json(), encoding="utf-8")
     if extras.crosslingual_id is not None:
         store.write_npy(build_dir / XL_EMBEDDINGS, extras.xl_vectors)
@@ -348,6 +395,8 @@ def read_extras(
     names = [SENTENCES, SENTENCE_EMBEDDINGS, GLOSSARY]
     if manifest.get("sentence_context"):
         names.append(CONTEXT_EMBEDDINGS)
+    if manifest.get("title_vectors") == TITLE_VERSION:
+        names.append(TITLE_EMBEDDINGS)
     if manifest.get("crosslingual_model_id"):
         names += [XL_EMBEDDINGS, XL_SENTENCE_EMBEDDINGS, XL_FAISS, VOCAB_FILE, VECTORS_FILE]
     for name in names:
@@ -364,6 +413,10 @@ def read_extras(
         )
         if manifest.get("sentence_context"):
             extras.context_vectors = store.load_npy(index_dir / CONTEXT_EMBEDDINGS)
+        titles = paper_titles(chunks)
+        if manifest.get("title_vectors") == TITLE_VERSION:
+            extras.title_vectors = store.load_npy(index_dir / TITLE_EMBEDDINGS)
+            extras.title_rows = {t: i for i, t in enumerate(titles)}
         if manifest.get("crosslingual_model_id"):
             extras.crosslingual_id = manifest["crosslingual_model_id"]
             extras.xl_vectors = store.load_npy(index_dir / XL_EMBEDDINGS)
@@ -376,6 +429,7 @@ def read_extras(
     shapes_ok = (
         extras.sentence_vectors.shape[0] == n_sent
         and (extras.context_vectors is None or extras.context_vectors.shape == extras.sentence_vectors.shape)
+        and (extras.title_vectors is None or extras.title_vectors.shape[0] == len(titles))
     ) and (
         extras.xl_vectors is None
         or (extras.xl_vectors.shape[0] == len(chunks) and extras.xl_sentence_vectors.shape[0] == n_sent)
