@@ -22,6 +22,7 @@ MAPPED_NPY = (
     index_store.EMBEDDINGS,
     index_extras.SENTENCE_EMBEDDINGS,
     index_extras.CONTEXT_EMBEDDINGS,
+    index_extras.TITLE_EMBEDDINGS,
     index_extras.XL_EMBEDDINGS,
     index_extras.XL_SENTENCE_EMBEDDINGS,
 )

@@ -141,7 +141,7 @@ class RetrievalSettings:
     # e5's time grows with its input: English retrieval p50 60 ms with all induced words, 48 ms with 12.
     lexicon_dense_max: int = knob(12, "most induced words appended to the e5 query, closest first")
     drug_names: bool = knob(True, "find an English drug name's Chinese by its sound, not the lexicon")
-    # A phrase's nearest words are about 100 bytes: 20,000 phrases are a few MB.
+    # A kept phrase with its two nearest words is about 350 bytes: 20,000 phrases are about 7 MB.
     phrase_cache: int = knob(
         20_000, "English phrases whose induced words are kept for later questions (0: none kept)"
     )

@@ -219,14 +219,23 @@ def test_paper_titles_are_embedded_as_questions_at_build_time_and_reused(docs, t
     stored = index.extras.stored_titles(titles)
     np.testing.assert_allclose(np.stack([stored[t] for t in titles]), FakeEmbedder().embed_queries(titles))
     assert index.manifest["title_vectors"] == 1
-    # One paper changed: only its title, if new, is embedded again.
-    first = sorted(docs.iterdir())[0]
-    first.write_text(
-        first.read_text(encoding="utf-8") + "\n新增的一句话，讨论抗凝治疗的疗程。\n", encoding="utf-8"
-    )
+    # A paper's text changed (its title not): nothing is embedded as a query again.
+    zh = docs / "vte-zh.txt"
+    zh.write_text(zh.read_text(encoding="utf-8") + "\n新增的一句话，讨论抗凝治疗的疗程。\n", encoding="utf-8")
     e5 = Queries()
     build_index(docs, ix, e5, progress=False)
-    assert set(e5.queries) <= {Index.load(ix).documents[first.stem].title}
+    assert e5.queries == []
+    # Its title changed and another paper removed: the new title alone is embedded, the rows follow.
+    text = zh.read_text(encoding="utf-8")
+    zh.write_text("肿瘤相关静脉血栓栓塞的新标题\n" + text, encoding="utf-8")
+    (docs / "poems-mixed.txt").unlink()
+    e5 = Queries()
+    build_index(docs, ix, e5, progress=False)
+    index = Index.load(ix)
+    titles = paper_titles(index.chunks)
+    assert len(titles) == 2 and e5.queries == [index.documents["vte-zh"].title]
+    stored = index.extras.stored_titles(titles)
+    np.testing.assert_allclose(np.stack([stored[t] for t in titles]), FakeEmbedder().embed_queries(titles))
     # An index built before title vectors: it loads and answers (titles embedded as met), and
     # `rag index` adds them without embedding anything else.
     manifest = json.loads((ix / "manifest.json").read_text(encoding="utf-8"))

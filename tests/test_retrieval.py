@@ -251,6 +251,18 @@ def test_a_phrase_seen_before_is_not_encoded_again_and_induces_the_same_words(xl
     assert none.analyse("What is venous thromboembolism?").induced == first.induced and len(none.phrases) == 0
 
 
+def test_the_phrase_cache_drops_the_least_recently_used_phrase():
+    from rag.terms.lexicon import PhraseCache
+
+    cache = PhraseCache(2)
+    cache.put({"a": (("甲", 0.9),), "b": (("乙", 0.8),)})
+    assert cache.get(["a", "z"]) == {"a": (("甲", 0.9),)}  # "a" is now the more recently used
+    cache.put({"c": ()})
+    assert set(cache.get(["a", "b", "c"])) == {"a", "c"} and len(cache) == 2
+    cache.clear()
+    assert len(cache) == 0 and cache.get(["a"]) == {}
+
+
 def test_the_lexicons_nearest_words_merge_to_its_translation():
     from rag.terms.lexicon import Lexicon
 

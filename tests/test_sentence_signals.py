@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 
 from rag.answer.candidates import Sentence
@@ -291,10 +293,7 @@ class _NoStoredRows:
     sentence_vectors = np.zeros((0, 64), np.float32)
     context_vectors = None
 
-    class extras:  # noqa: N801 - stands in for the index's Extras
-        @staticmethod
-        def stored_titles(titles):
-            return {}
+    extras = SimpleNamespace(stored_titles=lambda titles: {})  # no stored title vectors
 
 
 def _encoded(question: str, embedder) -> object:

@@ -41,8 +41,9 @@ CONTEXT_EMBEDDINGS = "context_embeddings.npy"  # e5, one row per sentence, embed
 # `rag index` (its in-place vectors only).
 CONTEXT_VERSION = 2
 # e5 *query* vectors of the papers' titles, one row per title in `paper_titles` order: the answerer
-# compares sentences with the title asked as a question (rag.answer.signals); embedded at query time,
-# each paper's title cost the first question that met it an e5 call. The manifest's "title_vectors".
+# compares sentences with the title asked as a question (rag.answer.signals), and stored, no question
+# pays an e5 call for a title (an older index: the first question meeting a paper did). The manifest's
+# "title_vectors".
 TITLE_EMBEDDINGS = "title_embeddings.npy"
 TITLE_VERSION = 1
 XL_EMBEDDINGS = "xl_embeddings.npy"  # cross-lingual encoder, one row per chunk
@@ -118,14 +119,15 @@ def paper_titles(chunks: Sequence[Chunk]) -> list[str]:
 def embed_titles(
     titles: list[str], embedder: Embedder, cache: Mapping[str, np.ndarray], path: Path | None = None
 ) -> tuple[np.ndarray, int]:
-    """e5 query vectors of the titles (one short text per paper: no checkpoint), those in `cache`
-    reused; returns them and how many were embedded."""
+    """e5 query vectors of the titles, those in `cache` reused; returns them and how many were
+    embedded. One short text per paper, so not through the checkpoint: a resumed build embeds its
+    titles again."""
     out = store.new_npy(path, len(titles), embedder.dim)
     todo = [t for t in titles if t not in cache]
     fresh: dict[str, np.ndarray] = {}
     for i in range(0, len(todo), EMBED_BATCH):
         batch = todo[i : i + EMBED_BATCH]
-        fresh.update(zip(batch, np.asarray(embedder.embed_queries(batch), np.float32), strict=True))
+        fresh.update(zip(batch, _checked(embedder, batch, embedder.embed_queries(batch)), strict=True))
     for i, title in enumerate(titles):
         out[i] = fresh[title] if title in fresh else cache[title]
     return out, len(todo)
@@ -267,10 +269,6 @@ def previous_caches(
                     strict=True,
                 )
             )
-        if manifest.get("title_vectors") == TITLE_VERSION:
-            caches["titles"] = dict(
-                zip(paper_titles(chunks), store.load_npy(index_dir / TITLE_EMBEDDINGS), strict=True)
-            )
         if manifest.get("crosslingual_model_id"):
             caches["xl"] = dict(zip(chunk_texts, store.load_npy(index_dir / XL_EMBEDDINGS), strict=True))
             caches["xl_sentences"] = dict(
@@ -280,6 +278,13 @@ def previous_caches(
             caches["lexicon"] = dict(zip(old.vocab, old.vectors, strict=True))
     except (OSError, ValueError, EOFError, KeyError, IndexError, store.IndexLoadError):
         pass  # an older or damaged index: everything is embedded again
+    if manifest.get("title_vectors") == TITLE_VERSION:
+        try:  # apart: a damaged title file costs its titles, not the sentence and cross-lingual vectors
+            caches["titles"] = dict(
+                zip(paper_titles(chunks), store.load_npy(index_dir / TITLE_EMBEDDINGS), strict=True)
+            )
+        except (OSError, ValueError, EOFError, store.IndexLoadError):
+            pass
     return caches
 
 
@@ -296,7 +301,7 @@ def build_extras(
     folder: Path | None = None,
 ) -> tuple[Extras, int]:
     """Compute every derived store; returns them and the number of texts embedded. Every embedding
-    goes through `checkpoint` when given (see `embed_batches`). With `folder` (the new index's build
+    but the papers' titles (`embed_titles`) goes through `checkpoint` when given (see `embed_batches`). With `folder` (the new index's build
     folder) the vector stores are written there as they are made (`embed_cached`), and
     `write_extras` into the same folder only flushes them."""
     timer = timer or PhaseTimer()
@@ -413,10 +418,9 @@ def read_extras(
         )
         if manifest.get("sentence_context"):
             extras.context_vectors = store.load_npy(index_dir / CONTEXT_EMBEDDINGS)
-        titles = paper_titles(chunks)
         if manifest.get("title_vectors") == TITLE_VERSION:
             extras.title_vectors = store.load_npy(index_dir / TITLE_EMBEDDINGS)
-            extras.title_rows = {t: i for i, t in enumerate(titles)}
+            extras.title_rows = {t: i for i, t in enumerate(paper_titles(chunks))}
         if manifest.get("crosslingual_model_id"):
             extras.crosslingual_id = manifest["crosslingual_model_id"]
             extras.xl_vectors = store.load_npy(index_dir / XL_EMBEDDINGS)
@@ -429,7 +433,10 @@ def read_extras(
     shapes_ok = (
         extras.sentence_vectors.shape[0] == n_sent
         and (extras.context_vectors is None or extras.context_vectors.shape == extras.sentence_vectors.shape)
-        and (extras.title_vectors is None or extras.title_vectors.shape[0] == len(titles))
+        and (
+            extras.title_vectors is None
+            or extras.title_vectors.shape == (len(extras.title_rows), extras.sentence_vectors.shape[1])
+        )
     ) and (
         extras.xl_vectors is None
         or (extras.xl_vectors.shape[0] == len(chunks) and extras.xl_sentence_vectors.shape[0] == n_sent)

@@ -78,7 +78,8 @@ class Lexicon:
     def translate_vectors(
         self, phrase_vectors: np.ndarray, threshold: float = 0.5, per_phrase: int = 2
     ) -> list[str]:
-        """`translate` for phrase vectors already encoded (the retriever encodes them with the question)."""
+        """`translate` for phrase vectors already encoded (the query analyser keeps each phrase's
+        `nearest` words instead, for later questions, and merges them itself)."""
         return self.merge(self.nearest(phrase_vectors, per_phrase), threshold)
 
     def nearest(self, phrase_vectors: np.ndarray, per_phrase: int = 2) -> list[tuple[tuple[str, float], ...]]:
