@@ -11,6 +11,8 @@ import sys
 from collections.abc import Sequence
 from dataclasses import replace
 
+import numpy as np
+
 from bench.common import Section, Table, at_most, fmt, share, stats, timed
 from rag.lang import question_lang
 from rag.pipeline import MODES, Pipeline
@@ -18,8 +20,10 @@ from rag.retrieve.fusion import rrf_fuse
 from rag.terms.lexicon import PhraseCache
 
 P95_TARGET_MS = 60.0
+# e5 on the dense query (an English question with its induced Chinese words); the cross-lingual encoder
+# on the question and an English question's phrases, with their lexicon look-up.
 EMBED, EMBED_XL, VECTOR = "embed question (e5)", "embed question (cross-lingual)", "vector search"
-BM25 = "BM25 (with query expansion)"  # the retriever's glossary / induced-Chinese expansion, if any
+BM25 = "BM25 (with query expansion)"  # the BM25 query (glossary terms, induced words) and its search
 FUSION, ANSWER = "fusion", "answer composition"
 PIECES = (EMBED, EMBED_XL, VECTOR, BM25, FUSION, ANSWER)
 
@@ -41,28 +45,31 @@ def time_pieces(pipeline: Pipeline, question: str, k: int, t_hybrid: float) -> d
     """One hybrid query rebuilt from its parts, each timed (ms), with the Retriever's own settings.
 
     Fusion is rrf_fuse timed directly when the retriever fuses by RRF; the default z-score fusion
-    (which also scores each candidate's best sentence) is the hybrid time `t_hybrid` minus the other pieces.
+    (which also scores each candidate's best sentence) is the hybrid time `t_hybrid` minus the other
+    pieces, so it also holds the question's text analysis (names, terms, answer type).
     """
     r, index = pipeline.retriever, pipeline.index
     s = r.settings
     depth = max(k, s.candidates)
     out: dict[str, float] = {}
-    vecs, out[EMBED] = timed(pipeline.embedder.embed_queries, [question])
+    # As `QueryAnalyser.encode`: the cross-lingual encoder on the question and, for English, its
+    # phrases (looked up in the lexicon for induced Chinese words); then e5 on the dense query.
+    analysis = pipeline.analyse(question, encode=False)
+    forget_phrases(pipeline)  # the retrieve before this one kept its phrases
+    (qx, induced), t_xl = timed(pipeline.analyser.crosslingual, question, analysis.lang)
+    dense_query = pipeline.analyser.dense_query(question, induced)
+    vecs, out[EMBED] = timed(pipeline.embedder.embed_queries, [dense_query])
     dense, out[VECTOR] = timed(index.search_dense, vecs[0], depth)
     lists = [[h.chunk.id for h in dense]]
     xl, xl_index = _crosslingual(pipeline)
-    if xl is not None:
-        qx, out[EMBED_XL] = timed(xl.embed_queries, [question])
-        (_, ids), ms = timed(xl_index.search, qx[0].reshape(1, -1), depth)
+    if xl is not None and qx is not None:
+        out[EMBED_XL] = t_xl
+        (_, ids), ms = timed(xl_index.search, np.asarray(qx).reshape(1, -1), depth)
         out[VECTOR] += ms
         lists.append([index.chunks[i].id for i in ids[0] if i >= 0])
-    # The glossary / induced-Chinese query expansion: the phrases' cross-lingual encoding and the lexicon.
-    analysis = pipeline.analyse(question, encode=False)
-    forget_phrases(pipeline)  # the retrieve before this one kept its phrases
-    (_, induced), t_induce = timed(pipeline.analyser.crosslingual, question, analysis.lang)
     query, t_expand = timed(r.bm25_query, replace(analysis, induced=tuple(induced)))
     lexical, ms = timed(index.search_bm25, query, depth)
-    out[BM25] = t_induce + t_expand + ms
+    out[BM25] = t_expand + ms
     lists.append([h.chunk.id for h in lexical])
     if getattr(s, "fusion", "rrf") == "rrf":
         out[FUSION] = timed(rrf_fuse, lists, [1.0] * len(lists), s.rrf_k)[1]

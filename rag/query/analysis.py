@@ -141,12 +141,14 @@ class QueryAnalyser:
         """`a` with its encodings: the cross-lingual vector and induced words in one encoder call,
         then e5 on the dense query."""
         xl_vector, induced = self.crosslingual(a.text, a.lang)
-        s = self.settings.retrieval
-        dense_query = (
-            " ".join([a.text, *induced[: s.lexicon_dense_max]]) if s.lexicon_dense and induced else a.text
-        )
+        dense_query = self.dense_query(a.text, induced)
         e5 = np.asarray(self.embedder.embed_queries([dense_query])[0])
         return replace(a, induced=tuple(induced), dense_query=dense_query, e5=e5, crosslingual=xl_vector)
+
+    def dense_query(self, text: str, induced: list[str]) -> str:
+        """What e5 embeds for retrieval: the text, and for English its closest induced Chinese words."""
+        s = self.settings.retrieval
+        return " ".join([text, *induced[: s.lexicon_dense_max]]) if s.lexicon_dense and induced else text
 
     def crosslingual(self, text: str, lang: str) -> tuple[np.ndarray | None, list[str]]:
         """The cross-lingual vector of `text` and, for English, the Chinese words induced from its phrases."""
