@@ -1,6 +1,7 @@
 """Section 1: query latency per retrieval mode and for Pipeline.ask, and where a hybrid query's time goes.
 
-The pieces are timed by calling them directly, the way rag.retrieve.retriever.Retriever calls them; the
+The pieces are timed by calling them directly, the way rag.query.analysis.QueryAnalyser.encode and
+rag.retrieve.retriever.Retriever call them; the
 retriever is read with getattr so the section also runs on an index without cross-lingual vectors.
 """
 
@@ -56,8 +57,8 @@ def time_pieces(pipeline: Pipeline, question: str, k: int, t_hybrid: float) -> d
     # phrases (looked up in the lexicon for induced Chinese words); then e5 on the dense query.
     analysis = pipeline.analyse(question, encode=False)
     forget_phrases(pipeline)  # the retrieve before this one kept its phrases
-    (qx, induced), t_xl = timed(pipeline.analyser.crosslingual, question, analysis.lang)
-    dense_query = pipeline.analyser.dense_query(question, induced)
+    (qx, induced), t_xl = timed(pipeline.analyser.crosslingual, analysis.text, analysis.lang)
+    dense_query = pipeline.analyser.dense_query(analysis.text, induced)
     vecs, out[EMBED] = timed(pipeline.embedder.embed_queries, [dense_query])
     dense, out[VECTOR] = timed(index.search_dense, vecs[0], depth)
     lists = [[h.chunk.id for h in dense]]

@@ -82,6 +82,7 @@ def test_english_questions_are_timed_with_and_without_the_phrases_of_earlier_one
     assert series["found"] == [0.0, 3 / 5]
     assert pipeline.analyser.phrases is own and len(own) == 0  # the pipeline's own cache is left alone
     sec = run_latency(pipeline, questions, repeats=1, warmup=1)
+    assert EMBED_XL in sec.data["stats_ms"]  # the cross-lingual piece, timed with the phrases
     assert "english_ask_phrases" in sec.data and any("phrases kept" in t.title for t in sec.tables)
 
 
