@@ -155,18 +155,16 @@ class SentenceSignals:
         papers = {doc: title for doc, title in titles.items() if named[title]}
         with self._lock:
             new = [t for t in dict.fromkeys(papers.values()) if t not in self._titles]
-        if new:  # the index holds its papers' title vectors (an older index: none)
-            stored = self.index.extras.stored_titles(new)
-            with self._lock:
-                self._titles.update(stored)
-            new = [t for t in new if t not in stored]
         if new:
-            # One e5 call for the titles not seen yet, kept: the cache grows to the papers' count. The
-            # model itself, not the cached embedder, whose few query slots belong to the questions.
-            model = getattr(self.embedder, "embedder", self.embedder)
-            vectors = np.asarray(model.embed_queries(new), np.float32)
+            found = self.index.extras.stored_titles(new)  # the index's (an older index: none)
+            missing = [t for t in new if t not in found]
+            if missing:
+                # One e5 call for the titles not held, kept: the cache grows to the papers' count. The
+                # model itself, not the cached embedder, whose few query slots belong to the questions.
+                model = getattr(self.embedder, "embedder", self.embedder)
+                found.update(zip(missing, np.asarray(model.embed_queries(missing), np.float32), strict=True))
             with self._lock:
-                self._titles.update(zip(new, vectors, strict=True))
+                self._titles.update(found)
         out = np.zeros(len(sentences), np.float32)
         for doc, title in papers.items():
             at = by_doc[doc]

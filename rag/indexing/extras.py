@@ -116,6 +116,11 @@ def paper_titles(chunks: Sequence[Chunk]) -> list[str]:
     return list(dict.fromkeys(c.title for c in chunks))
 
 
+def title_rows(titles: list[str]) -> dict[str, int]:
+    """Each title's row of TITLE_EMBEDDINGS, for titles in `paper_titles` order."""
+    return {t: i for i, t in enumerate(titles)}
+
+
 def embed_titles(
     titles: list[str], embedder: Embedder, cache: Mapping[str, np.ndarray], path: Path | None = None
 ) -> tuple[np.ndarray, int]:
@@ -301,9 +306,9 @@ def build_extras(
     folder: Path | None = None,
 ) -> tuple[Extras, int]:
     """Compute every derived store; returns them and the number of texts embedded. Every embedding
-    but the papers' titles (`embed_titles`) goes through `checkpoint` when given (see `embed_batches`). With `folder` (the new index's build
-    folder) the vector stores are written there as they are made (`embed_cached`), and
-    `write_extras` into the same folder only flushes them."""
+    but the papers' titles (`embed_titles`) goes through `checkpoint` when given (see
+    `embed_batches`). With `folder` (the new index's build folder) the vector stores are written there
+    as they are made (`embed_cached`), and `write_extras` into the same folder only flushes them."""
     timer = timer or PhaseTimer()
 
     def at(name: str) -> Path | None:
@@ -340,9 +345,14 @@ def build_extras(
         n += n_titles
     with timer("glossary"):
         extras = Extras(
-            sentences, texts, vectors, Glossary.build(documents.values()), context_vectors=contexts
+            sentences,
+            texts,
+            vectors,
+            Glossary.build(documents.values()),
+            context_vectors=contexts,
+            title_vectors=title_vectors,
+            title_rows=title_rows(titles),
         )
-        extras.title_vectors, extras.title_rows = title_vectors, {t: i for i, t in enumerate(titles)}
     if crosslingual is not None:
         extras.crosslingual_id = crosslingual.model_id
         with timer("cross-lingual chunks"):
@@ -420,7 +430,7 @@ def read_extras(
             extras.context_vectors = store.load_npy(index_dir / CONTEXT_EMBEDDINGS)
         if manifest.get("title_vectors") == TITLE_VERSION:
             extras.title_vectors = store.load_npy(index_dir / TITLE_EMBEDDINGS)
-            extras.title_rows = {t: i for i, t in enumerate(paper_titles(chunks))}
+            extras.title_rows = title_rows(paper_titles(chunks))
         if manifest.get("crosslingual_model_id"):
             extras.crosslingual_id = manifest["crosslingual_model_id"]
             extras.xl_vectors = store.load_npy(index_dir / XL_EMBEDDINGS)
