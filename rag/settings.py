@@ -136,8 +136,13 @@ class RetrievalSettings:
     by_language: bool = knob(True, "standardise dense scores within each passage language")
     glossary: bool = knob(False, "expand the BM25 query with glossary terms (no gain over the lexicon)")
     lexicon: bool = knob(True, "add an English question's induced Chinese words to its BM25 query")
+    lexicon_en: bool = knob(
+        True,
+        "add a Chinese question's induced English words to its BM25 and e5 queries, over a corpus "
+        "that is partly English (refusal.language_share)",
+    )
     lexicon_threshold: float = knob(0.5, "cosine a corpus word needs to be induced from a phrase")
-    lexicon_dense: bool = knob(True, "also append the induced words to an English question's e5 query")
+    lexicon_dense: bool = knob(True, "also append the induced words to the question's e5 query")
     # e5's time grows with its input: English retrieval p50 60 ms with all induced words, 48 ms with 12.
     lexicon_dense_max: int = knob(12, "most induced words appended to the e5 query, closest first")
     drug_names: bool = knob(True, "find an English drug name's Chinese by its sound, not the lexicon")

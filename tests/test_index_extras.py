@@ -55,7 +55,31 @@ def test_crosslingual_vectors_glossary_and_lexicon_round_trip(docs, tmp_path):
     assert ex.xl_sentence_vectors.shape == (len(index.sentence_texts), 32)
     assert ex.xl_index.ntotal == len(index.chunks)
     assert len(ex.lexicon) > 0 and all("\u4e00" <= w[0] <= "\u9fff" for w in ex.lexicon.vocab)
+    # The English words of the English passages, as BM25 reads them (plural folded), for Chinese questions.
+    assert "angiosarcoma" in ex.english_lexicon.vocab and "patient" in ex.english_lexicon.vocab
+    assert all(w.isascii() and len(w) >= 3 for w in ex.english_lexicon.vocab)
+    assert ex.english_lexicon.vectors.shape == (len(ex.english_lexicon), 32)
+    assert index.manifest["english_lexicon"] == 1
     assert index.glossary is not None
+
+
+def test_an_index_without_the_english_lexicon_loads_and_rag_index_adds_only_it(docs, tmp_path):
+    import json
+
+    ix = tmp_path / "ix"
+    build_index(docs, ix, FakeEmbedder(), progress=False, crosslingual=xl())
+    words = Index.load(ix).extras.english_lexicon.vocab
+    manifest = json.loads((ix / "manifest.json").read_text(encoding="utf-8"))
+    del manifest["english_lexicon"]
+    (ix / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+    for name in ("lexicon_en.json", "lexicon_en.npy"):
+        (ix / name).unlink()
+    assert Index.load(ix).extras.english_lexicon is None
+    e5, encoder = RecordingEmbedder(), xl()
+    report = build_index(docs, ix, e5, progress=False, crosslingual=encoder)
+    assert report.unchanged and e5.sentences == e5.passages == encoder.passages == []
+    assert sorted(encoder.sentences) == sorted(words)  # the English words, and nothing else
+    assert Index.load(ix).extras.english_lexicon.vocab == words
 
 
 def test_unchanged_reindex_embeds_no_sentence_or_crosslingual_text(docs, tmp_path):

@@ -123,7 +123,7 @@ def test_a_build_writes_its_vectors_into_the_new_folder_as_it_embeds(docs, tmp_p
     monkeypatch.setattr(index_store, "MMAP", False)
     build_index(docs, tmp_path / "plain", FakeEmbedder(), progress=False, crosslingual=xl())
     mapped, plain = _stores(tmp_path / "mapped"), _stores(tmp_path / "plain")
-    assert mapped.keys() == plain.keys() and len(mapped) == 8  # six vector stores, sentences, lexicon
+    assert mapped.keys() == plain.keys() and len(mapped) == 9  # six vector stores, sentences, two lexicons
     for name in plain:
         np.testing.assert_array_equal(mapped[name], plain[name], err_msg=name)
 

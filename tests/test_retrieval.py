@@ -338,3 +338,75 @@ def test_an_english_drug_name_is_carried_into_chinese_by_its_sound(tmp_path):
     # Switched off, the lexicon gets the name like any other word.
     _analyser(index, RetrievalSettings(drug_names=False)).analyse(question)
     assert any("everolimus" in p for p in sent[-1][1:])
+
+
+class _Synonyms:
+    """A cross-lingual encoder that maps 肉瘤 and angiosarcoma to one direction (dimension 0) and any
+    other text to a hashed vector with nothing on it, so the one translation is predictable."""
+
+    model_id, dim = "fake-xl-32", 32
+
+    def __init__(self):
+        self.hashed = FakeEmbedder(dim=32, model_id="fake-xl-32")
+
+    def embed_queries(self, texts):
+        out = self.hashed.embed_queries(texts).copy()
+        for row, text in zip(out, texts, strict=True):
+            row[:] = np.eye(32)[0] if text in ("肉瘤", "angiosarcoma") else row
+            if text not in ("肉瘤", "angiosarcoma"):
+                row[0] = 0.0
+                row /= np.linalg.norm(row) or 1.0
+        return out
+
+    def embed_passages(self, texts):
+        return self.embed_queries(texts)
+
+
+def _folder(tmp_path, name, files):
+    folder = tmp_path / name
+    folder.mkdir()
+    for file, text in files.items():
+        (folder / file).write_text(text, encoding="utf-8")
+    return folder
+
+
+def test_a_chinese_question_gets_the_english_words_of_a_partly_english_corpus(tmp_path):
+    from rag.indexing.index import Index, build_index
+    from rag.retrieve.retriever import Retriever
+    from rag.settings import RetrievalSettings
+
+    from .conftest import EN_DOC, ZH_DOC
+
+    docs = _folder(tmp_path, "docs", {"zh.txt": ZH_DOC, "en.md": EN_DOC})
+    build_index(docs, tmp_path / "ix", FakeEmbedder(), progress=False, crosslingual=_Synonyms())
+    index = Index.load(tmp_path / "ix", crosslingual=_Synonyms())
+    lexicon = index.extras.english_lexicon
+    assert "angiosarcoma" in lexicon.vocab and all(w.isascii() and w == w.lower() for w in lexicon.vocab)
+    question = "血管肉瘤怎么治疗？"
+    exact = RetrievalSettings(lexicon_threshold=0.99)  # hashed vectors of other words are not near
+    analysis = _analyser(index, exact).analyse(question)
+    assert analysis.induced == ("angiosarcoma",)  # 肉瘤 (jieba: 血管 / 肉瘤 / 治疗) -> angiosarcoma
+    assert analysis.dense_query == f"{question} angiosarcoma"
+    retriever = Retriever(index, FakeEmbedder())
+    assert retriever.bm25_query(analysis).endswith(" angiosarcoma")
+    # BM25 now reaches the English paper for the Chinese question; without the word it cannot.
+    hits = index.search_bm25(retriever.bm25_query(analysis), 10)
+    assert any(h.chunk.doc_id == "en" and "angiosarcoma" in h.chunk.text.lower() for h in hits)
+    assert not any(h.chunk.doc_id == "en" for h in index.search_bm25(question, 10))
+    off = _analyser(index, exact.with_(lexicon_en=False)).analyse(question)
+    assert off.induced == () and off.dense_query == question
+
+
+def test_a_chinese_question_over_chinese_papers_gets_no_english_words(tmp_path):
+    """English abstracts in Chinese papers are not a reason: English is under `language_share`."""
+    from rag.indexing.index import Index, build_index
+
+    from .conftest import ZH_DOC
+
+    abstract = "Abstract\nAngiosarcoma is a rare malignant tumour.\n"
+    docs = _folder(tmp_path, "docs", {"zh.txt": ZH_DOC, "zh2.txt": abstract + ZH_DOC.replace("。", "！")})
+    build_index(docs, tmp_path / "ix", FakeEmbedder(), progress=False, crosslingual=_Synonyms())
+    index = Index.load(tmp_path / "ix", crosslingual=_Synonyms())
+    analyser = _analyser(index)
+    assert "en" not in analyser.mentions().scripts
+    assert analyser.analyse("血管肉瘤怎么治疗？").induced == ()

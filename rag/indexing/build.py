@@ -19,6 +19,7 @@ from rag.indexing import store
 from rag.indexing.checkpoint import EmbedCheckpoint
 from rag.indexing.extras import (
     CONTEXT_VERSION,
+    EN_LEXICON_VERSION,
     TITLE_VERSION,
     Extras,
     PhaseTimer,
@@ -275,6 +276,7 @@ def build_index(
             manifest["crosslingual_model_id"] = extras.crosslingual_id
             manifest["sentence_context"] = CONTEXT_VERSION if extras.context_vectors is not None else False
             manifest["title_vectors"] = TITLE_VERSION if extras.title_vectors is not None else False
+            manifest["english_lexicon"] = EN_LEXICON_VERSION if extras.english_lexicon is not None else False
             manifest["counts"]["sentences"] = len(extras.sentence_texts)
             with timer("write files"):
                 _write(
@@ -404,6 +406,8 @@ def _nothing_changed(
         # An older index gains its in-place sentence vectors, or those of the current texts.
         and manifest.get("sentence_context") == CONTEXT_VERSION
         and manifest.get("title_vectors") == TITLE_VERSION  # and its papers' title vectors
+        # and, with the cross-lingual encoder, the English words induced for Chinese questions
+        and (wanted_xl is None or manifest.get("english_lexicon") == EN_LEXICON_VERSION)
         and manifest.get("faiss_kind_requested") == faiss_kind
     )
 
@@ -415,7 +419,7 @@ def _reusable_caches(index_dir: Path, previous: _Previous | None, crosslingual: 
     manifest = previous.manifest  # read once by _load_previous, with the documents and chunks
     caches = previous_caches(index_dir, manifest, previous.documents, previous.all_chunks, previous.passages)
     if crosslingual is None or manifest.get("crosslingual_model_id") != crosslingual.model_id:
-        caches["xl"], caches["xl_sentences"], caches["lexicon"] = {}, {}, {}
+        caches["xl"], caches["xl_sentences"], caches["lexicon"], caches["lexicon_en"] = {}, {}, {}, {}
     return caches
 
 

@@ -23,7 +23,7 @@ from rag.indexing import store
 from rag.indexing.vectors import VectorIndex
 from rag.ingest.sentences import chunk_sentences, context_text
 from rag.terms.glossary import Glossary
-from rag.terms.lexicon import VECTORS_FILE, VOCAB_FILE, Lexicon
+from rag.terms.lexicon import EN_VECTORS_FILE, EN_VOCAB_FILE, VECTORS_FILE, VOCAB_FILE, Lexicon
 from rag.types import Chunk, Document
 
 if TYPE_CHECKING:
@@ -49,6 +49,9 @@ TITLE_VERSION = 1
 XL_EMBEDDINGS = "xl_embeddings.npy"  # cross-lingual encoder, one row per chunk
 XL_SENTENCE_EMBEDDINGS = "xl_sentence_embeddings.npy"
 XL_FAISS = "xl_faiss.index"
+# The manifest's "english_lexicon": the English words of the English passages, for Chinese questions
+# (rag.terms.lexicon). An index without it gains it from the next `rag index`, embedding nothing else.
+EN_LEXICON_VERSION = 1
 GLOSSARY = "glossary.json"
 
 
@@ -77,7 +80,8 @@ class Extras:
     xl_vectors: np.ndarray | None = None
     xl_sentence_vectors: np.ndarray | None = None
     xl_index: VectorIndex | None = None
-    lexicon: Lexicon | None = None
+    lexicon: Lexicon | None = None  # Chinese words, induced for English questions
+    english_lexicon: Lexicon | None = None  # English words, induced for Chinese questions
     context_vectors: np.ndarray | None = None  # None: an index built before they were added
     title_vectors: np.ndarray | None = None  # rows in `paper_titles` order; None: an older index
     title_rows: dict[str, int] | None = None  # title -> its row of title_vectors
@@ -260,7 +264,7 @@ def previous_caches(
     """Text -> vector maps from an existing index (its documents and chunks already read), so unchanged
     sentences are not embedded again. The vectors are read-only rows of the mapped files (nothing
     is written into them: the new index stacks copies)."""
-    names = ("sentences", "contexts", "titles", "xl", "xl_sentences", "lexicon")
+    names = ("sentences", "contexts", "titles", "xl", "xl_sentences", "lexicon", "lexicon_en")
     caches: dict[str, dict[str, np.ndarray]] = {name: {} for name in names}
     try:
         rows = np.load(index_dir / SENTENCES, allow_pickle=False)
@@ -281,6 +285,9 @@ def previous_caches(
             )
             old = Lexicon.load(index_dir)
             caches["lexicon"] = dict(zip(old.vocab, old.vectors, strict=True))
+            if manifest.get("english_lexicon") == EN_LEXICON_VERSION:
+                old = Lexicon.load(index_dir, "en")
+                caches["lexicon_en"] = dict(zip(old.vocab, old.vectors, strict=True))
     except (OSError, ValueError, EOFError, KeyError, IndexError, store.IndexLoadError):
         pass  # an older or damaged index: everything is embedded again
     if manifest.get("title_vectors") == TITLE_VERSION:
@@ -376,13 +383,15 @@ def build_extras(
                 at(XL_SENTENCE_EMBEDDINGS),
             )
         with timer("lexicon"):
-            zh_texts = [c.text for c in chunks if c.lang == "zh"]
-            extras.lexicon = Lexicon.build(
-                zh_texts,
-                crosslingual,
-                cache=caches.get("lexicon"),
-                embed=lambda words: embed_batches(words, crosslingual, False, "Lexicon", checkpoint),
-            )
+            for script, name in (("zh", "lexicon"), ("en", "lexicon_en")):
+                lexicon = Lexicon.build(
+                    [c.text for c in chunks if c.lang == script],
+                    crosslingual,
+                    cache=caches.get(name),
+                    embed=lambda words: embed_batches(words, crosslingual, False, "Lexicon", checkpoint),
+                    script=script,
+                )
+                setattr(extras, "lexicon" if script == "zh" else "english_lexicon", lexicon)
         n += n1 + n2
     return extras, n
 
@@ -400,6 +409,7 @@ def write_extras(build_dir: Path, extras: Extras, faiss_kind: str) -> None:
         store.write_npy(build_dir / XL_SENTENCE_EMBEDDINGS, extras.xl_sentence_vectors)
         VectorIndex.write(extras.xl_vectors, faiss_kind, build_dir / XL_FAISS)
         extras.lexicon.save(build_dir)
+        extras.english_lexicon.save(build_dir, "en")
 
 
 def read_extras(
@@ -414,6 +424,8 @@ def read_extras(
         names.append(TITLE_EMBEDDINGS)
     if manifest.get("crosslingual_model_id"):
         names += [XL_EMBEDDINGS, XL_SENTENCE_EMBEDDINGS, XL_FAISS, VOCAB_FILE, VECTORS_FILE]
+        if manifest.get("english_lexicon") == EN_LEXICON_VERSION:
+            names += [EN_VOCAB_FILE, EN_VECTORS_FILE]
     for name in names:
         if not (index_dir / name).exists():
             raise store.missing_file(index_dir, name, docs_dir)
@@ -437,6 +449,8 @@ def read_extras(
             extras.xl_sentence_vectors = store.load_npy(index_dir / XL_SENTENCE_EMBEDDINGS)
             extras.xl_index = VectorIndex.load(index_dir / XL_FAISS, mapped=store.MMAP)
             extras.lexicon = Lexicon.load(index_dir)
+            if manifest.get("english_lexicon") == EN_LEXICON_VERSION:
+                extras.english_lexicon = Lexicon.load(index_dir, "en")
     except (OSError, ValueError, EOFError, KeyError, IndexError, json.JSONDecodeError) as exc:
         raise store.corrupt(index_dir, f"sentence or cross-lingual files: {exc}", docs_dir) from exc
     n_sent = len(sentences)

@@ -47,7 +47,9 @@ class QueryAnalysis:
     asks_quantity: bool  # any number: a count, rate, dose, ratio or year
     asks_frequency: bool = False  # how often something occurs (how many people are affected, prevalence)
     written_terms: tuple[str, ...] = ()  # its English key terms the corpus writes (UncoveredTerms)
-    induced: tuple[str, ...] = ()  # Chinese words of the corpus induced for an English question
+    # Words of the corpus in the other language, induced from the question's own (rag.terms.lexicon):
+    # Chinese ones for an English question, English ones for a Chinese question over a partly English corpus.
+    induced: tuple[str, ...] = ()
     dense_query: str = ""  # the text e5 embeds in hybrid mode (the question + its closest induced words)
     e5: np.ndarray | None = field(default=None, repr=False)  # e5 vector of dense_query
     crosslingual: np.ndarray | None = field(default=None, repr=False)  # cross-lingual vector of text
@@ -146,32 +148,53 @@ class QueryAnalyser:
         return replace(a, induced=tuple(induced), dense_query=dense_query, e5=e5, crosslingual=xl_vector)
 
     def dense_query(self, text: str, induced: list[str]) -> str:
-        """What e5 embeds for retrieval: the text, and for English its closest induced Chinese words."""
+        """What e5 embeds for retrieval: the text and its closest induced words."""
         s = self.settings.retrieval
         return " ".join([text, *induced[: s.lexicon_dense_max]]) if s.lexicon_dense and induced else text
 
     def crosslingual(self, text: str, lang: str) -> tuple[np.ndarray | None, list[str]]:
-        """The cross-lingual vector of `text` and, for English, the Chinese words induced from its phrases."""
+        """The cross-lingual vector of `text` and the corpus words in the other language induced from
+        its phrases: Chinese ones for English, English ones for Chinese (`english_words`)."""
         s, ex, xl = self.settings.retrieval, self.index.extras, self.index.crosslingual
         if xl is None or ex.xl_index is None:
             return None, []
-        use_lexicon = s.lexicon and lang == "en" and ex.lexicon is not None
-        # A drug name's Chinese is found by its sound (rag.terms.drug_names): the lexicon has no vector
-        # for a name it never saw and maps it to whatever is near (everolimus -> 紫杉醇).
-        named = self._chinese_drug_names(text) if use_lexicon and s.drug_names else {}
-        phrases = ex.lexicon.phrases(text) if use_lexicon else []
-        phrases = [p for p in phrases if not named.keys() & set(p.split())]
+        named: dict[str, str] = {}
+        if s.lexicon and lang == "en" and ex.lexicon is not None:
+            lexicon = ex.lexicon
+            # A drug name's Chinese is found by its sound (rag.terms.drug_names): the lexicon has no
+            # vector for a name it never saw and maps it to whatever is near (everolimus -> 紫杉醇).
+            named = self._chinese_drug_names(text) if s.drug_names else {}
+            phrases = [p for p in lexicon.phrases(text) if not named.keys() & set(p.split())]
+        elif self.english_words(lang):
+            lexicon, phrases = ex.english_lexicon, Lexicon.chinese_words(text)
+        else:
+            lexicon, phrases = None, []
         known = self.phrases.get(phrases)
         todo = list(dict.fromkeys(p for p in phrases if p not in known))
         # The question and its new phrases in one encoder call; the phrases seen before cost nothing.
         vectors = xl.embed_queries([text, *todo])
         if todo:
-            new = dict(zip(todo, ex.lexicon.nearest(vectors[1:]), strict=True))
+            new = dict(zip(todo, lexicon.nearest(vectors[1:]), strict=True))
             self.phrases.put(new)
             known.update(new)
         induced = Lexicon.merge((known[p] for p in phrases), s.lexicon_threshold)
         induced = [*named.values(), *(w for w in induced if w not in named.values())]
         return vectors[0], induced
+
+    def english_words(self, lang: str) -> bool:
+        """Whether a question in `lang` gets English corpus words induced: a Chinese question, when
+        English is one of the corpus's scripts (`refusal.language_share` of its words, as the
+        term rules judge it). Over Chinese papers with English abstracts (the bundled ones) English
+        words pulled Chinese questions toward the abstracts; over English or mixed folders BM25 has
+        nothing else to match a Chinese question with."""
+        s, ex = self.settings.retrieval, self.index.extras
+        return (
+            s.lexicon_en
+            and lang == "zh"
+            and ex.english_lexicon is not None
+            and len(ex.english_lexicon) > 0
+            and "en" in self.mentions().scripts
+        )
 
     def _chinese_drug_names(self, text: str) -> dict[str, str]:
         """English drug names of the text -> the papers' Chinese name for each, where one sounds alike."""

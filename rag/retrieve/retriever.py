@@ -6,7 +6,8 @@ encoders, BM25), every dense signal standardised *within the passage's language*
 passage in the question's language higher whatever it says, which would let English abstracts crowd
 out the Chinese body text for an English question — and the signals are summed with weights.
 For an English question, Chinese words induced from the corpus (rag.terms.lexicon) are added to the BM25
-query and to the e5 query, which moves both toward the Chinese text that holds the facts.
+query and to the e5 query, which moves both toward the Chinese text that holds the facts; for a Chinese
+question over a partly English corpus, English words likewise.
 """
 
 from __future__ import annotations
@@ -61,7 +62,7 @@ class Retriever:
         return self._hybrid(query, k)
 
     def bm25_query(self, query: QueryAnalysis) -> str:
-        """The question as BM25 reads it in hybrid mode: glossary terms and, for English, induced Chinese."""
+        """The question as BM25 reads it in hybrid mode: glossary terms and the induced words."""
         text = (
             self.index.extras.glossary.expand_query(query.text, query.lang)
             if self.settings.glossary
@@ -132,7 +133,7 @@ class Retriever:
             best = self._best_sentence(ids, ex.xl_sentence_vectors, qx).max()
             best -= float((self._background() @ qx).mean())
         else:
-            # The plain question's e5 vector: the dense query adds induced words to English questions only.
+            # The plain question's e5 vector: the dense query may add induced words.
             q = (
                 query.e5
                 if query.e5 is not None and query.dense_query == query.text

@@ -1,9 +1,11 @@
-"""An English -> Chinese term lexicon induced from the corpus's own Chinese vocabulary.
+"""Term lexicons induced from the corpus's own vocabulary, one per direction.
 
-BM25 cannot match an English question to Chinese text. The mined glossary covers only terms the
-papers define in parentheses, so we also induce a lexicon: every Chinese word of the corpus (jieba)
-is embedded once with the cross-lingual encoder, and each English word or two-word phrase of a
-question is mapped to its nearest Chinese words above a similarity threshold. Nothing is hand-written.
+BM25 cannot match an English question to Chinese text, nor a Chinese question to English text. The
+mined glossary covers only terms the papers define in parentheses, so we also induce lexicons: every
+Chinese word of the corpus's Chinese passages (jieba), and every English word of its English ones, is
+embedded once with the cross-lingual encoder, and each English word or two-word phrase of an English
+question is mapped to its nearest Chinese words above a similarity threshold, each Chinese word of a
+Chinese question to its nearest English words. Nothing is hand-written.
 """
 
 from __future__ import annotations
@@ -26,7 +28,13 @@ if TYPE_CHECKING:
 
 _ZH_WORD = re.compile(f"[{HAN}]{{2,8}}")
 _EN_WORD = re.compile(r"[a-z][a-z0-9\-]*[a-z0-9]|[a-z]")
-VOCAB_FILE, VECTORS_FILE = "lexicon.json", "lexicon.npy"
+# An English vocabulary word: BM25's form (lower case, plural folded), at least three characters.
+_EN_VOCAB_WORD = re.compile(r"[a-z][a-z0-9\-]+[a-z0-9]")
+_HAN_WORD = re.compile(f"[{HAN}]{{2,}}")
+_WORDS = {"zh": _ZH_WORD, "en": _EN_VOCAB_WORD}
+VOCAB_FILE, VECTORS_FILE = "lexicon.json", "lexicon.npy"  # Chinese words, for English questions
+EN_VOCAB_FILE, EN_VECTORS_FILE = "lexicon_en.json", "lexicon_en.npy"  # English words, for Chinese ones
+FILES = {"zh": (VOCAB_FILE, VECTORS_FILE), "en": (EN_VOCAB_FILE, EN_VECTORS_FILE)}
 
 
 class Lexicon:
@@ -47,11 +55,14 @@ class Lexicon:
         max_words: int = 50_000,
         cache: dict | None = None,
         embed: Callable[[list[str]], np.ndarray] | None = None,
+        script: str = "zh",
     ) -> Lexicon:
-        """Embed the most frequent Chinese words of `texts` (bounded, so huge corpora stay cheap);
-        words in `cache` (word -> vector, from the previous index) are not embedded again. `embed`
-        (default: the encoder's `embed_passages`) lets a build embed them in batches it can resume."""
-        counts = Counter(t for text in texts for t in tokenize(text) if _ZH_WORD.fullmatch(t))
+        """Embed the most frequent words of `texts` in `script` ("zh": Chinese words, "en": English
+        words as BM25 reads them), bounded, so huge corpora stay cheap; words in `cache` (word ->
+        vector, from the previous index) are not embedded again. `embed` (default: the encoder's
+        `embed_passages`) lets a build embed them in batches it can resume."""
+        pattern = _WORDS[script]
+        counts = Counter(t for text in texts for t in tokenize(text) if pattern.fullmatch(t))
         vocab = sorted(w for w, _ in counts.most_common(max_words))
         cache = dict(cache or {})
         todo = [w for w in vocab if w not in cache]
@@ -65,6 +76,12 @@ class Lexicon:
         """Content words of an English question and their adjacent pairs ("first-line", "first-line drug")."""
         words = [w for w in _EN_WORD.findall(question.lower()) if w not in STOPWORDS and len(w) > 1]
         return words + [f"{a} {b}" for a, b in zip(words, words[1:], strict=False)]
+
+    @staticmethod
+    def chinese_words(question: str) -> list[str]:
+        """Chinese words of a question as BM25 reads them (jieba's search mode also gives the parts of
+        a long word: 深静脉血栓 -> 静脉, 血栓, ...), each once, stopwords out."""
+        return list(dict.fromkeys(t for t in tokenize(question) if _HAN_WORD.fullmatch(t)))
 
     def translate(
         self, question: str, encoder: Embedder, threshold: float = 0.5, per_phrase: int = 2
@@ -108,23 +125,27 @@ class Lexicon:
                     found[word] = max(found.get(word, 0.0), sim)
         return sorted(found, key=lambda w: -found[w])
 
-    def save(self, folder: Path) -> None:
-        (folder / VOCAB_FILE).write_text(json.dumps(self.vocab, ensure_ascii=False), encoding="utf-8")
-        np.save(folder / VECTORS_FILE, self.vectors, allow_pickle=False)
+    def save(self, folder: Path, script: str = "zh") -> None:
+        vocab_file, vectors_file = FILES[script]
+        (folder / vocab_file).write_text(json.dumps(self.vocab, ensure_ascii=False), encoding="utf-8")
+        np.save(folder / vectors_file, self.vectors, allow_pickle=False)
 
     @classmethod
-    def load(cls, folder: Path) -> Lexicon:
-        vocab = json.loads((folder / VOCAB_FILE).read_text(encoding="utf-8"))
-        return cls(vocab, np.load(folder / VECTORS_FILE, allow_pickle=False))
+    def load(cls, folder: Path, script: str = "zh") -> Lexicon:
+        vocab_file, vectors_file = FILES[script]
+        vocab = json.loads((folder / vocab_file).read_text(encoding="utf-8"))
+        return cls(vocab, np.load(folder / vectors_file, allow_pickle=False))
 
 
 class PhraseCache:
-    """Each English phrase's nearest corpus words (`Lexicon.nearest`), kept for later questions.
+    """Each phrase's nearest corpus words (`Lexicon.nearest`), kept for later questions.
 
-    An English question's phrases ("lenalidomide", "poems syndrome") recur from one question to the
-    next about the same papers; each new one costs a cross-lingual encode and a pass over the lexicon.
+    A question's phrases ("lenalidomide", "poems syndrome", 血栓) recur from one question to the
+    next about the same papers; each new one costs a cross-lingual encode and a pass over a lexicon.
     At most `size` phrases are kept, the least recently used leaving first. One cache belongs to one
-    index's lexicon (the query analyser's); several questions use it at once in the app.
+    index's two lexicons (the query analyser's): an English phrase is looked up in the Chinese words
+    only and a Chinese word in the English ones, so their keys never meet. Several questions use it
+    at once in the app.
     """
 
     def __init__(self, size: int = 20_000) -> None:
