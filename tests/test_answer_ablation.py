@@ -36,18 +36,19 @@ def test_every_variant_is_measured_and_switched_back(fake_index, tmp_path, monke
     by_name = {r.split(" | ")[0][2:]: r.split(" | ")[1:] for r in rows[1:]}
     # The unanswerable questions name a drug the tiny corpus never mentions (in Chinese, in English) or
     # ask for a rate it never gives: each is refused only with its check. A name the papers never write
-    # is in no quote either, so the unknown-name test alone is backed up by the quote check.
+    # is in no quote either, so the quote check backs up the unknown-name test where the quoted paper
+    # writes the name's script.
     assert float(by_name["answerer (default)"][4]) == 1.0
     for switched_off in (
         "- both name checks (unknown names, names left out of the quotes)",
         "- refusing a rate question no quote answers",
     ):
         assert float(by_name[switched_off][4]) < 1.0, switched_off
-    for backed_up in (
-        "- refusing unknown names (drug names included)",
-        "- refusing drug names the papers never write (by ending and sound)",
-    ):
-        assert float(by_name[backed_up][4]) == 1.0, backed_up
+    assert float(by_name["- refusing drug names the papers never write (by ending and sound)"][4]) == 1.0
+    # Without the unknown-name test, the Chinese question is quoted from the English paper, which
+    # cannot write 阿哌沙班 in Chinese: the quote check does not ask it to, so that one question is
+    # answered (abstention F1 0.8: precision 1, recall 2/3); the English one is still refused.
+    assert float(by_name["- refusing unknown names (drug names included)"][4]) == 0.8
     # Every variant names real knobs: a misspelt one would fail to load instead of measuring the default.
     from rag.settings import Settings
 

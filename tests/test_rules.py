@@ -422,3 +422,39 @@ def test_ask_answers_weak_evidence_when_the_best_paper_writes_the_rare_terms(fak
         encoding="utf-8",
     )
     assert Pipeline.load(fake_index, embedder=FakeEmbedder()).ask(question).refusal.code == "evidence"
+
+
+def test_a_chinese_name_is_not_asked_of_quotes_from_a_paper_that_writes_no_chinese():
+    page = Document(
+        "p", "Blau syndrome", "p.txt", "Blau syndrome is rare. It affects the skin and eyes.", "", "en"
+    )
+    quote = Quote(1, "p", "Blau syndrome", "S", 0, 22, page.text[:22])
+    asks = analyse_text(
+        "Blau综合征与葡萄膜炎有关吗？", names=(Name("葡萄膜炎", ("葡萄膜炎",)), Name("Blau", ("Blau",)))
+    )
+    assert UnquotedNames({"p": page}).check(asks, [], draft(quote)) is None  # Blau is quoted
+    # A Latin name is still asked of an English page, and a Chinese one of a paper writing Chinese.
+    other = analyse_text("NOD2综合征与葡萄膜炎有关吗？", names=(Name("NOD2", ("NOD2",)),))
+    refusal = UnquotedNames({"p": page}).check(other, [], draft(quote))
+    assert refusal.code == "unquoted_names" and dict(refusal.values) == {"names": "NOD2"}
+    mixed = replace(page, text=page.text + " 葡萄膜炎少见。")
+    refusal = UnquotedNames({"p": mixed}).check(asks, [], draft(quote))
+    assert refusal.code == "unquoted_names" and dict(refusal.values) == {"names": "葡萄膜炎"}
+
+
+def test_a_rate_of_how_often_something_occurs_is_answered_by_a_count_or_by_how_rare():
+    text = "Blau syndrome appears to be uncommon; its prevalence is unknown. About 50 families are known."
+    page = Document("p", "Blau syndrome", "p.txt", text, "", "en")
+    rare = Quote(1, "p", "Blau syndrome", "S", 0, 64, text[:64])
+    count = Quote(2, "p", "Blau syndrome", "S", 65, len(text), text[65:])
+    plain = Quote(3, "p", "Blau syndrome", "S", 0, 13, text[:13])
+    prevalence = analyse_text("Blau综合征的发病率是多少？")
+    assert prevalence.asks_rate and prevalence.asks_frequency
+    assert MissingRate().check(prevalence, [], draft(rare)) is None
+    assert MissingRate().check(prevalence, [], draft(count)) is None
+    assert MissingRate().check(prevalence, [], draft(plain)).code == "missing_rate"
+    # A rate of another kind still wants a percentage, a fraction or a multiple.
+    response = analyse_text("Blau综合征的缓解率是多少？")
+    assert response.asks_rate and not response.asks_frequency
+    assert MissingRate().check(response, [], draft(count)).code == "missing_rate"
+    assert page.text[rare.start : rare.end] == rare.text and page.text[count.start :] == count.text

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Protocol
 from rag.abstain.coverage import TermCoverage
 from rag.lang import HAN_RE
 from rag.query.absent_terms import corpus_scripts, fold_latin, writes_en
-from rag.query.answer_type import states_rate
+from rag.query.answer_type import states_quantity, states_rate
 from rag.query.names import unquoted
 from rag.types import Document, Hit, Refusal
 
@@ -173,11 +173,20 @@ class NoVerifiedQuote:
 
 @dataclass(frozen=True)
 class MissingRate:
+    """A rate asked and none quoted. A rate that says how often something occurs (发病率, prevalence:
+    `asks_frequency`) is also answered by a count or by "X is rare; its prevalence is unknown", as
+    the sentence scorer already takes it (`states_quantity` with `frequency`)."""
+
     code = "missing_rate"
     stage = QUOTES
 
     def check(self, query: QueryAnalysis, hits: Sequence[Hit], draft: Draft | None) -> Refusal | None:
-        if draft is None or not query.asks_rate or any(states_rate(q.text) for q in draft.verified):
+        if draft is None or not query.asks_rate:
+            return None
+        if any(
+            states_rate(q.text) or (query.asks_frequency and states_quantity(q.text, frequency=True))
+            for q in draft.verified
+        ):
             return None
         return Refusal(
             self.code, "the question asks for a rate and no sentence chosen to answer it states one"
@@ -186,22 +195,38 @@ class MissingRate:
 
 @dataclass(frozen=True)
 class UnquotedNames:
-    """A quote counts when it, or its paper's title or abstract, names the name (`rag.query.names`)."""
+    """A quote counts when it, or its paper's title or abstract, names the name (`rag.query.names`).
+    A name is asked of the quotes only in a script their papers write at all: a Chinese question's
+    噬血细胞性淋巴组织细胞增生症 cannot be quoted from an English page, which names it in English."""
 
     documents: Mapping[str, Document]
     in_place: bool = False  # a quote also names what the sentence before it names
+    _scripts: dict[str, frozenset[str]] = field(default_factory=dict, init=False, compare=False, repr=False)
     code = "unquoted_names"
     stage = QUOTES
 
     def check(self, query: QueryAnalysis, hits: Sequence[Hit], draft: Draft | None) -> Refusal | None:
         if draft is None:
             return None
-        missing = unquoted(query.names, draft.verified, self.documents, self.in_place)
+        papers = list(dict.fromkeys(q.doc_id for q in draft.verified))
+        names = [n for n in query.names if any(_script(n.text) in self._written(d) for d in papers)]
+        missing = unquoted(names, draft.verified, self.documents, self.in_place)
         if not missing:
             return None
         names = ", ".join(missing)
         note = f"the question names {names}, and no sentence chosen to answer it does"
         return Refusal(self.code, note, (("names", names),))
+
+    def _written(self, doc_id: str) -> frozenset[str]:
+        """The scripts a paper writes a character of ("zh": any Han, "en": any Latin letter); an
+        unknown paper counts as writing both. Kept per paper."""
+        if doc_id not in self._scripts:
+            doc = self.documents.get(doc_id)
+            text = "" if doc is None else f"{doc.title}\n{doc.text}"
+            found = {"zh"} if HAN_RE.search(text) else set()
+            found |= {"en"} if re.search("[A-Za-z]", text) else set()
+            self._scripts[doc_id] = frozenset(found) if doc is not None else frozenset({"zh", "en"})
+        return self._scripts[doc_id]
 
 
 @dataclass(frozen=True)
