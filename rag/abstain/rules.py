@@ -196,11 +196,15 @@ class MissingRate:
 @dataclass(frozen=True)
 class UnquotedNames:
     """A quote counts when it, or its paper's title or abstract, names the name (`rag.query.names`).
-    A name is asked of the quotes only in a script their papers write at all: a Chinese question's
-    噬血细胞性淋巴组织细胞增生症 cannot be quoted from an English page, which names it in English."""
+    A name is asked of the quotes only in a script their papers write: a Chinese question's
+    噬血细胞性淋巴组织细胞增生症 cannot be quoted from an English page, which names it in English. A
+    Chinese name needs a paper written in Chinese (`language_share` of it, as the term rules judge
+    scripts: a scanned English page's OCR may hold a stray Han glyph); a Latin name (MTTP, EGFR) only
+    a Latin letter, since Chinese papers write gene, drug and trial names in Latin too."""
 
     documents: Mapping[str, Document]
     in_place: bool = False  # a quote also names what the sentence before it names
+    language_share: float = 0.3  # refusal.language_share
     _scripts: dict[str, frozenset[str]] = field(default_factory=dict, init=False, compare=False, repr=False)
     code = "unquoted_names"
     stage = QUOTES
@@ -218,12 +222,12 @@ class UnquotedNames:
         return Refusal(self.code, note, (("names", names),))
 
     def _written(self, doc_id: str) -> frozenset[str]:
-        """The scripts a paper writes a character of ("zh": any Han, "en": any Latin letter); an
-        unknown paper counts as writing both. Kept per paper."""
+        """The scripts whose names a paper can quote ("zh": written in Chinese, "en": any Latin
+        letter); an unknown paper counts as writing both. Kept per paper."""
         if doc_id not in self._scripts:
             doc = self.documents.get(doc_id)
-            text = "" if doc is None else f"{doc.title}\n{doc.text}"
-            found = {"zh"} if HAN_RE.search(text) else set()
+            text = "" if doc is None else unicodedata.normalize("NFKC", f"{doc.title}\n{doc.text}")
+            found = {"zh"} & corpus_scripts(text, self.language_share)
             found |= {"en"} if re.search("[A-Za-z]", text) else set()
             self._scripts[doc_id] = frozenset(found) if doc is not None else frozenset({"zh", "en"})
         return self._scripts[doc_id]
@@ -338,7 +342,7 @@ def refusal_rules(
     if r.missing_rate:
         rules.append(MissingRate())
     if r.unquoted_names:
-        rules.append(UnquotedNames(documents, r.names_in_place))
+        rules.append(UnquotedNames(documents, r.names_in_place, r.language_share))
     if r.uncovered_terms:
         rules.append(UncoveredTerms(documents, r.language_share))
     return tuple(rules)
