@@ -21,8 +21,8 @@ from rag.retrieve.fusion import rrf_fuse
 from rag.terms.lexicon import PhraseCache
 
 P95_TARGET_MS = 60.0
-# e5 on the dense query (an English question with its induced Chinese words); the cross-lingual encoder
-# on the question and an English question's phrases, with their lexicon look-up.
+# e5 on the dense query (the question with its induced words); the cross-lingual encoder on the
+# question and its phrases, with their lexicon look-up.
 EMBED, EMBED_XL, VECTOR = "embed question (e5)", "embed question (cross-lingual)", "vector search"
 BM25 = "BM25 (with query expansion)"  # the BM25 query (glossary terms, induced words) and its search
 FUSION, ANSWER = "fusion", "answer composition"
@@ -53,11 +53,11 @@ def time_pieces(pipeline: Pipeline, question: str, k: int, t_hybrid: float) -> d
     s = r.settings
     depth = max(k, s.candidates)
     out: dict[str, float] = {}
-    # As `QueryAnalyser.encode`: the cross-lingual encoder on the question and, for English, its
-    # phrases (looked up in the lexicon for induced Chinese words); then e5 on the dense query.
+    # As `QueryAnalyser.encode`: the cross-lingual encoder on the question and its phrases (looked
+    # up in a lexicon for the induced words); then e5 on the dense query.
     analysis = pipeline.analyse(question, encode=False)
     forget_phrases(pipeline)  # the retrieve before this one kept its phrases
-    (qx, induced), t_xl = timed(pipeline.analyser.crosslingual, analysis.text, analysis.lang)
+    (qx, induced), t_xl = timed(pipeline.analyser.crosslingual, analysis.text, analysis.lang, analysis.names)
     dense_query = pipeline.analyser.dense_query(analysis.text, induced)
     vecs, out[EMBED] = timed(pipeline.embedder.embed_queries, [dense_query])
     dense, out[VECTOR] = timed(index.search_dense, vecs[0], depth)
@@ -101,7 +101,7 @@ def forget_query_vectors(pipeline: Pipeline) -> None:
 
 
 def forget_phrases(pipeline: Pipeline) -> None:
-    """Empty the English phrases' induced words kept from earlier questions (rag.terms.lexicon.PhraseCache)."""
+    """Empty the phrases' induced words kept from earlier questions (rag.terms.lexicon.PhraseCache)."""
     phrases = getattr(getattr(pipeline, "analyser", None), "phrases", None)
     if phrases is not None:
         phrases.clear()

@@ -70,6 +70,7 @@ DOMAIN_BLOCK = {
             "asks_phrases": WORDS,
             "percent_words": WORDS,
             "multiples": WORDS,
+            "fractions": Omittable(WORDS),
             "not_asks": Omittable(WORDS),
         }
     ),

@@ -136,10 +136,10 @@ class RetrievalSettings:
     by_language: bool = knob(True, "standardise dense scores within each passage language")
     glossary: bool = knob(False, "expand the BM25 query with glossary terms (no gain over the lexicon)")
     lexicon: bool = knob(True, "add an English question's induced Chinese words to its BM25 query")
-    lexicon_en: bool = knob(
+    induce_english: bool = knob(
         True,
         "add a Chinese question's induced English words to its BM25 and e5 queries, over a corpus "
-        "that is partly English (refusal.language_share)",
+        "at least refusal.language_share English",
     )
     lexicon_threshold: float = knob(0.5, "cosine a corpus word needs to be induced from a phrase")
     lexicon_dense: bool = knob(True, "also append the induced words to the question's e5 query")
@@ -148,11 +148,11 @@ class RetrievalSettings:
     drug_names: bool = knob(True, "find an English drug name's Chinese by its sound, not the lexicon")
     # A kept phrase with its two nearest words is about 350 bytes: 20,000 phrases are about 7 MB.
     phrase_cache: int = knob(
-        20_000, "English phrases whose induced words are kept for later questions (0: none kept)"
+        20_000, "phrases (English, or a Chinese question's words) whose induced words are kept (0: none kept)"
     )
     # 4,096 rows of 512 floats are 8 MB, and the mean over them barely moves.
     background_sentences: int = knob(
-        4096, "sentences sampled for an English question's mean similarity to the index (evidence)"
+        4096, "sentences sampled for the cross-lingual evidence's mean similarity to the index"
     )
     evidence_by_paper: bool = knob(
         True, "a Chinese question's evidence measure by its best hit's paper's language, not the corpus's"

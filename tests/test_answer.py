@@ -367,6 +367,9 @@ def test_questions_asking_for_a_rate(question, asks):
         ("神经系统缓解的比例为5/6。", True),
         ("骨转移发生率提升 1.463 倍。", True),
         ("The risk was 2.5-fold higher.", True),
+        ("It affects 1 to 10 in 1,000 children.", True),  # a fraction in words
+        ("每10万人中约有3例。", True),
+        ("Twelve cases were seen in 2010 in 5 hospitals.", False),  # a year is no numerator
         ("一项研究比较了 347例患者的疗效和生存率。", False),  # names a rate, gives none
         ("Four of five patients had a partial response.", False),
     ],

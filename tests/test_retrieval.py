@@ -393,7 +393,7 @@ def test_a_chinese_question_gets_the_english_words_of_a_partly_english_corpus(tm
     hits = index.search_bm25(retriever.bm25_query(analysis), 10)
     assert any(h.chunk.doc_id == "en" and "angiosarcoma" in h.chunk.text.lower() for h in hits)
     assert not any(h.chunk.doc_id == "en" for h in index.search_bm25(question, 10))
-    off = _analyser(index, exact.with_(lexicon_en=False)).analyse(question)
+    off = _analyser(index, exact.with_(induce_english=False)).analyse(question)
     assert off.induced == () and off.dense_query == question
 
 

@@ -12,8 +12,9 @@ stage judge before any quote is chosen (so an LLM generator is not asked either)
                           (unless the best paper writes the question's rare terms: coverage.py)
     no_relevant_sentence  no candidate sentence reaches the answer's relevance floor
     no_verified_quote     no chosen quote matched the stored text
-    missing_rate          a rate is asked and no quote states one
+    missing_rate          a rate is asked and no quote states one (how often: also in words, "rare")
     unquoted_names        a drug, disease or acronym asked about is in no quote nor its paper's abstract
+                          (asked only in a script the quoted papers write)
     uncovered_terms       a rare English word of the question is in the corpus but in none of the
                           English papers quoted
 """
@@ -29,7 +30,7 @@ from typing import TYPE_CHECKING, Protocol
 from rag.abstain.coverage import TermCoverage
 from rag.lang import HAN_RE
 from rag.query.absent_terms import corpus_scripts, fold_latin, writes_en
-from rag.query.answer_type import states_quantity, states_rate
+from rag.query.answer_type import states_frequency, states_rate
 from rag.query.names import unquoted
 from rag.types import Document, Hit, Refusal
 
@@ -173,9 +174,9 @@ class NoVerifiedQuote:
 
 @dataclass(frozen=True)
 class MissingRate:
-    """A rate asked and none quoted. A rate that says how often something occurs (发病率, prevalence:
-    `asks_frequency`) is also answered by a count or by "X is rare; its prevalence is unknown", as
-    the sentence scorer already takes it (`states_quantity` with `frequency`)."""
+    """A rate asked and none quoted. A rate of how often something occurs (发病率, prevalence:
+    `asks_frequency`) is also answered in words: "X is rare; its prevalence is unknown" (the
+    frequency words of rag/data/domain/medical.json). A bare number is not enough ("2型糖尿病")."""
 
     code = "missing_rate"
     stage = QUOTES
@@ -184,8 +185,7 @@ class MissingRate:
         if draft is None or not query.asks_rate:
             return None
         if any(
-            states_rate(q.text) or (query.asks_frequency and states_quantity(q.text, frequency=True))
-            for q in draft.verified
+            states_rate(q.text) or (query.asks_frequency and states_frequency(q.text)) for q in draft.verified
         ):
             return None
         return Refusal(
@@ -213,8 +213,8 @@ class UnquotedNames:
         if draft is None:
             return None
         papers = list(dict.fromkeys(q.doc_id for q in draft.verified))
-        names = [n for n in query.names if any(_script(n.text) in self._written(d) for d in papers)]
-        missing = unquoted(names, draft.verified, self.documents, self.in_place)
+        asked = [n for n in query.names if any(_script(n.text) in self._written(d) for d in papers)]
+        missing = unquoted(asked, draft.verified, self.documents, self.in_place)
         if not missing:
             return None
         names = ", ".join(missing)

@@ -4,8 +4,8 @@ The answerer picks 1-3 sentences out of the best chunks. Scoring them with the p
 vector alone repeats the weakness retrieval already fixed: for an English question e5 prefers any
 English abstract sentence, and a Chinese sentence shares no word with the question. So sentences are
 scored with what the hybrid retriever knows about the question: e5 against the question as retrieval
-embedded it (an English question with its induced Chinese words), and those induced words as extra
-lexical matches.
+embedded it (with the words induced in the other language: Chinese for an English question, English
+for a Chinese one over English papers), and those induced words as extra lexical matches.
 
 The cross-lingual encoder is not a sentence signal. It finds the right chunks for an English question,
 but inside them it rates highest the sentences that restate the question's topic ("Trousseau's
@@ -67,7 +67,7 @@ class SignalColumns:
     """What sentence selection takes from retrieval for one question and its candidate sentences."""
 
     dense: np.ndarray  # e5 cosine to the question as retrieval embedded it, in [-1, 1]
-    extra_words: tuple[str, ...]  # words to count as question words (induced Chinese for English)
+    extra_words: tuple[str, ...]  # words to count as question words (those induced in the other language)
     # e5 similarity (alone and in place, as `dense`) to the sentence's paper title asked as a question;
     # 0 for the papers `SentenceSignals._topic` leaves alone
     topic: np.ndarray | None = None

@@ -50,8 +50,9 @@ XL_EMBEDDINGS = "xl_embeddings.npy"  # cross-lingual encoder, one row per chunk
 XL_SENTENCE_EMBEDDINGS = "xl_sentence_embeddings.npy"
 XL_FAISS = "xl_faiss.index"
 # The manifest's "english_lexicon": the English words of the English passages, for Chinese questions
-# (rag.terms.lexicon). An index without it gains it from the next `rag index`, embedding nothing else.
-EN_LEXICON_VERSION = 1
+# (rag.terms.lexicon; 2: as written, "diabetes", where 1 held BM25's "diabete"). An index without it,
+# or with another version, gains it from the next `rag index`, which embeds nothing else.
+EN_LEXICON_VERSION = 2
 GLOSSARY = "glossary.json"
 
 
@@ -285,7 +286,7 @@ def previous_caches(
             )
             old = Lexicon.load(index_dir)
             caches["lexicon"] = dict(zip(old.vocab, old.vectors, strict=True))
-            if manifest.get("english_lexicon") == EN_LEXICON_VERSION:
+            if manifest.get("english_lexicon"):  # any version: a word's vector is the word's
                 old = Lexicon.load(index_dir, "en")
                 caches["lexicon_en"] = dict(zip(old.vocab, old.vectors, strict=True))
     except (OSError, ValueError, EOFError, KeyError, IndexError, store.IndexLoadError):
@@ -383,15 +384,18 @@ def build_extras(
                 at(XL_SENTENCE_EMBEDDINGS),
             )
         with timer("lexicon"):
-            for script, name in (("zh", "lexicon"), ("en", "lexicon_en")):
-                lexicon = Lexicon.build(
+
+            def lexicon(script: str, cache: str) -> Lexicon:
+                return Lexicon.build(
                     [c.text for c in chunks if c.lang == script],
                     crosslingual,
-                    cache=caches.get(name),
+                    cache=caches.get(cache),
                     embed=lambda words: embed_batches(words, crosslingual, False, "Lexicon", checkpoint),
                     script=script,
                 )
-                setattr(extras, "lexicon" if script == "zh" else "english_lexicon", lexicon)
+
+            extras.lexicon = lexicon("zh", "lexicon")  # for English questions
+            extras.english_lexicon = lexicon("en", "lexicon_en")  # for Chinese ones
         n += n1 + n2
     return extras, n
 

@@ -2,15 +2,16 @@
 scoring and the refusal rules, so that none of them analyses it again or reads another's state.
 
 The analysis holds what the text says (language, concepts, parts, the names it mentions, the answer
-type it asks for) and how the encoders see it: the cross-lingual vector, the Chinese words induced for
-an English question, and the e5 vector of the query retrieval embeds. What it knows of the corpus
+type it asks for) and how the encoders see it: the cross-lingual vector, the words induced in the
+other language (Chinese for an English question, English for a Chinese one over English papers), and
+the e5 vector of the query retrieval embeds. What it knows of the corpus
 (which names the papers write, the papers' drug names, the lexicon) comes from the index.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
@@ -48,7 +49,8 @@ class QueryAnalysis:
     asks_frequency: bool = False  # how often something occurs (how many people are affected, prevalence)
     written_terms: tuple[str, ...] = ()  # its English key terms the corpus writes (UncoveredTerms)
     # Words of the corpus in the other language, induced from the question's own (rag.terms.lexicon):
-    # Chinese ones for an English question, English ones for a Chinese question over a partly English corpus.
+    # Chinese ones for an English question, English ones for a Chinese question over a corpus at least
+    # refusal.language_share English (`QueryAnalyser.induces_english`).
     induced: tuple[str, ...] = ()
     dense_query: str = ""  # the text e5 embeds in hybrid mode (the question + its closest induced words)
     e5: np.ndarray | None = field(default=None, repr=False)  # e5 vector of dense_query
@@ -142,7 +144,7 @@ class QueryAnalyser:
     def encode(self, a: QueryAnalysis) -> QueryAnalysis:
         """`a` with its encodings: the cross-lingual vector and induced words in one encoder call,
         then e5 on the dense query."""
-        xl_vector, induced = self.crosslingual(a.text, a.lang)
+        xl_vector, induced = self.crosslingual(a.text, a.lang, a.names)
         dense_query = self.dense_query(a.text, induced)
         e5 = np.asarray(self.embedder.embed_queries([dense_query])[0])
         return replace(a, induced=tuple(induced), dense_query=dense_query, e5=e5, crosslingual=xl_vector)
@@ -152,9 +154,11 @@ class QueryAnalyser:
         s = self.settings.retrieval
         return " ".join([text, *induced[: s.lexicon_dense_max]]) if s.lexicon_dense and induced else text
 
-    def crosslingual(self, text: str, lang: str) -> tuple[np.ndarray | None, list[str]]:
+    def crosslingual(
+        self, text: str, lang: str, names: Sequence[Name] = ()
+    ) -> tuple[np.ndarray | None, list[str]]:
         """The cross-lingual vector of `text` and the corpus words in the other language induced from
-        its phrases: Chinese ones for English, English ones for Chinese (`english_words`)."""
+        its phrases: Chinese ones for English, English ones for Chinese (`induces_english`)."""
         s, ex, xl = self.settings.retrieval, self.index.extras, self.index.crosslingual
         if xl is None or ex.xl_index is None:
             return None, []
@@ -165,8 +169,12 @@ class QueryAnalyser:
             # vector for a name it never saw and maps it to whatever is near (everolimus -> 紫杉醇).
             named = self._chinese_drug_names(text) if s.drug_names else {}
             phrases = [p for p in lexicon.phrases(text) if not named.keys() & set(p.split())]
-        elif self.english_words(lang):
-            lexicon, phrases = ex.english_lexicon, Lexicon.chinese_words(text)
+        elif self.induces_english(lang):
+            # A drug name the lexicon never saw maps to whatever is near (利伐沙班 -> an author's
+            # surname): its words induce nothing, as for English questions.
+            drugs = [n.text for n in names if not (n.disease or n.acronym)]
+            lexicon = ex.english_lexicon
+            phrases = [w for w in Lexicon.chinese_words(text) if not any(w in d for d in drugs)]
         else:
             lexicon, phrases = None, []
         known = self.phrases.get(phrases)
@@ -181,7 +189,7 @@ class QueryAnalyser:
         induced = [*named.values(), *(w for w in induced if w not in named.values())]
         return vectors[0], induced
 
-    def english_words(self, lang: str) -> bool:
+    def induces_english(self, lang: str) -> bool:
         """Whether a question in `lang` gets English corpus words induced: a Chinese question, when
         English is one of the corpus's scripts (`refusal.language_share` of its words, as the
         term rules judge it). Over Chinese papers with English abstracts (the bundled ones) English
@@ -189,7 +197,7 @@ class QueryAnalyser:
         nothing else to match a Chinese question with."""
         s, ex = self.settings.retrieval, self.index.extras
         return (
-            s.lexicon_en
+            s.induce_english
             and lang == "zh"
             and ex.english_lexicon is not None
             and len(ex.english_lexicon) > 0

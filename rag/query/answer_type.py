@@ -19,8 +19,9 @@ def _rate_patterns() -> tuple[str, str]:
     """The patterns of a question asking for a rate and of a text stating one, from the rate words of
     every language (rag/data/domain/medical.json). "率" covers 生存率, 缓解率, 发生率; "N-year
     survival" is a rate by convention. Words of a language that spaces them are matched whole."""
-    asks, percents, multiples = [], [], []
+    asks, percents, multiples, fractions = [], [], [], []
     for lang, rates in domain_blocks("rates"):
+        fractions += rates.get("fractions", [])
         if language(lang).get("word_boundaries"):
             asks.append(rf"\b(?:{'|'.join(rates['asks'])})\b")
             asks += [rf"\b{phrase}\b" for phrase in rates["asks_phrases"]]
@@ -30,8 +31,9 @@ def _rate_patterns() -> tuple[str, str]:
             asks += [*rates["asks"], *rates["asks_phrases"]]
             percents += rates["percent_words"]
             multiples += [rf"\d{word}" for word in rates["multiples"]]
-    # A percentage, a fraction such as 5/6, or a multiple ("提升 1.463 倍", "2.5-fold").
-    states = ["[%％‰]", *percents, r"\d\s*/\s*\d", *multiples]
+    # A percentage, a fraction such as 5/6 or in words ("1 in 50,000", "每10万人", "万分之三"), or a
+    # multiple ("提升 1.463 倍", "2.5-fold").
+    states = ["[%％‰]", *percents, r"\d\s*/\s*\d", *fractions, *multiples]
     return "|".join(asks), "|".join(states)
 
 
@@ -125,6 +127,11 @@ def asks_quantity(question: str) -> bool:
 def states_rate(text: str) -> bool:
     """Whether the text states a rate: a percentage, a fraction or a multiple."""
     return bool(_STATES_RATE.search(text))
+
+
+def states_frequency(text: str) -> bool:
+    """Whether the text says in words how often something occurs ("rare", "罕见")."""
+    return bool(_STATES_FREQ.search(text))
 
 
 def asks_frequency(question: str) -> bool:

@@ -7,7 +7,7 @@ passage in the question's language higher whatever it says, which would let Engl
 out the Chinese body text for an English question — and the signals are summed with weights.
 For an English question, Chinese words induced from the corpus (rag.terms.lexicon) are added to the BM25
 query and to the e5 query, which moves both toward the Chinese text that holds the facts; for a Chinese
-question over a partly English corpus, English words likewise.
+question over a corpus at least `refusal.language_share` English, English words likewise.
 """
 
 from __future__ import annotations

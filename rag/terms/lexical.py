@@ -48,6 +48,20 @@ def _fold_plural(word: str) -> str:
     return word
 
 
+def written_words(text: str) -> list[str]:
+    """The non-Chinese words of `text` as `tokenize` reads them (NFKC, lower case, stopwords out), but
+    before plurals are folded: "diabetes", where BM25 holds "diabete"."""
+    text = unicodedata.normalize("NFKC", text).lower()
+    return [
+        m.group() for m in _TOKEN_RE.finditer(text) if m.lastgroup == "word" and m.group() not in STOPWORDS
+    ]
+
+
+def fold_plural(word: str) -> str:
+    """The BM25 form of a written word (`written_words`)."""
+    return _fold_plural(word)
+
+
 def tokenize(text: str) -> list[str]:
     """Split bilingual text into BM25 terms: jieba search-mode words for Chinese, lower-cased
     words and numbers for everything else; punctuation, whitespace and stopwords are dropped.

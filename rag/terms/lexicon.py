@@ -21,17 +21,16 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from rag.lang import HAN
-from rag.terms.lexical import STOPWORDS, tokenize
+from rag.terms.lexical import STOPWORDS, fold_plural, tokenize, written_words
 
 if TYPE_CHECKING:
     from rag.encode.embedding import Embedder
 
 _ZH_WORD = re.compile(f"[{HAN}]{{2,8}}")
 _EN_WORD = re.compile(r"[a-z][a-z0-9\-]*[a-z0-9]|[a-z]")
-# An English vocabulary word: BM25's form (lower case, plural folded), at least three characters.
-_EN_VOCAB_WORD = re.compile(r"[a-z][a-z0-9\-]+[a-z0-9]")
-_HAN_WORD = re.compile(f"[{HAN}]{{2,}}")
-_WORDS = {"zh": _ZH_WORD, "en": _EN_VOCAB_WORD}
+# An English vocabulary word: at least three characters, starting with a letter.
+_EN_VOCAB_WORD = re.compile(r"[a-z][a-z0-9]+[a-z0-9]")
+_HAN_WORD = re.compile(f"[{HAN}]{{2,}}")  # a Chinese question's word, however long
 VOCAB_FILE, VECTORS_FILE = "lexicon.json", "lexicon.npy"  # Chinese words, for English questions
 EN_VOCAB_FILE, EN_VECTORS_FILE = "lexicon_en.json", "lexicon_en.npy"  # English words, for Chinese ones
 FILES = {"zh": (VOCAB_FILE, VECTORS_FILE), "en": (EN_VOCAB_FILE, EN_VECTORS_FILE)}
@@ -58,11 +57,15 @@ class Lexicon:
         script: str = "zh",
     ) -> Lexicon:
         """Embed the most frequent words of `texts` in `script` ("zh": Chinese words, "en": English
-        words as BM25 reads them), bounded, so huge corpora stay cheap; words in `cache` (word ->
-        vector, from the previous index) are not embedded again. `embed` (default: the encoder's
-        `embed_passages`) lets a build embed them in batches it can resume."""
-        pattern = _WORDS[script]
-        counts = Counter(t for text in texts for t in tokenize(text) if pattern.fullmatch(t))
+        words), bounded, so huge corpora stay cheap; words in `cache` (word -> vector, from the
+        previous index) are not embedded again. `embed` (default: the encoder's `embed_passages`)
+        lets a build embed them in batches it can resume."""
+        if script == "zh":
+            counts = Counter(t for text in texts for t in tokenize(text) if _ZH_WORD.fullmatch(t))
+        elif script == "en":
+            counts = _english_words(texts)
+        else:
+            raise ValueError(f'script must be "zh" or "en", got {script!r}.')
         vocab = sorted(w for w, _ in counts.most_common(max_words))
         cache = dict(cache or {})
         todo = [w for w in vocab if w not in cache]
@@ -126,15 +129,35 @@ class Lexicon:
         return sorted(found, key=lambda w: -found[w])
 
     def save(self, folder: Path, script: str = "zh") -> None:
-        vocab_file, vectors_file = FILES[script]
+        vocab_file, vectors_file = _files(script)
         (folder / vocab_file).write_text(json.dumps(self.vocab, ensure_ascii=False), encoding="utf-8")
         np.save(folder / vectors_file, self.vectors, allow_pickle=False)
 
     @classmethod
     def load(cls, folder: Path, script: str = "zh") -> Lexicon:
-        vocab_file, vectors_file = FILES[script]
+        vocab_file, vectors_file = _files(script)
         vocab = json.loads((folder / vocab_file).read_text(encoding="utf-8"))
         return cls(vocab, np.load(folder / vectors_file, allow_pickle=False))
+
+
+def _files(script: str) -> tuple[str, str]:
+    if script not in FILES:
+        raise ValueError(f'script must be "zh" or "en", got {script!r}.')
+    return FILES[script]
+
+
+def _english_words(texts: Iterable[str]) -> Counter:
+    """Each English word of the texts counted as BM25 counts it (plurals folded), under its most
+    frequent written form: "diabetes" is what the encoder and e5 read, BM25 folds it again."""
+    forms = Counter(w for text in texts for w in written_words(text) if _EN_VOCAB_WORD.fullmatch(w))
+    counts: Counter = Counter()
+    best: dict[str, str] = {}
+    for word, n in sorted(forms.items()):
+        key = fold_plural(word)
+        counts[key] += n
+        if key not in best or n > forms[best[key]]:
+            best[key] = word
+    return Counter({best[key]: n for key, n in counts.items()})
 
 
 class PhraseCache:
