@@ -368,8 +368,14 @@ def test_questions_asking_for_a_rate(question, asks):
         ("骨转移发生率提升 1.463 倍。", True),
         ("The risk was 2.5-fold higher.", True),
         ("It affects 1 to 10 in 1,000 children.", True),  # a fraction in words
+        ("One in four adults is affected.", True),
+        ("The incidence was 4.2 per 1,000 person-years.", True),
         ("每10万人中约有3例。", True),
+        ("约三分之一的患者出现复发。", True),
         ("Twelve cases were seen in 2010 in 5 hospitals.", False),  # a year is no numerator
+        ("45 in 2019 and 52 in 2020 were enrolled.", False),  # nor a denominator
+        ("多西他赛75 mg/m²，每3周1次。", False),  # a schedule, not a fraction
+        ("患者每6个月随访一次。", False),
         ("一项研究比较了 347例患者的疗效和生存率。", False),  # names a rate, gives none
         ("Four of five patients had a partial response.", False),
     ],

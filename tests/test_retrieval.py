@@ -341,10 +341,13 @@ def test_an_english_drug_name_is_carried_into_chinese_by_its_sound(tmp_path):
 
 
 class _Synonyms:
-    """A cross-lingual encoder that maps 肉瘤 and angiosarcoma to one direction (dimension 0) and any
-    other text to a hashed vector with nothing on it, so the one translation is predictable."""
+    """A cross-lingual encoder that maps 肉瘤 and angiosarcoma to one direction (dimension 0), the
+    drug name 阿哌沙班 and everolimus to another (1: a wrong pairing, as the real encoder makes for a
+    name it never saw), and any other text to a hashed vector with nothing on either, so what is
+    induced is predictable."""
 
     model_id, dim = "fake-xl-32", 32
+    table = {"肉瘤": 0, "angiosarcoma": 0, "阿哌沙班": 1, "everolimus": 1}
 
     def __init__(self):
         self.hashed = FakeEmbedder(dim=32, model_id="fake-xl-32")
@@ -352,9 +355,10 @@ class _Synonyms:
     def embed_queries(self, texts):
         out = self.hashed.embed_queries(texts).copy()
         for row, text in zip(out, texts, strict=True):
-            row[:] = np.eye(32)[0] if text in ("肉瘤", "angiosarcoma") else row
-            if text not in ("肉瘤", "angiosarcoma"):
-                row[0] = 0.0
+            if text in self.table:
+                row[:] = np.eye(32)[self.table[text]]
+            else:
+                row[:2] = 0.0
                 row /= np.linalg.norm(row) or 1.0
         return out
 
@@ -395,6 +399,12 @@ def test_a_chinese_question_gets_the_english_words_of_a_partly_english_corpus(tm
     assert not any(h.chunk.doc_id == "en" for h in index.search_bm25(question, 10))
     off = _analyser(index, exact.with_(induce_english=False)).analyse(question)
     assert off.induced == () and off.dense_query == question
+    # A drug name's words induce nothing: the lexicon never saw 阿哌沙班 and maps it to everolimus.
+    drug = "肉瘤患者能用阿哌沙班吗？"
+    named = _analyser(index, exact).analyse(drug)
+    assert [n.text for n in named.names] == ["阿哌沙班"] and named.induced == ("angiosarcoma",)
+    _, unguarded = _analyser(index, exact).crosslingual(drug, "zh", names=())
+    assert "everolimus" in unguarded
 
 
 def test_a_chinese_question_over_chinese_papers_gets_no_english_words(tmp_path):

@@ -449,7 +449,8 @@ def test_a_chinese_name_is_not_asked_of_quotes_from_a_paper_that_writes_no_chine
 def test_a_rate_of_how_often_something_occurs_is_answered_by_a_fraction_or_by_how_rare():
     text = (
         "Blau syndrome appears to be uncommon; its prevalence is unknown. It affects about 1 in 50,000 "
-        "people. About 50 families with Type 2 disease are known. 本研究探讨了2型患病率的影响因素。"
+        "people. Type 2 disease was described in 2008. About 50 families are known. "
+        "本研究探讨了2型患病率的影响因素。"
     )
     page = Document("p", "Blau syndrome", "p.txt", text, "", "en")
 
@@ -457,24 +458,23 @@ def test_a_rate_of_how_often_something_occurs_is_answered_by_a_fraction_or_by_ho
         start = text.index(sentence)
         return Quote(1, "p", "Blau syndrome", "S", start, start + len(sentence), sentence)
 
-    rare, fraction = (
-        quote("Blau syndrome appears to be uncommon;"),
-        quote("It affects about 1 in 50,000 people."),
-    )
-    count, topic = (
-        quote("About 50 families with Type 2 disease are known."),
-        quote("本研究探讨了2型患病率的影响因素。"),
-    )
+    rare = quote("Blau syndrome appears to be uncommon;")
+    fraction = quote("It affects about 1 in 50,000 people.")
+    families = quote("About 50 families are known.")
+    bare = quote("Type 2 disease was described in 2008.")
+    topic = quote("本研究探讨了2型患病率的影响因素。")
     prevalence = analyse_text("Blau综合征的发病率是多少？")
     assert prevalence.asks_rate and prevalence.asks_frequency
     assert MissingRate().check(prevalence, [], draft(rare)) is None  # says how often in words
     assert MissingRate().check(prevalence, [], draft(fraction)) is None  # a fraction in words
+    assert MissingRate().check(prevalence, [], draft(families)) is None  # a count of people or cases
     # A bare number, or the asked word itself, states no rate.
-    assert MissingRate().check(prevalence, [], draft(count)).code == "missing_rate"
+    assert MissingRate().check(prevalence, [], draft(bare)).code == "missing_rate"
     assert MissingRate().check(prevalence, [], draft(topic)).code == "missing_rate"
-    # A rate of another kind is not answered by how rare something is, but by a fraction.
+    # A rate of another kind is answered by a fraction, not by how rare something is nor a count.
     response = analyse_text("Blau综合征的缓解率是多少？")
     assert response.asks_rate and not response.asks_frequency
     assert MissingRate().check(response, [], draft(rare)).code == "missing_rate"
+    assert MissingRate().check(response, [], draft(families)).code == "missing_rate"
     assert MissingRate().check(response, [], draft(fraction)) is None
-    assert all(page.text[q.start : q.end] == q.text for q in (rare, fraction, count, topic))
+    assert all(page.text[q.start : q.end] == q.text for q in (rare, fraction, families, bare, topic))

@@ -33,6 +33,7 @@ from rag.retrieve.fusion import standardise
 from rag.settings import ScoringSettings
 from rag.terms.concepts import lexical_score, sentence_keys
 from rag.terms.glossary import Glossary
+from rag.terms.lexical import fold_plural
 from rag.types import Document
 
 if TYPE_CHECKING:
@@ -87,7 +88,9 @@ def _score_with_signals(
     cols = signals(query, [s.text for s in sentences], sentences)
     concepts = dict(query.concepts)
     for word in cols.extra_words:
-        concepts.setdefault("t:" + word, 1.0)
+        # As the sentence's keys hold it: an induced English word is written ("patients"), BM25's
+        # token is folded ("patient").
+        concepts.setdefault("t:" + fold_plural(word), 1.0)
     keys = [sentence_keys(s.text, glossary) for s in sentences]
     lexical = np.array([lexical_score(concepts, k) for k in keys])
     ranked = lexical

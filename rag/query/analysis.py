@@ -171,10 +171,11 @@ class QueryAnalyser:
             phrases = [p for p in lexicon.phrases(text) if not named.keys() & set(p.split())]
         elif self.induces_english(lang):
             # A drug name the lexicon never saw maps to whatever is near (利伐沙班 -> an author's
-            # surname): its words induce nothing, as for English questions.
+            # surname): the words holding it induce nothing, as for English questions. The names are
+            # the analysis's (`refusal.unquoted_names`, on by default); a name's first characters
+            # before the two `zh_drug_endings` reads may still induce.
             drugs = [n.text for n in names if not (n.disease or n.acronym)]
-            lexicon = ex.english_lexicon
-            phrases = [w for w in Lexicon.chinese_words(text) if not any(w in d for d in drugs)]
+            lexicon, phrases = ex.english_lexicon, Lexicon.chinese_words(text, leave_out=drugs)
         else:
             lexicon, phrases = None, []
         known = self.phrases.get(phrases)

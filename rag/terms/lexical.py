@@ -57,6 +57,12 @@ def written_words(text: str) -> list[str]:
     ]
 
 
+def jieba_words(text: str) -> list[tuple[str, int, int]]:
+    """jieba's words of `text` (its default mode, no parts) with their offsets."""
+    text = unicodedata.normalize("NFKC", text)
+    return [(w, s, e) for w, s, e in _jieba().tokenize(text)]
+
+
 def fold_plural(word: str) -> str:
     """The BM25 form of a written word (`written_words`)."""
     return _fold_plural(word)

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from rag.lang import HAN
-from rag.terms.lexical import STOPWORDS, fold_plural, tokenize, written_words
+from rag.terms.lexical import STOPWORDS, fold_plural, jieba_words, tokenize, written_words
 
 if TYPE_CHECKING:
     from rag.encode.embedding import Embedder
@@ -81,10 +81,17 @@ class Lexicon:
         return words + [f"{a} {b}" for a, b in zip(words, words[1:], strict=False)]
 
     @staticmethod
-    def chinese_words(question: str) -> list[str]:
+    def chinese_words(question: str, leave_out: Iterable[str] = ()) -> list[str]:
         """Chinese words of a question as BM25 reads them (jieba's search mode also gives the parts of
-        a long word: 深静脉血栓 -> 静脉, 血栓, ...), each once, stopwords out."""
-        return list(dict.fromkeys(t for t in tokenize(question) if _HAN_WORD.fullmatch(t)))
+        a long word: 深静脉血栓 -> 静脉, 血栓, ...), each once, stopwords out; without the pieces of
+        the words that hold any of `leave_out` (阿替利珠单抗 for 珠单抗: not 阿替, 利珠 or 单抗)."""
+        words = [t for t in tokenize(question) if _HAN_WORD.fullmatch(t)]
+        spans = [(m.start(), m.end()) for name in leave_out for m in re.finditer(re.escape(name), question)]
+        if spans:
+            held = [w for w, s, e in jieba_words(question) if any(s < b and a < e for a, b in spans)]
+            held.append("".join(held))  # a name jieba splits: its pieces may straddle the split
+            words = [w for w in words if not any(w in h for h in held)]
+        return list(dict.fromkeys(words))
 
     def translate(
         self, question: str, encoder: Embedder, threshold: float = 0.5, per_phrase: int = 2
