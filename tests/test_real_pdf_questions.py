@@ -57,3 +57,39 @@ def test_each_real_pdf_answers_its_question_with_the_quote_and_its_page(pdf_pipe
     assert quote.matches(doc.text)
     assert quote.page == q["page"] == doc.page_at(quote.start + quote.text.index(q["answer"][0]))
     assert quote.ocr == (q["page"] in doc.ocr_pages)
+
+
+def _chinese_questions_about_english_papers() -> list[dict]:
+    rows = [json.loads(line) for line in QUESTIONS.read_text(encoding="utf-8").splitlines() if line]
+    return [q for q in rows if q["answerable"] and q["lang"] == "zh" and q["doc"].startswith("en-")]
+
+
+@pytest.mark.slow
+@needs_shared
+def test_chinese_questions_find_english_papers_through_induced_english_words(pdf_pipeline, real_embedder):
+    """The folder is mostly English (eval/README.md: 66.8% of its words), so a Chinese question gets
+    the English words of its own nearest to BM25 and e5; without them retrieval found 2 of these 5
+    papers' passages in the top 5, with them 4 (`rag eval` on eval/pdfs_all.jsonl)."""
+    from rag.evaluate.gold import contains_any
+    from rag.pipeline import Pipeline
+
+    questions = _chinese_questions_about_english_papers()
+    assert len(questions) == 5
+    lexicon = set(pdf_pipeline.index.extras.english_lexicon.vocab)
+    off = Pipeline.load(
+        pdf_pipeline.index.index_dir, embedder=real_embedder, overrides={"retrieval.induce_english": False}
+    )
+
+    def found(pipeline) -> int:
+        n = 0
+        for q in questions:
+            analysis = pipeline.analyse(q["question"])
+            hits = pipeline.search(analysis, 5)
+            n += any(contains_any(h.chunk.text, q["evidence"]) for h in hits)
+        return n
+
+    for q in questions:
+        induced = pdf_pipeline.analyse(q["question"]).induced
+        assert induced and set(induced) <= lexicon, (q["id"], induced)
+        assert off.analyse(q["question"]).induced == ()
+    assert found(pdf_pipeline) >= 4 > found(off)
