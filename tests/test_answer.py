@@ -376,6 +376,8 @@ def test_questions_asking_for_a_rate(question, asks):
         ("45 in 2019 and 52 in 2020 were enrolled.", False),  # nor a denominator
         ("多西他赛75 mg/m²，每3周1次。", False),  # a schedule, not a fraction
         ("患者每6个月随访一次。", False),
+        ("按每千克体重 2 mg 给药。", False),  # a dose per unit, not per people
+        ("The dose was 5 mg per 1,000 kcal.", False),
         ("一项研究比较了 347例患者的疗效和生存率。", False),  # names a rate, gives none
         ("Four of five patients had a partial response.", False),
     ],

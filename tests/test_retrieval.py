@@ -407,6 +407,18 @@ def test_a_chinese_question_gets_the_english_words_of_a_partly_english_corpus(tm
     assert "everolimus" in unguarded
 
 
+def test_the_pieces_of_the_word_holding_a_drug_name_are_left_out():
+    from rag.terms.lexicon import Lexicon
+
+    # The name read by its ending (珠单抗) is shorter than the drug (阿替利珠单抗): jieba's words
+    # holding it go, with their search-mode pieces.
+    words = Lexicon.chinese_words("阿替利珠单抗治疗肺癌的疗效如何？", leave_out=["珠单抗"])
+    assert not {"利珠", "单抗", "阿替利珠单抗"} & set(words) and {"治疗", "肺癌", "疗效"} <= set(words)
+    # Characters NFKC lengthens (㎏ -> kg) before the name do not shift where it is.
+    words = Lexicon.chinese_words("体重70㎏㎏的肉瘤患者能用阿哌沙班吗？", leave_out=["阿哌沙班"])
+    assert "阿哌沙班" not in words and {"肉瘤", "患者"} <= set(words)
+
+
 def test_a_chinese_question_over_chinese_papers_gets_no_english_words(tmp_path):
     """English abstracts in Chinese papers are not a reason: English is under `language_share`."""
     from rag.indexing.index import Index, build_index

@@ -468,8 +468,10 @@ def test_a_rate_of_how_often_something_occurs_is_answered_by_a_fraction_or_by_ho
     assert MissingRate().check(prevalence, [], draft(rare)) is None  # says how often in words
     assert MissingRate().check(prevalence, [], draft(fraction)) is None  # a fraction in words
     assert MissingRate().check(prevalence, [], draft(families)) is None  # a count of people or cases
-    # A bare number, or the asked word itself, states no rate.
+    # A bare number, a study's sample, or the asked word itself, states no rate.
     assert MissingRate().check(prevalence, [], draft(bare)).code == "missing_rate"
+    sample = Quote(1, "q", "Q", "S", 0, 12, "本研究纳入120例患者。")
+    assert MissingRate().check(prevalence, [], draft(sample)).code == "missing_rate"
     assert MissingRate().check(prevalence, [], draft(topic)).code == "missing_rate"
     # A rate of another kind is answered by a fraction, not by how rare something is nor a count.
     response = analyse_text("Blau综合征的缓解率是多少？")

@@ -95,6 +95,18 @@ def test_induced_words_count_as_question_words():
     assert with_words[0].lexical > 0 and with_words[0].score > with_words[1].score
 
 
+def test_an_induced_english_word_as_written_counts_in_bm25s_form():
+    # A Chinese question over English pages is given "patients" and "filters" as written; the
+    # sentences' words are BM25's ("patient", "filter").
+    sents = [
+        _sentence("Each patient had a retrievable filter placed.", "en", 0, 0),
+        _sentence("The review covers trauma care in general.", "en", 0, 60),
+    ]
+    query = analyse_text("滤器取出失败的患者有多少？")
+    scored = score_sentences(query, sents, None, None, _Columns([0.8, 0.8], words=["patients", "filters"]))
+    assert scored[0].lexical > 0 and scored[0].score > scored[1].score
+
+
 def test_signals_reuse_the_questions_encoding_and_the_index_vectors(xl_pipeline):
     pipeline, xl = xl_pipeline
     query = pipeline.analyse("What is venous thromboembolism treated with?")

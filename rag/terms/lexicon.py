@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+import unicodedata
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -85,8 +86,11 @@ class Lexicon:
         """Chinese words of a question as BM25 reads them (jieba's search mode also gives the parts of
         a long word: 深静脉血栓 -> 静脉, 血栓, ...), each once, stopwords out; without the pieces of
         the words that hold any of `leave_out` (阿替利珠单抗 for 珠单抗: not 阿替, 利珠 or 单抗)."""
+        # One text for the words, the names and jieba's offsets: NFKC lengthens some characters (㎏).
+        question = unicodedata.normalize("NFKC", question)
         words = [t for t in tokenize(question) if _HAN_WORD.fullmatch(t)]
-        spans = [(m.start(), m.end()) for name in leave_out for m in re.finditer(re.escape(name), question)]
+        names = [unicodedata.normalize("NFKC", n) for n in leave_out]
+        spans = [(m.start(), m.end()) for name in names for m in re.finditer(re.escape(name), question)]
         if spans:
             held = [w for w, s, e in jieba_words(question) if any(s < b and a < e for a, b in spans)]
             held.append("".join(held))  # a name jieba splits: its pieces may straddle the split
