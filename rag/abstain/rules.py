@@ -205,9 +205,16 @@ class UnquotedNames:
     documents: Mapping[str, Document]
     in_place: bool = False  # a quote also names what the sentence before it names
     language_share: float = 0.3  # refusal.language_share
-    _scripts: dict[str, frozenset[str]] = field(default_factory=dict, init=False, compare=False, repr=False)
+    # doc id -> the scripts its paper is written in (`_paper_scripts`; `refusal_rules` shares one with
+    # the term rules); made from `language_share` when not given
+    paper_scripts: Callable[[str], frozenset[str] | None] | None = None
+    _latin: dict[str, bool] = field(default_factory=dict, init=False, compare=False, repr=False)
     code = "unquoted_names"
     stage = QUOTES
+
+    def __post_init__(self) -> None:
+        if self.paper_scripts is None:
+            object.__setattr__(self, "paper_scripts", _paper_scripts(self.documents, self.language_share))
 
     def check(self, query: QueryAnalysis, hits: Sequence[Hit], draft: Draft | None) -> Refusal | None:
         if draft is None:
@@ -223,14 +230,14 @@ class UnquotedNames:
 
     def _written(self, doc_id: str) -> frozenset[str]:
         """The scripts whose names a paper can quote ("zh": written in Chinese, "en": any Latin
-        letter); an unknown paper counts as writing both. Kept per paper."""
-        if doc_id not in self._scripts:
-            doc = self.documents.get(doc_id)
-            text = "" if doc is None else unicodedata.normalize("NFKC", f"{doc.title}\n{doc.text}")
-            found = {"zh"} & corpus_scripts(text, self.language_share)
-            found |= {"en"} if re.search("[A-Za-z]", text) else set()
-            self._scripts[doc_id] = frozenset(found) if doc is not None else frozenset({"zh", "en"})
-        return self._scripts[doc_id]
+        letter); an unknown paper counts as writing both."""
+        doc = self.documents.get(doc_id)
+        if doc is None:
+            return frozenset({"zh", "en"})
+        zh = "zh" in (self.paper_scripts(doc_id) or ())
+        if doc_id not in self._latin:  # kept per paper: the same papers are quoted again and again
+            self._latin[doc_id] = bool(re.search("[A-Za-z]", f"{doc.title}\n{doc.text}"))
+        return frozenset({"zh"} if zh else ()) | frozenset({"en"} if self._latin[doc_id] else ())
 
 
 @dataclass(frozen=True)
@@ -322,7 +329,8 @@ def refusal_rules(
     evidence thresholds were calibrated) goes into the evidence rule's notes."""
     r = settings.refusal
     rules: list[RefusalRule] = []
-    paper_scripts = _paper_scripts(documents, r.language_share) if r.judge_by_paper else None
+    scripts = _paper_scripts(documents, r.language_share)  # one per-paper cache for every rule
+    paper_scripts = scripts if r.judge_by_paper else None
     if r.unknown_names:
         rules.append(UnknownNames(paper_scripts))
     if r.absent_terms:
@@ -342,7 +350,7 @@ def refusal_rules(
     if r.missing_rate:
         rules.append(MissingRate())
     if r.unquoted_names:
-        rules.append(UnquotedNames(documents, r.names_in_place, r.language_share))
+        rules.append(UnquotedNames(documents, r.names_in_place, r.language_share, scripts))
     if r.uncovered_terms:
         rules.append(UncoveredTerms(documents, r.language_share))
     return tuple(rules)

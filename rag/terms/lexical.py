@@ -41,8 +41,9 @@ def _jieba():
     return tokenizer
 
 
-def _fold_plural(word: str) -> str:
-    """Fold simple English plurals ("mutations" -> "mutation") so queries match either form."""
+def fold_plural(word: str) -> str:
+    """Fold simple English plurals ("mutations" -> "mutation") so queries match either form: the
+    BM25 form of a written word (`written_words`)."""
     if len(word) > 3 and word.endswith("s") and not word.endswith(("ss", "us", "is")) and word.isalpha():
         return word[:-1]
     return word
@@ -60,12 +61,7 @@ def written_words(text: str) -> list[str]:
 def jieba_words(text: str) -> list[tuple[str, int, int]]:
     """jieba's words of `text` (its default mode, no parts) with their offsets."""
     text = unicodedata.normalize("NFKC", text)
-    return [(w, s, e) for w, s, e in _jieba().tokenize(text)]
-
-
-def fold_plural(word: str) -> str:
-    """The BM25 form of a written word (`written_words`)."""
-    return _fold_plural(word)
+    return list(_jieba().tokenize(text))
 
 
 def tokenize(text: str) -> list[str]:
@@ -88,7 +84,7 @@ def tokenize(text: str) -> list[str]:
         else:
             word = match.group()
             if word not in STOPWORDS:
-                tokens.append(_fold_plural(word))
+                tokens.append(fold_plural(word))
     return tokens
 
 
