@@ -184,6 +184,12 @@ class ScoringSettings:
     lexical_weight_z: float = knob(0.5, "weight of the standardised word share (e5 counts 1)")
     rank_bonus_z: float = knob(1.0, "bonus for the best chunk's sentences, in standard deviations")
     quantity_bonus_z: float = knob(1.0, "bonus for a number when the question asks for one, in std devs")
+    # "How many people are affected by X?" is answered by "X is rare" or "1 in 10,000 people", seldom
+    # by "about half of people with X …" (eval/README.md, "Figures of how often").
+    frequency_number_share: float = knob(
+        0.0,
+        "share of quantity_bonus_z a bare number gets when the question asks how often (a rate or words: all)",
+    )
     # The answer often sits next to the sentence that matches the question.
     lift_neighbours: bool = knob(True, "a sentence scores at least neighbour_share of an adjacent one")
     neighbour_share: float = knob(0.6, "share of the better adjacent sentence's score a sentence gets")
@@ -215,6 +221,7 @@ class ScoringSettings:
         _check_range("neighbour_share", self.neighbour_share, 0.0, 1.0)
         _check_range("title_word_share", self.title_word_share, 0.0, 1.0)
         _check_range("topic_share", self.topic_share, 0.0, 1.0)
+        _check_range("frequency_number_share", self.frequency_number_share, 0.0, 1.0)
 
 
 @dataclass(frozen=True)

@@ -50,7 +50,7 @@ def test_size_coverage_and_pairs(gold):
     assert sum(g.kind == "multi-doc" for g in gold) >= 2
 
 
-OTHER_FILES = ("heldout.jsonl", "heldout2.jsonl", "heldout3.jsonl", "dev.jsonl")
+OTHER_FILES = ("heldout.jsonl", "heldout2.jsonl", "heldout3.jsonl", "dev.jsonl", "frequency_bundled.jsonl")
 
 
 @pytest.mark.parametrize("name", OTHER_FILES)

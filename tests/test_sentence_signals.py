@@ -157,7 +157,7 @@ def test_a_quantity_question_prefers_the_sentence_that_states_a_number():
     best = lambda q: max(  # noqa: E731
         score_sentences(analyse_text(q), sents, None, None, _Columns([0.85, 0.85])), key=lambda s: s.score
     )
-    assert "12" in best("发病率是多少？").sentence.text
+    assert "12" in best("出现不良反应的有多少例？").sentence.text
     assert "12" not in best("为什么？").sentence.text  # equal signals: the better-placed first sentence
 
 
@@ -487,3 +487,36 @@ def test_a_question_asking_only_for_the_subject_keeps_the_sentence_that_restates
     columns = signals(query, [opening.text, answer.text], [opening, answer])
     assert columns.topic is not None and not columns.topic.any()  # nothing to take off
     assert _ranked(query, [opening, answer], fake_embedder, 1.0)[0] == opening.text
+
+
+def test_a_question_of_how_often_prefers_a_frequency_to_a_bare_number():
+    from dataclasses import replace as with_
+
+    from rag.answer.scoring import states_how_often
+
+    question = analyse_text("How many people are affected by Xyz syndrome?")
+    half = "About half of people with Xyz syndrome have a decline in intellectual function."
+    for text in (
+        "Xyz syndrome is a rare disorder.",
+        "Its prevalence is estimated to be 1 in 10,000 people.",
+        "Deep vein thrombosis occurred in 58% of them.",
+        "每10万人中约有3人患病。",
+    ):
+        assert states_how_often(text), text
+    assert not states_how_often(half) and not states_how_often("See reference [12].")
+    sents = [
+        _sentence(half, "en", 0, 0),
+        _sentence("Xyz syndrome appears to be rare among people.", "en", 0, 100),
+    ]
+
+    def best(settings: ScoringSettings) -> str:
+        scored = score_sentences(question, sents, None, None, _Columns([0.85, 0.85]), settings)
+        return max(scored, key=lambda s: s.score).sentence.text
+
+    assert best(ScoringSettings()) == sents[1].text
+    # A bare number counting fully, the better-placed first sentence wins the tie.
+    assert best(with_(ScoringSettings(), frequency_number_share=1.0)) == half
+    # For a question asking for a number, not how often, the bare number still counts.
+    count = analyse_text("How many patients with Xyz syndrome have a decline in intellectual function?")
+    scored = score_sentences(count, sents, None, None, _Columns([0.85, 0.85]))
+    assert max(scored, key=lambda s: s.score).sentence.text == half

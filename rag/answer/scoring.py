@@ -28,7 +28,7 @@ import numpy as np
 
 from rag.answer.candidates import ScoredSentence, Sentence, next_start, rows_by_doc
 from rag.answer.facts import CITATION_RE
-from rag.query.answer_type import states_quantity
+from rag.query.answer_type import states_frequency, states_quantity, states_rate
 from rag.retrieve.fusion import standardise
 from rag.settings import ScoringSettings
 from rag.terms.concepts import lexical_score, sentence_keys
@@ -115,6 +115,11 @@ def _score_with_signals(
         # "How many / what rate / which year" is answered by a sentence that states a number, "how
         # many people are affected" also by one that says how often ("X is rare").
         has = np.array([has_quantity(s.text, query.asks_frequency) for s in sentences], dtype=np.float64)
+        if query.asks_frequency and settings.frequency_number_share < 1.0:
+            # A bare number ("about half of people with X…") says less about how often X occurs than
+            # "X is rare", "1 in 10,000 people" or a percentage.
+            says = np.array([states_how_often(s.text) for s in sentences], dtype=bool)
+            has = np.where(says, 1.0, settings.frequency_number_share * has)
         score += settings.quantity_bonus_z * has
     out = []
     for s, d, lex, z in zip(sentences, cols.dense, lexical, score, strict=True):
@@ -175,3 +180,10 @@ def has_quantity(text: str, frequency: bool = False) -> bool:
     """Whether a sentence states an amount (`states_quantity`; with `frequency`, "rare" counts) other
     than a citation mark ("[12]")."""
     return states_quantity(CITATION_RE.sub(" ", text), frequency)
+
+
+def states_how_often(text: str) -> bool:
+    """Whether a sentence says how often something occurs: in words ("rare", "1 in 10,000 people") or
+    as a rate (a percentage: "in 58% of patients"); a citation mark ("[12]") is no rate."""
+    text = CITATION_RE.sub(" ", text)
+    return states_frequency(text) or states_rate(text)
