@@ -188,7 +188,7 @@ class ScoringSettings:
     # by "about half of people with X …" (eval/README.md, "Figures of how often").
     frequency_number_share: float = knob(
         0.0,
-        "share of quantity_bonus_z a bare number gets when the question asks how often (a rate or words: all)",
+        "share of quantity_bonus_z a bare number gets for a question asking how often (frequency words, rates: all)",
     )
     # The answer often sits next to the sentence that matches the question.
     lift_neighbours: bool = knob(True, "a sentence scores at least neighbour_share of an adjacent one")

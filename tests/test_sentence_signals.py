@@ -514,7 +514,7 @@ def test_a_question_of_how_often_prefers_a_frequency_to_a_bare_number():
         return max(scored, key=lambda s: s.score).sentence.text
 
     assert best(ScoringSettings()) == sents[1].text
-    # A bare number counting fully, the better-placed first sentence wins the tie.
+    # A bare number counting fully, the two tie and the first in the list wins.
     assert best(with_(ScoringSettings(), frequency_number_share=1.0)) == half
     # For a question asking for a number, not how often, the bare number still counts.
     count = analyse_text("How many patients with Xyz syndrome have a decline in intellectual function?")

@@ -66,8 +66,6 @@ def _frequency_patterns() -> tuple[str, str]:
     blocks = [(lang, q["frequency"]) for lang, q in domain_blocks("quantities") if "frequency" in q]
     asks = [w for lang, f in blocks for w in _words(lang, f["asks"])]
     states = [w for lang, f in blocks for w in _words(lang, f["states"])]
-    # A fraction of people says how often too ("1 in 10,000 people", "每10万人").
-    states += [w for _, rates in domain_blocks("rates") for w in rates.get("fractions", [])]
     return _either(asks), _either(states)
 
 
