@@ -32,6 +32,10 @@ VARIANTS: list[tuple[str, dict[str, object]]] = [
         {"scoring.title_word_share": 0.5, "refusal.names_in_place": True},
     ),
     ("- number bonus for quantity questions", {"scoring.quantity_bonus_z": 0.0}),
+    (
+        "- how-often questions: the bonus only for frequency words and rates",
+        {"scoring.frequency_number_share": 1.0},
+    ),
     ("- joining a sentence that points back", {"scoring.join_continuations": False}),
     ("- lifting a strong match's neighbours", {"scoring.lift_neighbours": False}),
     ("- a quote for each part of a question asking two things", {"answer.part_chunks": 0}),
