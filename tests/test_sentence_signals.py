@@ -492,7 +492,7 @@ def test_a_question_asking_only_for_the_subject_keeps_the_sentence_that_restates
 def test_a_question_of_how_often_prefers_a_frequency_to_a_bare_number():
     from dataclasses import replace as with_
 
-    from rag.answer.scoring import states_how_often
+    from rag.query.answer_type import states_how_often
 
     question = analyse_text("How many people are affected by Xyz syndrome?")
     half = "About half of people with Xyz syndrome have a decline in intellectual function."

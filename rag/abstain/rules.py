@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Protocol
 from rag.abstain.coverage import TermCoverage
 from rag.lang import HAN_RE
 from rag.query.absent_terms import corpus_scripts, fold_latin, writes_en
-from rag.query.answer_type import states_frequency, states_rate
+from rag.query.answer_type import states_how_often, states_rate
 from rag.query.names import unquoted
 from rag.types import Document, Hit, Refusal
 
@@ -184,9 +184,8 @@ class MissingRate:
     def check(self, query: QueryAnalysis, hits: Sequence[Hit], draft: Draft | None) -> Refusal | None:
         if draft is None or not query.asks_rate:
             return None
-        if any(
-            states_rate(q.text) or (query.asks_frequency and states_frequency(q.text)) for q in draft.verified
-        ):
+        states = states_how_often if query.asks_frequency else states_rate
+        if any(states(q.text) for q in draft.verified):
             return None
         return Refusal(
             self.code, "the question asks for a rate and no sentence chosen to answer it states one"

@@ -28,7 +28,7 @@ import numpy as np
 
 from rag.answer.candidates import ScoredSentence, Sentence, next_start, rows_by_doc
 from rag.answer.facts import CITATION_RE
-from rag.query.answer_type import states_frequency, states_quantity, states_rate
+from rag.query.answer_type import states_how_often, states_quantity
 from rag.retrieve.fusion import standardise
 from rag.settings import ScoringSettings
 from rag.terms.concepts import lexical_score, sentence_keys
@@ -118,7 +118,7 @@ def _score_with_signals(
         if query.asks_frequency and settings.frequency_number_share < 1.0:
             # A bare number ("about half of people with X…") says less about how often X occurs than
             # "X is rare", "1 in 10,000 people" or a percentage.
-            says = np.array([states_how_often(s.text) for s in sentences], dtype=bool)
+            says = np.array([states_how_often(CITATION_RE.sub(" ", s.text)) for s in sentences], dtype=bool)
             has = np.where(says, 1.0, settings.frequency_number_share * has)
         score += settings.quantity_bonus_z * has
     out = []
@@ -180,10 +180,3 @@ def has_quantity(text: str, frequency: bool = False) -> bool:
     """Whether a sentence states an amount (`states_quantity`; with `frequency`, "rare" counts) other
     than a citation mark ("[12]")."""
     return states_quantity(CITATION_RE.sub(" ", text), frequency)
-
-
-def states_how_often(text: str) -> bool:
-    """Whether a sentence says how often something occurs: in words ("rare", "1 in 10,000 people") or
-    as a rate (a percentage: "in 58% of patients"); a citation mark ("[12]") is no rate."""
-    text = CITATION_RE.sub(" ", text)
-    return states_frequency(text) or states_rate(text)

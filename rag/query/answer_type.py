@@ -134,6 +134,12 @@ def states_frequency(text: str) -> bool:
     return bool(_STATES_FREQ.search(text))
 
 
+def states_how_often(text: str) -> bool:
+    """Whether the text answers a question of how often something occurs: in words ("rare", "罕见")
+    or as a rate (a percentage, a fraction such as "1 in 10,000", a multiple)."""
+    return states_frequency(text) or states_rate(text)
+
+
 def asks_frequency(question: str) -> bool:
     """Whether the question asks how often something occurs (how many people, how common, prevalence)."""
     return not asks_yes_no(question) and bool(_ASKS_FREQ.search(question))
