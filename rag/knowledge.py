@@ -45,6 +45,7 @@ LANGUAGE = {
     "sound_classes": Omittable(TABLE),
     "pinyin_classes": Omittable(TABLE),
     "pinyin_vowels": Omittable(TABLE),
+    "pinyin_surnames": Omittable(WORDS),
 }
 # Keys of one language's block in rag/data/domain/<name>.json.
 DOMAIN_BLOCK = {

@@ -146,6 +146,9 @@ class RetrievalSettings:
     # e5's time grows with its input: English retrieval p50 60 ms with all induced words, 48 ms with 12.
     lexicon_dense_max: int = knob(12, "most induced words appended to the e5 query, closest first")
     drug_names: bool = knob(True, "find an English drug name's Chinese by its sound, not the lexicon")
+    romanised_names: bool = knob(
+        True, "find a Chinese name an English question writes in pinyin (Zhao Peng) in characters, by sound"
+    )
     # A kept phrase with its two nearest words is about 350 bytes: 20,000 phrases are about 7 MB.
     phrase_cache: int = knob(
         20_000, "phrases (English, or a Chinese question's words) whose induced words are kept (0: none kept)"
@@ -252,6 +255,9 @@ class RefusalSettings:
     unknown_names: bool = knob(True, "refuse a question naming something no indexed paper mentions")
     unknown_drug_names: bool = knob(True, "... drug names included (by their ending and sound)")
     absent_terms: bool = knob(True, "refuse a question whose key term (a rare word, a name) no document has")
+    absent_names: bool = knob(
+        True, "refuse an English question naming a Chinese person in pinyin whom no document names"
+    )
     common_zipf: float = knob(
         4.0, "Zipf frequency (wordfreq) from which an English word is everyday language"
     )

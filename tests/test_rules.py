@@ -47,6 +47,7 @@ def test_the_rules_come_in_order_and_the_settings_switch_them():
     assert [r.code for r in rules] == [
         "unknown_names",
         "absent_terms",
+        "absent_names",
         "evidence",
         "no_relevant_sentence",
         "no_verified_quote",
@@ -54,10 +55,15 @@ def test_the_rules_come_in_order_and_the_settings_switch_them():
         "unquoted_names",
         "uncovered_terms",
     ]
-    assert [r.stage for r in rules] == [QUESTION, QUESTION, QUESTION, *[QUOTES] * 5]
+    assert [r.stage for r in rules] == [*[QUESTION] * 4, *[QUOTES] * 5]
     off = Settings(
         refusal=RefusalSettings(
-            unknown_names=False, absent_terms=False, evidence=False, missing_rate=False, uncovered_terms=False
+            unknown_names=False,
+            absent_terms=False,
+            absent_names=False,
+            evidence=False,
+            missing_rate=False,
+            uncovered_terms=False,
         )
     )
     assert [r.code for r in refusal_rules(off, {}, evidence=lambda q, h: 1.0)] == [

@@ -8,6 +8,8 @@ stage judge before any quote is chosen (so an LLM generator is not asked either)
 
     unknown_names         the question names something no indexed paper mentions
     absent_terms          a key term of the question (a rare word, a name) is in no indexed text
+    absent_names          a Chinese person an English question names in pinyin is named by no
+                          document, in characters (found by sound) or in Latin letters
     evidence              the best sentence's evidence is below the calibrated threshold
                           (unless the best paper writes the question's rare terms: coverage.py)
     no_relevant_sentence  no candidate sentence reaches the answer's relevance floor
@@ -110,6 +112,19 @@ class AbsentTerms:
     def check(self, query: QueryAnalysis, hits: Sequence[Hit], draft: Draft | None) -> Refusal | None:
         words = _judged(query.absent_terms, query, hits, self.paper_scripts)
         return _not_in_corpus(self.code, words, "asks about", "terms")
+
+
+@dataclass(frozen=True)
+class AbsentNames:
+    """Romanised Chinese names no document writes (`QueryAnalysis.absent_names`). Both scripts were
+    looked in, so no script is judged: an English question about Chinese papers names their people
+    in Latin letters, and a paper that names them writes them in one script or the other."""
+
+    code = "absent_names"
+    stage = QUESTION
+
+    def check(self, query: QueryAnalysis, hits: Sequence[Hit], draft: Draft | None) -> Refusal | None:
+        return _not_in_corpus(self.code, query.absent_names, "names", "names")
 
 
 @dataclass(frozen=True)
@@ -334,6 +349,8 @@ def refusal_rules(
         rules.append(UnknownNames(paper_scripts))
     if r.absent_terms:
         rules.append(AbsentTerms(paper_scripts))
+    if r.absent_names:
+        rules.append(AbsentNames())
     if r.evidence:
         covered = None
         if r.covered_terms and writing is not None:

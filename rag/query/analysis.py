@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from rag.lang import question_lang
-from rag.query.absent_terms import CorpusMentions
+from rag.query.absent_terms import CorpusMentions, zipf
 from rag.query.answer_type import asks_frequency, asks_quantity, asks_rate
 from rag.query.names import Name, paper_acronyms, question_names
 from rag.query.parts import question_parts
@@ -27,6 +27,7 @@ from rag.settings import Settings
 from rag.terms.concepts import question_concepts
 from rag.terms.drug_names import DrugNames
 from rag.terms.lexicon import Lexicon, PhraseCache
+from rag.terms.romanised import ChineseSpellings, romanised_names
 
 if TYPE_CHECKING:
     from rag.encode.embedding import Embedder
@@ -48,6 +49,9 @@ class QueryAnalysis:
     asks_quantity: bool  # any number: a count, rate, dose, ratio or year
     asks_frequency: bool = False  # how often something occurs (how many people are affected, prevalence)
     written_terms: tuple[str, ...] = ()  # its English key terms the corpus writes (UncoveredTerms)
+    # Chinese personal names written in pinyin ("Zhao Peng") that no document writes, in characters
+    # (by sound) or in Latin letters (rag.terms.romanised).
+    absent_names: tuple[str, ...] = ()
     # Words of the corpus in the other language, induced from the question's own (rag.terms.lexicon):
     # Chinese ones for an English question, English ones for a Chinese question over a corpus at least
     # refusal.language_share English (`QueryAnalyser.induces_english`).
@@ -110,6 +114,7 @@ class QueryAnalyser:
         self._unknown: UnknownNames | None = None
         self._acronyms: frozenset[str] | None = None
         self._mentions: CorpusMentions | None = None
+        self._spellings: ChineseSpellings | None = None
         self.phrases = PhraseCache(settings.retrieval.phrase_cache)
 
     def analyse(self, text: str, *, asked: str | None = None, encode: bool = True) -> QueryAnalysis:
@@ -132,6 +137,8 @@ class QueryAnalyser:
         if refusal.uncovered_terms:
             written = self.mentions().written_key_terms(text, refusal.uncovered_share)
             analysis = replace(analysis, written_terms=tuple(written))
+        if refusal.absent_names and analysis.lang == "en":
+            analysis = replace(analysis, absent_names=tuple(self.absent_names(text)))
         if asked is not None:
             analysis = replace(analysis, asked=asked)
         return self.encode(analysis) if encode else analysis
@@ -168,6 +175,8 @@ class QueryAnalyser:
             # A drug name's Chinese is found by its sound (rag.terms.drug_names): the lexicon has no
             # vector for a name it never saw and maps it to whatever is near (everolimus -> 紫杉醇).
             named = self._chinese_drug_names(text) if s.drug_names else {}
+            if s.romanised_names:
+                named.update(self._chinese_person_names(text))
             phrases = [p for p in lexicon.phrases(text) if not named.keys() & set(p.split())]
         elif self.induces_english(lang):
             # A drug name the lexicon never saw maps to whatever is near (利伐沙班 -> an author's
@@ -187,7 +196,8 @@ class QueryAnalyser:
             self.phrases.put(new)
             known.update(new)
         induced = Lexicon.merge((known[p] for p in phrases), s.lexicon_threshold)
-        induced = [*named.values(), *(w for w in induced if w not in named.values())]
+        named_words = list(dict.fromkeys(named.values()))
+        induced = [*named_words, *(w for w in induced if w not in named_words)]
         return vectors[0], induced
 
     def induces_english(self, lang: str) -> bool:
@@ -213,6 +223,31 @@ class QueryAnalyser:
             if names:
                 found[word] = names[0]
         return found
+
+    def _chinese_person_names(self, text: str) -> dict[str, str]:
+        """The words of the text's romanised Chinese names -> the corpus's most written Chinese
+        spelling of the name, where it writes one ("zhao", "peng" -> 赵鹏)."""
+        found = {}
+        for name in romanised_names(text):
+            spellings = self.spellings().spellings(name)
+            if spellings:
+                found.update(dict.fromkeys(name.text.lower().replace("-", " ").split(), spellings[0]))
+        return found
+
+    def absent_names(self, text: str) -> list[str]:
+        """The text's romanised Chinese names that no document writes in either script. A name that is
+        everyday English as a whole ("Hong Kong" parses as surname Hong + Kong) is no test."""
+        common = self.settings.refusal.common_zipf
+        names = romanised_names(text)
+        return [
+            n.text for n in names if zipf(n.text.lower(), "en") < common and not self.spellings().writes(n)
+        ]
+
+    def spellings(self) -> ChineseSpellings:
+        """Finds romanised names in the corpus text, made on first use."""
+        if self._spellings is None:
+            self._spellings = ChineseSpellings(self.mentions().text)
+        return self._spellings
 
     def drug_names(self) -> DrugNames:
         """The papers' drug names, read from the documents on first use."""

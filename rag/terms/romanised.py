@@ -1,0 +1,146 @@
+"""Chinese personal names written in pinyin in an English question, and their Chinese spellings in the
+corpus: "What is Zhao Peng's occupation?" over Chinese articles that write 赵鹏.
+
+Neither encoder links the two (the lexicon maps "Zhao" to whatever Chinese word is near), so an
+English question about a Chinese person finds the person's article only by luck, and a question about
+someone no article mentions has nothing to give it away. A name is read the way English texts write
+Chinese names: a surname (`pinyin_surnames` in rag/data/lang/zh.json) followed by a given name of one
+or two syllables, both capitalised ("Ye Qiaobo", "Zhuge Liang", "Li Wan-hua"). Only that shape counts:
+a lone capitalised word that happens to spell pinyin ("China" = chi + na, "Muse" = mu + se) is mostly
+not Chinese, and Japanese, Korean and Cantonese names ("Yang Bang-ean", "Ho Fung") do not parse.
+
+Its Chinese spellings are found by sound: any run of characters, one per syllable, each having that
+syllable among its readings (pypinyin's dictionary, every reading, tones dropped), so polyphonic
+surnames (曾 zeng, 单 shan) and homophones are all tried. The match is a regular expression of character
+classes over the corpus text: no index is built, and a corpus without the name costs one scan.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections import Counter, defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import cache
+
+from rag.knowledge import language
+
+_MAX_GIVEN = 2  # syllables of a given name ("Qiaobo"); three-syllable given names are rare
+# A capitalised word, or two joined by a hyphen ("Wan-hua"); a possessive "'s" is not part of it.
+_WORD = re.compile(r"\b[A-Z][a-z]+(?:-[A-Za-z][a-z]*)?\b")
+_VOWELS = frozenset("aeiouv")
+
+
+@dataclass(frozen=True)
+class RomanisedName:
+    """A name as the question writes it, with its syllables (surname's first)."""
+
+    text: str  # "Zhao Peng"
+    start: int  # character offsets in the question
+    end: int
+    syllables: tuple[tuple[str, ...], ...]  # every way the letters divide: ("zhao", "peng")
+
+    @property
+    def latin_forms(self) -> tuple[str, ...]:
+        """How an English text may write it, lower-cased: "zhao peng", "peng zhao", "zhaopeng"."""
+        surname, given = self.text.lower().split(" ", 1)
+        given = given.replace("-", "")
+        return (f"{surname} {given}", f"{given} {surname}", f"{surname}{given}")
+
+
+def _toneless(reading: str) -> str:
+    """A pinyin reading without its tone marks (ü becomes u, as English texts write it: Lü -> Lu)."""
+    return "".join(c for c in unicodedata.normalize("NFD", reading) if not unicodedata.combining(c))
+
+
+@cache
+def _readings() -> dict[str, str]:
+    """syllable -> every character that has it among its readings (one string, for a character class)."""
+    from pypinyin.constants import PINYIN_DICT
+
+    chars: dict[str, list[str]] = defaultdict(list)
+    for code, readings in PINYIN_DICT.items():
+        for syllable in dict.fromkeys(_toneless(r) for r in readings.split(",")):
+            if syllable.isascii() and syllable.isalpha() and _VOWELS & set(syllable):
+                chars[syllable].append(chr(code))
+    return {s: "".join(c) for s, c in chars.items()}
+
+
+@cache
+def _surnames() -> frozenset[str]:
+    return frozenset(s.lower() for s in language("zh").get("pinyin_surnames", ()))
+
+
+@cache
+def splits(word: str, most: int = _MAX_GIVEN, first: bool = True) -> tuple[tuple[str, ...], ...]:
+    """Every way a lower-case word divides into at most `most` pinyin syllables. Pinyin writes an
+    apostrophe before a syllable starting with a, o or e inside a word (Xi'an), so none starts one
+    after the first: "liang" is liang, not li + ang."""
+    if not word:
+        return ((),)
+    if most == 0 or (not first and word[0] in "aoe"):
+        return ()
+    syllables = _readings()
+    found = []
+    for cut in range(1, min(6, len(word)) + 1):
+        head = word[:cut]
+        if head in syllables:
+            found += [(head, *rest) for rest in splits(word[cut:], most - 1, False)]
+    return tuple(found)
+
+
+def romanised_names(question: str) -> list[RomanisedName]:
+    """The Chinese personal names the question writes in pinyin, in the order written."""
+    surnames = _surnames()
+    if not surnames:
+        return []
+    words = list(_WORD.finditer(question))
+    names = []
+    for first, second in zip(words, words[1:], strict=False):
+        surname = first.group().lower()
+        if surname not in surnames or question[first.end() : second.start()] != " ":
+            continue
+        given = second.group().lower().replace("-", "")
+        # A surname is one syllable when it can be (Zhao, not Zha + o); else a compound (Zhuge, Sima).
+        surname_cuts = splits(surname, 1) or splits(surname, 2)
+        given_cuts = splits(given)
+        if not surname_cuts or not given_cuts:
+            continue
+        syllables = tuple((*s, *g) for s in surname_cuts for g in given_cuts)
+        text = question[first.start() : second.end()]
+        names.append(RomanisedName(text, first.start(), second.end(), syllables))
+    return names
+
+
+def _pattern(syllables: tuple[str, ...]) -> str:
+    readings = _readings()
+    return "".join(f"[{readings[s]}]" for s in syllables)
+
+
+class ChineseSpellings:
+    """Finds a romanised name's Chinese spellings in a corpus text (as `CorpusMentions.text` holds it:
+    NFKC, lower-cased), most written first; remembered per name."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self._seen: dict[str, tuple[str, ...]] = {}
+
+    def spellings(self, name: RomanisedName) -> tuple[str, ...]:
+        known = self._seen.get(name.text)
+        if known is None:
+            pattern = "|".join(f"(?:{_pattern(s)})" for s in name.syllables)
+            counts = Counter(re.findall(pattern, self.text))
+            known = tuple(spelling for spelling, _ in counts.most_common())
+            self._seen[name.text] = known
+        return known
+
+    def writes(self, name: RomanisedName) -> bool:
+        """Whether the corpus names the person in Chinese characters or in Latin letters."""
+        return bool(self.spellings(name)) or any(form in self.text for form in name.latin_forms)
+
+    def absent(self, question: str) -> Iterator[str]:
+        """The romanised names of the question the corpus writes in neither script."""
+        for name in romanised_names(question):
+            if not self.writes(name):
+                yield name.text
