@@ -279,10 +279,11 @@ class Pipeline:
     def warm(self, state: _State | None = None) -> None:
         """Search and judge a question in each language on `state` (the current one by default), and
         read wordfreq's lists, so the lazily loaded parts (the models, jieba, drug names, corpus
-        mentions, word frequencies: up to 0.4 s) do not land on a user's first question. No LLM is
-        called: nothing is generated, and the search skips the LLM query translation."""
+        mentions, word frequencies, pinyin readings: up to 0.7 s) do not land on a user's first
+        question. No LLM is called: nothing is generated, and the search skips the LLM query
+        translation. The English text names a person in pinyin, so the readings are read too."""
         with self._pin(state):
-            for text in ("warm-up 预热 aspirin", "预热问题是什么？"):
+            for text in ("warm-up for Wang Yu: aspirin", "预热问题是什么？"):
                 query = self.analyse(text)
                 self.question_refusal(query, self.retriever.search(query, 1), 1)
         load_word_frequencies()

@@ -449,8 +449,12 @@ def test_warm_judges_a_question_in_each_language_and_never_answers(pipeline, mon
     pipeline.translate_queries, pipeline.chat_model = True, NoGenerator()  # English questions translated
     translated = []
     monkeypatch.setattr(pipeline, "_translate", lambda text: translated.append(text) or text)
+    from rag.terms import romanised
+
+    romanised._readings.cache_clear()
     pipeline.warm()
     assert sorted(set(langs)) == ["en", "zh"] and loaded == [True]
+    assert romanised._readings.cache_info().currsize == 1  # pinyin readings, for names in English
     assert translated == []  # the query translation is an LLM call too
 
 

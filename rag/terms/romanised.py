@@ -113,27 +113,33 @@ def romanised_names(question: str) -> list[RomanisedName]:
     return names
 
 
-def _pattern(syllables: tuple[str, ...]) -> str:
-    readings = _readings()
-    return "".join(f"[{readings[s]}]" for s in syllables)
-
-
 class ChineseSpellings:
     """Finds a romanised name's Chinese spellings in a corpus text (as `CorpusMentions.text` holds it:
     NFKC, lower-cased), most written first; remembered per name."""
 
     def __init__(self, text: str) -> None:
         self.text = text
+        self._chars: frozenset[str] | None = None
         self._seen: dict[str, tuple[str, ...]] = {}
 
     def spellings(self, name: RomanisedName) -> tuple[str, ...]:
         known = self._seen.get(name.text)
         if known is None:
-            pattern = "|".join(f"(?:{_pattern(s)})" for s in name.syllables)
-            counts = Counter(re.findall(pattern, self.text))
+            patterns = [p for p in map(self._pattern, name.syllables) if p]
+            counts = Counter(re.findall("|".join(patterns), self.text)) if patterns else Counter()
             known = tuple(spelling for spelling, _ in counts.most_common())
             self._seen[name.text] = known
         return known
+
+    def _pattern(self, syllables: tuple[str, ...]) -> str:
+        """Character classes of the corpus's characters with each reading ("" if one has none). Only
+        the characters the corpus has: a class of a syllable's 100-odd characters scans about 40 times
+        slower (10 ms instead of 0.25 over CMRC's 81,000 characters)."""
+        if self._chars is None:
+            self._chars = frozenset(self.text)
+        readings = _readings()
+        classes = ["".join(c for c in readings[s] if c in self._chars) for s in syllables]
+        return "" if not all(classes) else "(?:" + "".join(f"[{c}]" for c in classes) + ")"
 
     def writes(self, name: RomanisedName) -> bool:
         """Whether the corpus names the person in Chinese characters or in Latin letters."""
