@@ -149,6 +149,9 @@ class RetrievalSettings:
     romanised_names: bool = knob(
         True, "find a Chinese name an English question writes in pinyin (Zhao Peng) in characters, by sound"
     )
+    romanised_words: bool = knob(
+        True, "... and its other capitalised pinyin words that are not everyday English (Gushi, Laitan)"
+    )
     # A kept phrase with its two nearest words is about 350 bytes: 20,000 phrases are about 7 MB.
     phrase_cache: int = knob(
         20_000, "phrases (English, or a Chinese question's words) whose induced words are kept (0: none kept)"

@@ -68,3 +68,11 @@ def test_the_held_out_questions_are_well_formed_and_their_evidence_is_in_the_pap
     assert missing == []
     others = [GOLD, *(REPO / "eval" / f for f in OTHER_FILES if f != name)]
     assert not {g.question for g in held_out} & {g.question for f in others for g in load_gold(f)}
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in (REPO / "eval").glob("*.jsonl")))
+def test_every_question_file_loads_with_unique_ids_and_evidence(name):
+    # A file rag eval cannot read (a null doc, a missing key) would only fail when someone runs it.
+    questions = load_gold(REPO / "eval" / name)
+    assert questions and len({g.id for g in questions}) == len(questions)
+    assert all(g.evidence for g in questions if g.answerable)

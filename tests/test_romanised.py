@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from rag.terms.romanised import ChineseSpellings, romanised_names, splits
+from rag.terms.romanised import ChineseSpellings, romanised_names, romanised_words, splits
 
 from .conftest import FakeEmbedder
 
@@ -15,7 +15,7 @@ PEOPLE = """赵鹏
 曾凡是一位画家，出生于湖南。
 """
 OTHER = """固始站
-固始站是宁西铁路上的一座车站，位于河南省固始县。
+固始站是宁西铁路上的一座车站，位于河南省固始县。这个故事发生在车站。故事很长，故事很多，故事讲完了。
 """
 
 
@@ -109,3 +109,19 @@ def test_a_name_that_is_everyday_english_is_no_test(people_pipeline):
     # "Hong Kong" reads as surname Hong + Kong, and the corpus writes 香港, not 洪孔
     analysis = people_pipeline().analyser.analyse("Which team in Hong Kong did he join?")
     assert analysis.absent_names == ()
+
+
+def test_other_pinyin_words_are_read_outside_names_and_sentence_starts():
+    question = "Which company does Gushi Railway Station come under, says Zhao Peng?"
+    assert [w.text for w in romanised_words(question, romanised_names(question))] == ["Gushi"]
+    assert romanised_words("Gushi is where?") == []  # a capitalised first word says nothing
+
+
+def test_a_pinyin_word_is_searched_by_its_rare_spelling(people_pipeline):
+    # gushi is 固始 (a county) or 故事 ("story", everyday Chinese), which the corpus writes too
+    analysis = people_pipeline().analyser.analyse("Which company does Gushi Railway Station come under?")
+    assert analysis.induced[0] == "固始"
+    off = people_pipeline(**{"retrieval.romanised_words": False})
+    assert (
+        "固始" not in off.analyser.analyse("Which company does Gushi Railway Station come under?").induced[:1]
+    )

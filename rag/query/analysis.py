@@ -27,7 +27,7 @@ from rag.settings import Settings
 from rag.terms.concepts import question_concepts
 from rag.terms.drug_names import DrugNames
 from rag.terms.lexicon import Lexicon, PhraseCache
-from rag.terms.romanised import ChineseSpellings, romanised_names
+from rag.terms.romanised import ChineseSpellings, romanised_names, romanised_words
 
 if TYPE_CHECKING:
     from rag.encode.embedding import Embedder
@@ -176,7 +176,7 @@ class QueryAnalyser:
             # vector for a name it never saw and maps it to whatever is near (everolimus -> 紫杉醇).
             named = self._chinese_drug_names(text) if s.drug_names else {}
             if s.romanised_names:
-                named.update(self._chinese_person_names(text))
+                named.update(self._chinese_names(text, s.romanised_words))
             phrases = [p for p in lexicon.phrases(text) if not named.keys() & set(p.split())]
         elif self.induces_english(lang):
             # A drug name the lexicon never saw maps to whatever is near (利伐沙班 -> an author's
@@ -224,14 +224,24 @@ class QueryAnalyser:
                 found[word] = names[0]
         return found
 
-    def _chinese_person_names(self, text: str) -> dict[str, str]:
-        """The words of the text's romanised Chinese names -> the corpus's most written Chinese
-        spelling of the name, where it writes one ("zhao", "peng" -> 赵鹏)."""
+    def _chinese_names(self, text: str, words: bool = True) -> dict[str, str]:
+        """The words of the text's romanised Chinese names (and, with `words`, of its other pinyin
+        words that are not everyday English: Gushi, Laitan) -> the corpus's Chinese spelling of each,
+        where it writes one ("zhao", "peng" -> 赵鹏; "gushi" -> 固始). Of several, a word that is not
+        everyday Chinese comes first: a name is a rare word, and its homophones are often common
+        ones (gushi: 固始 or 故事, "story"); then the most written."""
+        common = self.settings.refusal.common_zipf
+        names = romanised_names(text)
+        others = (
+            [w for w in romanised_words(text, names) if zipf(w.text.lower(), "en") < common] if words else []
+        )
         found = {}
-        for name in romanised_names(text):
+        for name in [*names, *others]:
             spellings = self.spellings().spellings(name)
             if spellings:
-                found.update(dict.fromkeys(name.text.lower().replace("-", " ").split(), spellings[0]))
+                rare = [w for w in spellings if zipf(w, "zh") < common]
+                spelling = (rare or spellings)[0]
+                found.update(dict.fromkeys(name.text.lower().replace("-", " ").split(), spelling))
         return found
 
     def absent_names(self, text: str) -> list[str]:

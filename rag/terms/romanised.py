@@ -44,6 +44,8 @@ class RomanisedName:
     @property
     def latin_forms(self) -> tuple[str, ...]:
         """How an English text may write it, lower-cased: "zhao peng", "peng zhao", "zhaopeng"."""
+        if " " not in self.text:  # a romanised word, not a name (`romanised_words`)
+            return (self.text.lower(),)
         surname, given = self.text.lower().split(" ", 1)
         given = given.replace("-", "")
         return (f"{surname} {given}", f"{given} {surname}", f"{surname}{given}")
@@ -88,6 +90,23 @@ def splits(word: str, most: int = _MAX_GIVEN, first: bool = True) -> tuple[tuple
         if head in syllables:
             found += [(head, *rest) for rest in splits(word[cut:], most - 1, False)]
     return tuple(found)
+
+
+def romanised_words(question: str, taken: list[RomanisedName] = ()) -> list[RomanisedName]:
+    """Other capitalised words of the question that divide into two to four pinyin syllables: places
+    and things English writes in pinyin ("Gushi Railway Station", "Laitan Town"), outside the names
+    in `taken`. The first word of a sentence is left out (it is capitalised anyway). Many English,
+    Japanese and other words divide so too ("Mushi", "Panda"): the caller keeps only those that are
+    not everyday English, and uses them to search, never to refuse."""
+    words = []
+    for m in _WORD.finditer(question):
+        before = question[: m.start()].rstrip()
+        if not before or before[-1] in ".?!" or any(n.start <= m.start() < n.end for n in taken):
+            continue
+        cuts = tuple(c for c in splits(m.group().lower().replace("-", ""), 4) if len(c) >= 2)
+        if cuts:
+            words.append(RomanisedName(m.group(), m.start(), m.end(), cuts))
+    return words
 
 
 def romanised_names(question: str) -> list[RomanisedName]:
