@@ -22,7 +22,7 @@ import unicodedata
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 
 from rag.knowledge import language
 
@@ -30,6 +30,7 @@ _MAX_GIVEN = 2  # syllables of a given name ("Qiaobo"); three-syllable given nam
 # A capitalised word, or two joined by a hyphen ("Wan-hua"); a possessive "'s" is not part of it.
 _WORD = re.compile(r"\b[A-Z][a-z]+(?:-[A-Za-z][a-z]*)?\b")
 _VOWELS = frozenset("aeiouv")
+_SEEN_MAX = 10_000  # names whose spellings are remembered per index
 
 
 @dataclass(frozen=True)
@@ -74,7 +75,7 @@ def _surnames() -> frozenset[str]:
     return frozenset(s.lower() for s in language("zh").get("pinyin_surnames", ()))
 
 
-@cache
+@lru_cache(maxsize=20_000)  # bounded: it sees every capitalised word of every English question
 def splits(word: str, most: int = _MAX_GIVEN, first: bool = True) -> tuple[tuple[str, ...], ...]:
     """Every way a lower-case word divides into at most `most` pinyin syllables. Pinyin writes an
     apostrophe before a syllable starting with a, o or e inside a word (Xi'an), so none starts one
@@ -147,6 +148,8 @@ class ChineseSpellings:
             patterns = [p for p in map(self._pattern, name.syllables) if p]
             counts = Counter(re.findall("|".join(patterns), self.text)) if patterns else Counter()
             known = tuple(spelling for spelling, _ in counts.most_common())
+            if len(self._seen) >= _SEEN_MAX:
+                self._seen.clear()
             self._seen[name.text] = known
         return known
 
