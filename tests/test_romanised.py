@@ -62,6 +62,10 @@ def test_a_name_written_in_latin_letters_counts():
     spellings = ChineseSpellings("a study by jing wang and colleagues; wang jing (2020)")
     (name,) = romanised_names("What did Wang Jing find?")
     assert spellings.writes(name)
+    # an author written "Chen L" may be the Chen Li asked about: no proof of absence
+    (chen,) = romanised_names("What did Chen Li report?")
+    assert ChineseSpellings("chen l, et al. thrombosis in cancer.").writes(chen)
+    assert not ChineseSpellings("chenopodium; thrombosis in cancer.").writes(chen)
 
 
 @pytest.fixture

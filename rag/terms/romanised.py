@@ -164,8 +164,12 @@ class ChineseSpellings:
         return "" if not all(classes) else "(?:" + "".join(f"[{c}]" for c in classes) + ")"
 
     def writes(self, name: RomanisedName) -> bool:
-        """Whether the corpus names the person in Chinese characters or in Latin letters."""
-        return bool(self.spellings(name)) or any(form in self.text for form in name.latin_forms)
+        """Whether the corpus may name the person: in Chinese characters, or in Latin letters, where
+        the surname alone as a word counts (English papers write authors "Wang L" or "L. Wang")."""
+        if self.spellings(name) or any(form in self.text for form in name.latin_forms):
+            return True
+        surname = name.text.split(" ", 1)[0].lower()
+        return " " in name.text and re.search(rf"(?<![a-z]){surname}(?![a-z])", self.text) is not None
 
     def absent(self, question: str) -> Iterator[str]:
         """The romanised names of the question the corpus writes in neither script."""
