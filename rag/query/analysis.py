@@ -248,10 +248,7 @@ class QueryAnalyser:
         """The text's romanised Chinese names that no document writes in either script. A name that is
         everyday English as a whole ("Hong Kong" parses as surname Hong + Kong) is no test."""
         common = self.settings.refusal.common_zipf
-        names = romanised_names(text)
-        return [
-            n.text for n in names if zipf(n.text.lower(), "en") < common and not self.spellings().writes(n)
-        ]
+        return list(self.spellings().absent(text, lambda name: zipf(name.lower(), "en") >= common))
 
     def spellings(self) -> ChineseSpellings:
         """Finds romanised names in the corpus text, made on first use."""

@@ -20,7 +20,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections import Counter, defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import cache, lru_cache
 
@@ -45,8 +45,6 @@ class RomanisedName:
     @property
     def latin_forms(self) -> tuple[str, ...]:
         """How an English text may write it, lower-cased: "zhao peng", "peng zhao", "zhaopeng"."""
-        if " " not in self.text:  # a romanised word, not a name (`romanised_words`)
-            return (self.text.lower(),)
         surname, given = self.text.lower().split(" ", 1)
         given = given.replace("-", "")
         return (f"{surname} {given}", f"{given} {surname}", f"{surname}{given}")
@@ -141,6 +139,7 @@ class ChineseSpellings:
         self.text = text
         self._chars: frozenset[str] | None = None
         self._seen: dict[str, tuple[str, ...]] = {}
+        self._written: dict[str, bool] = {}  # `writes`, remembered: each answer scans the whole text
 
     def spellings(self, name: RomanisedName) -> tuple[str, ...]:
         known = self._seen.get(name.text)
@@ -166,13 +165,22 @@ class ChineseSpellings:
     def writes(self, name: RomanisedName) -> bool:
         """Whether the corpus may name the person: in Chinese characters, or in Latin letters, where
         the surname alone as a word counts (English papers write authors "Wang L" or "L. Wang")."""
-        if self.spellings(name) or any(form in self.text for form in name.latin_forms):
-            return True
-        surname = name.text.split(" ", 1)[0].lower()
-        return " " in name.text and re.search(rf"(?<![a-z]){surname}(?![a-z])", self.text) is not None
+        known = self._written.get(name.text)
+        if known is None:
+            surname = name.text.split(" ", 1)[0].lower()
+            known = bool(
+                self.spellings(name)
+                or any(form in self.text for form in name.latin_forms)
+                or re.search(rf"(?<![a-z]){surname}(?![a-z])", self.text)
+            )
+            if len(self._written) >= _SEEN_MAX:
+                self._written.clear()
+            self._written[name.text] = known
+        return known
 
-    def absent(self, question: str) -> Iterator[str]:
-        """The romanised names of the question the corpus writes in neither script."""
+    def absent(self, question: str, untested: Callable[[str], bool] = lambda name: False) -> Iterator[str]:
+        """The romanised names of the question the corpus writes in neither script, leaving out those
+        `untested` says are no test (everyday English as a whole: `QueryAnalyser.absent_names`)."""
         for name in romanised_names(question):
-            if not self.writes(name):
+            if not untested(name.text) and not self.writes(name):
                 yield name.text
