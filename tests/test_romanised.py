@@ -16,6 +16,7 @@ PEOPLE = """赵鹏
 """
 OTHER = """固始站
 固始站是宁西铁路上的一座车站，位于河南省固始县。这个故事发生在车站。故事很长，故事很多，故事讲完了。
+车站东边有洪孔桥。
 """
 
 
@@ -59,13 +60,25 @@ def test_spellings_are_found_by_every_reading_of_each_character():
 
 
 def test_a_name_written_in_latin_letters_counts():
-    spellings = ChineseSpellings("a study by jing wang and colleagues; wang jing (2020)")
     (name,) = romanised_names("What did Wang Jing find?")
-    assert spellings.writes(name)
+    # glued, the surname is no word of its own: the whole form is what counts
+    assert ChineseSpellings("the wangjing lab (2020)").writes(name)
+    assert not ChineseSpellings("the jingxi lab; a wangshu study").writes(name)
+    assert ChineseSpellings("a study by jing wang and colleagues").writes(name)
     # an author written "Chen L" may be the Chen Li asked about: no proof of absence
     (chen,) = romanised_names("What did Chen Li report?")
     assert ChineseSpellings("chen l, et al. thrombosis in cancer.").writes(chen)
     assert not ChineseSpellings("chenopodium; thrombosis in cancer.").writes(chen)
+
+
+def test_hyphenated_given_names_are_searched_but_never_proof_of_absence():
+    # Wade-Giles and Korean: 张爱玲 is Zhang Ailing in pinyin, 韩智敏 Han Zhimin
+    spellings = ChineseSpellings("张爱玲是作家。韩智敏是演员。")
+    (chang,) = romanised_names("What did Chang Ai-ling write?")
+    assert not chang.testable and not spellings.writes(chang)
+    assert list(spellings.absent("What did Chang Ai-ling write? Was Han Ji-min in it?")) == []
+    # a pinyin name without a hyphen is still tested
+    assert list(spellings.absent("What did Zhang Yuansu write?")) == ["Zhang Yuansu"]
 
 
 @pytest.fixture
@@ -113,6 +126,9 @@ def test_a_name_that_is_everyday_english_is_no_test(people_pipeline):
     # "Hong Kong" reads as surname Hong + Kong, and the corpus writes 香港, not 洪孔
     analysis = people_pipeline().analyser.analyse("Which team in Hong Kong did he join?")
     assert analysis.absent_names == ()
+    # though the corpus writes a homophone (洪孔 reads hong kong) and the name is searched by it
+    (hong,) = romanised_names("Which team in Hong Kong did he join?")
+    assert ChineseSpellings(OTHER).spellings(hong) == ("洪孔",) and "洪孔" in analysis.induced
 
 
 def test_other_pinyin_words_are_read_outside_names_and_sentence_starts():

@@ -118,7 +118,9 @@ class AbsentTerms:
 class AbsentNames:
     """Romanised Chinese names no document writes (`QueryAnalysis.absent_names`). Both scripts were
     looked in, so no script is judged: an English question about Chinese papers names their people
-    in Latin letters, and a paper that names them writes them in one script or the other."""
+    in Latin letters, and a paper that names them writes them in one script or the other. A paper
+    writing the surname alone as a word ("Wang L") may name the person, and a hyphenated given name
+    (Wade-Giles, Korean) need not spell its characters' pinyin: neither counts as absent."""
 
     code = "absent_names"
     stage = QUESTION

@@ -232,6 +232,9 @@ class QueryAnalyser:
         ones (gushi: 固始 or 故事, "story"); then the most written."""
         common = self.settings.refusal.common_zipf
         names = romanised_names(text)
+        # Names are searched even when wordfreq rates them everyday English: it rates a phrase by its
+        # words, so "Li Na" (4.03) scores as "Hong Kong" (4.21). A homophone of Hong Kong the corpus
+        # writes (洪孔) is searched for too: one word more for BM25, never a refusal.
         others = (
             [w for w in romanised_words(text, names) if zipf(w.text.lower(), "en") < common] if words else []
         )
