@@ -282,6 +282,9 @@ class RefusalSettings:
         0.05, "covered_terms: rare terms are written by at most this share of documents"
     )
     covered_min: int = knob(2, "covered_terms: how many rare terms the question must have")
+    covered_title: bool = knob(
+        False, "covered_terms: one rare term is enough when it is the best paper's title (its subject)"
+    )
     missing_rate: bool = knob(True, "refuse a question asking for a rate when no chosen quote states one")
     unquoted_names: bool = knob(True, "refuse quotes that leave out a drug, disease or acronym asked about")
     # On since the ranking contrasts sentences with their paper's title: the answer it then prefers often

@@ -388,6 +388,25 @@ def test_coverage_counts_separate_stretches_of_rare_words_the_best_paper_writes(
     assert sorted(_coverage(writing, n_documents=10).rare_terms(q.text)) == ["吉非", "替尼", "腺癌"]
 
 
+def _titled(doc_id: str, title: str) -> list[Hit]:
+    return [Hit(Chunk(f"{doc_id}#0", doc_id, title, "S", 0, 1, "x", "zh"), 1.0, 1)]
+
+
+def test_one_rare_term_covers_when_the_best_paper_is_titled_by_it():
+    writing = {"硕塞": {"a"}}
+    q = analyse_text("硕塞卒于哪一年？")
+    assert _coverage(writing).rare_terms(q.text) == {"硕塞": {"a"}}
+    assert _coverage(writing).covered(q, _titled("a", "硕塞")) == []  # off: one stretch is chance
+    on = _coverage(writing, by_title=True)
+    assert on.covered(q, _titled("a", "硕塞")) == ["硕塞"]
+    assert on.covered(q, _titled("a", "硕塞 (清朝)")) == ["硕塞"]  # a qualifier in brackets is no part
+    assert on.covered(q, _titled("a", "清朝宗室")) == []  # the question does not write the title
+    assert on.covered(q, _titled("b", "硕塞")) == []  # b does not write the rare term
+    # an everyday word as a title names no particular subject
+    garden = analyse_text("花园里的硕塞雕像在哪里？")
+    assert on.covered(garden, _titled("a", "花园")) == [] and on.covered(garden, _titled("a", "硕塞"))
+
+
 def test_a_covered_question_is_not_refused_for_weak_evidence_and_others_still_are():
     q = analyse_text("战国无双是由哪两个公司合作开发的？")
     weak = {"evidence": lambda query, hits: 0.1}

@@ -10,6 +10,7 @@ by other documents.
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -31,6 +32,8 @@ class TermCoverage:
     max_share: float = 0.05  # refusal.covered_share: rare = written by at most this share (at least 1)
     min_terms: int = 2  # refusal.covered_min: one shared rare word is chance; two name the subject
     common_zipf: float = 4.0  # refusal.common_zipf: words this frequent in the language are never rare
+    # refusal.covered_title: a rare term that is the best paper's whole title names its subject
+    by_title: bool = False
 
     def rare_terms(self, text: str) -> dict[str, frozenset[str]]:
         """The question's terms (as BM25 reads them) that at least one and at most `max_share` of the
@@ -60,9 +63,27 @@ class TermCoverage:
             return []
         rare = self.rare_terms(query.text)
         top = hits[0].chunk.doc_id
-        if any(top not in docs for docs in rare.values()) or _stretches(rare, query.text) < self.min_terms:
+        if not rare or any(top not in docs for docs in rare.values()):
+            return []
+        if _stretches(rare, query.text) < self.min_terms and not (
+            self.by_title and self._names_title(query.text, hits[0].chunk.title)
+        ):
             return []
         return list(rare)
+
+    def _names_title(self, question: str, title: str) -> bool:
+        """Whether the question writes the paper's whole title and it is no everyday word: the
+        paper is about what the question names (an article 硕塞 for "硕塞卒于哪一年？")."""
+        key = _title_key(title)
+        if len(key) < 2 or key not in unicodedata.normalize("NFKC", question).lower():
+            return False
+        return zipf(key, "zh" if HAN_RE.search(key) else "en") < self.common_zipf
+
+
+def _title_key(title: str) -> str:
+    """A title as `tokenize` reads a term, without a qualifier in brackets: 纽波特 (罗得岛州) -> 纽波特."""
+    title = re.sub(r"\s*[(（][^()（）]*[)）]\s*$", "", unicodedata.normalize("NFKC", title))
+    return title.strip().lower()
 
 
 def _stretches(terms: Iterable[str], text: str) -> int:

@@ -357,7 +357,7 @@ def refusal_rules(
         covered = None
         if r.covered_terms and writing is not None:
             covered = TermCoverage(
-                writing, len(documents), r.covered_share, r.covered_min, r.common_zipf
+                writing, len(documents), r.covered_share, r.covered_min, r.common_zipf, r.covered_title
             ).covered
         rules.append(
             EvidenceThreshold(
