@@ -35,6 +35,7 @@ LANGUAGE = {
     "yes_no": Omittable(WORDS),
     "anaphors": Omittable(WORDS),
     "proper_noun_tags": Omittable(WORDS),
+    "grammar_tags": Omittable(WORDS),
     "part_marks": Omittable(TEXT),
     "part_conjunction": Omittable(TEXT),
     "part_openers": Omittable(WORDS),

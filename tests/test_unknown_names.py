@@ -55,10 +55,20 @@ def test_names_the_papers_never_mention_are_found(names, question, lang, expecte
         # (哪类): not the sounds of a name.
         ("血管肉瘤主要由哪类细胞分泌？", "zh"),
         ("依维莫司治疗后要做哪类检查？", "zh"),
+        # 这篇 ("this [paper]"): jieba joins a pronoun and a measure word the papers never write
+        ("这篇论文的通讯作者是谁？", "zh"),
     ],
 )
 def test_ordinary_words_and_names_the_papers_use_are_not(names, question, lang):
     assert names.find(question, lang) == []
+
+
+def test_grammar_words_are_no_name_but_a_name_beside_them_still_is(names):
+    from rag.query.unknown_names import grammar
+
+    assert grammar("这篇") and not grammar("阿哌沙班")
+    assert "这篇" in __import__("jieba").lcut("这篇论文的通讯作者是谁？", HMM=True)  # what jieba joins
+    assert names.find("这篇论文里阿哌沙班的剂量是多少？", "zh") == ["阿哌沙班"]
 
 
 def test_a_variant_of_a_disease_name_the_papers_use_is_not_unknown():

@@ -6,7 +6,8 @@ What gives it away is the name. Four tests, all cheap and all about the question
 
 - a Chinese word that jieba's general dictionary does not know (jieba found it as an unknown word:
   typically a transliterated name such as 阿哌沙班) and that uses a character appearing nowhere in
-  the papers and is not everyday Chinese. Ordinary words ("携带", "哪种") are in the dictionary, a
+  the papers and is not everyday Chinese, unless it reads as grammar words alone (这篇: a pronoun
+  and a measure word, `grammar_tags` in rag/data/lang/zh.json). Ordinary words ("携带", "哪种") are in the dictionary, a
   question's own everyday characters (哪类, 做骨扫描) are not sounds of a name, and a name the papers
   use is made of characters they contain, so none of them triggers it;
 - in a Chinese question, a capitalised Latin word ("Khorana", "Caravaggio") that the papers never
@@ -31,10 +32,11 @@ English word that is not a drug name proves nothing.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable
 
-from rag.knowledge import domain_blocks
+from rag.knowledge import domain_blocks, language
 from rag.lang import HAN, HAN_RE
 from rag.query.absent_terms import corpus_scripts
 from rag.terms.drug_names import DrugNames
@@ -93,7 +95,7 @@ class UnknownNames:
         for run in HAN_RUN.findall(question) if self._chinese else ():
             for word in jieba.lcut(run, HMM=True):
                 unknown_to_dictionary = jieba.FREQ.get(word, 0) == 0
-                if unknown_to_dictionary and any(self._foreign_char(c) for c in word):
+                if unknown_to_dictionary and any(self._foreign_char(c) for c in word) and not grammar(word):
                     found.append(word)
                 elif not unknown_to_dictionary and self._unknown_disease(word):
                     found.append(word)
@@ -112,6 +114,23 @@ class UnknownNames:
     def _unknown_disease(self, word: str) -> bool:
         """Whether a dictionary word is a disease name that the papers do not write."""
         return disease_name(word) and not writes_disease(word, self._text)
+
+
+@functools.cache
+def _grammar_tags() -> frozenset[str]:
+    return frozenset(language("zh").get("grammar_tags", ()))
+
+
+@functools.lru_cache(maxsize=4096)
+def grammar(word: str) -> bool:
+    """Whether a word jieba joined from unknown pieces reads as pronouns, measure words and numerals
+    alone (`grammar_tags`): 这篇 is 这 + 篇, "this [paper]", and a corpus that never writes 篇 does
+    not make it a name. A transliterated name reads as nouns (阿哌沙 + 班)."""
+    from rag.query.absent_terms import _posseg
+
+    tags = _grammar_tags()
+    pieces = _posseg().lcut(word, HMM=True)
+    return bool(tags) and bool(pieces) and all(flag in tags for _, flag in pieces)
 
 
 def disease_name(word: str) -> bool:
