@@ -393,7 +393,7 @@ def _titled(doc_id: str, title: str) -> list[Hit]:
 
 
 def test_one_rare_term_covers_when_the_best_paper_is_titled_by_it():
-    writing = {"硕塞": {"a"}}
+    writing = {"硕塞": {"a"}, "墓志铭": {"a"}}
     q = analyse_text("硕塞卒于哪一年？")
     assert _coverage(writing).rare_terms(q.text) == {"硕塞": {"a"}}
     assert _coverage(writing).covered(q, _titled("a", "硕塞")) == []  # off: one stretch is chance
@@ -402,9 +402,28 @@ def test_one_rare_term_covers_when_the_best_paper_is_titled_by_it():
     assert on.covered(q, _titled("a", "硕塞 (清朝)")) == ["硕塞"]  # a qualifier in brackets is no part
     assert on.covered(q, _titled("a", "清朝宗室")) == []  # the question does not write the title
     assert on.covered(q, _titled("b", "硕塞")) == []  # b does not write the rare term
+    # the title must be a rare term itself: one that many papers write says nothing of this one
+    many = _coverage({"硕塞": set("abcdefghij"), "墓志铭": {"a"}}, by_title=True)
+    assert many.covered(analyse_text("硕塞的墓志铭写了什么？"), _titled("a", "硕塞")) == []
     # an everyday word as a title names no particular subject
     garden = analyse_text("花园里的硕塞雕像在哪里？")
     assert on.covered(garden, _titled("a", "花园")) == [] and on.covered(garden, _titled("a", "硕塞"))
+    # a Latin title counts as a whole word, not as letters inside another word
+    latin = _coverage({"ada": {"a"}, "canadax": {"a"}}, by_title=True)
+    assert latin.covered(analyse_text("Where is Canadax sold?"), _titled("a", "Ada")) == []
+
+
+def test_the_title_knob_reaches_the_evidence_rule():
+    def coverage_of(settings):
+        (rule,) = [
+            r
+            for r in refusal_rules(settings, {}, evidence=lambda q, h: 0.0, writing=lambda t: frozenset())
+            if r.code == "evidence"
+        ]
+        return rule.covered.__self__
+
+    assert not coverage_of(Settings().with_(**{"abstain.zh": 0.5})).by_title
+    assert coverage_of(Settings().with_(**{"abstain.zh": 0.5, "refusal.covered_title": True})).by_title
 
 
 def test_a_covered_question_is_not_refused_for_weak_evidence_and_others_still_are():

@@ -65,9 +65,10 @@ def test_ordinary_words_and_names_the_papers_use_are_not(names, question, lang):
 
 def test_grammar_words_are_no_name_but_a_name_beside_them_still_is(names):
     from rag.query.unknown_names import grammar
+    from rag.terms.lexical import _jieba
 
     assert grammar("这篇") and not grammar("阿哌沙班")
-    assert "这篇" in __import__("jieba").lcut("这篇论文的通讯作者是谁？", HMM=True)  # what jieba joins
+    assert "这篇" in _jieba().lcut("这篇论文的通讯作者是谁？", HMM=True)  # what jieba joins
     assert names.find("这篇论文里阿哌沙班的剂量是多少？", "zh") == ["阿哌沙班"]
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -66,23 +66,25 @@ class TermCoverage:
         if not rare or any(top not in docs for docs in rare.values()):
             return []
         if _stretches(rare, query.text) < self.min_terms and not (
-            self.by_title and self._names_title(query.text, hits[0].chunk.title)
+            self.by_title and self._names_title(query.text, hits[0].chunk.title, rare)
         ):
             return []
         return list(rare)
 
-    def _names_title(self, question: str, title: str) -> bool:
-        """Whether the question writes the paper's whole title and it is no everyday word: the
-        paper is about what the question names (an article 硕塞 for "硕塞卒于哪一年？")."""
+    def _names_title(self, question: str, title: str, rare: Mapping[str, frozenset[str]]) -> bool:
+        """Whether the paper's whole title is one of the question's rare terms and no everyday word:
+        the paper is about what the question names (an article 硕塞 for "硕塞卒于哪一年？"). A
+        title a term merely contains, or a title that many papers write ("atrial fibrillation"
+        over a folder on it), is no such sign."""
         key = _title_key(title)
-        if len(key) < 2 or key not in unicodedata.normalize("NFKC", question).lower():
+        if key not in rare:
             return False
         return zipf(key, "zh" if HAN_RE.search(key) else "en") < self.common_zipf
 
 
 def _title_key(title: str) -> str:
     """A title as `tokenize` reads a term, without a qualifier in brackets: 纽波特 (罗得岛州) -> 纽波特."""
-    title = re.sub(r"\s*[(（][^()（）]*[)）]\s*$", "", unicodedata.normalize("NFKC", title))
+    title = re.sub(r"\s*\([^()]*\)\s*$", "", unicodedata.normalize("NFKC", title))  # NFKC: （） are ()
     return title.strip().lower()
 
 

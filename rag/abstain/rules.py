@@ -357,7 +357,12 @@ def refusal_rules(
         covered = None
         if r.covered_terms and writing is not None:
             covered = TermCoverage(
-                writing, len(documents), r.covered_share, r.covered_min, r.common_zipf, r.covered_title
+                writing,
+                len(documents),
+                max_share=r.covered_share,
+                min_terms=r.covered_min,
+                common_zipf=r.common_zipf,
+                by_title=r.covered_title,
             ).covered
         rules.append(
             EvidenceThreshold(

@@ -6,10 +6,11 @@ What gives it away is the name. Four tests, all cheap and all about the question
 
 - a Chinese word that jieba's general dictionary does not know (jieba found it as an unknown word:
   typically a transliterated name such as 阿哌沙班) and that uses a character appearing nowhere in
-  the papers and is not everyday Chinese, unless it reads as grammar words alone (这篇: a pronoun
-  and a measure word, `grammar_tags` in rag/data/lang/zh.json). Ordinary words ("携带", "哪种") are in the dictionary, a
-  question's own everyday characters (哪类, 做骨扫描) are not sounds of a name, and a name the papers
-  use is made of characters they contain, so none of them triggers it;
+  the papers and is not everyday Chinese, unless it reads as grammar words alone (这篇: a
+  pronoun and a measure word, `grammar_tags` in rag/data/lang/zh.json). Ordinary words ("携带",
+  "哪种") are in the dictionary, a question's own everyday characters (哪类, 做骨扫描) are not
+  sounds of a name, and a name the papers use is made of characters they contain, so none of
+  them triggers it;
 - in a Chinese question, a capitalised Latin word ("Khorana", "Caravaggio") that the papers never
   write. All-capital acronyms are left alone: the papers may spell out what "DOAC" abbreviates;
 - in a question in either language, a drug name the papers never write, in Chinese or in English
@@ -38,7 +39,7 @@ from collections.abc import Iterable
 
 from rag.knowledge import domain_blocks, language
 from rag.lang import HAN, HAN_RE
-from rag.query.absent_terms import corpus_scripts
+from rag.query.absent_terms import _posseg, corpus_scripts
 from rag.terms.drug_names import DrugNames
 from rag.terms.lexical import _jieba
 
@@ -124,13 +125,12 @@ def _grammar_tags() -> frozenset[str]:
 @functools.lru_cache(maxsize=4096)
 def grammar(word: str) -> bool:
     """Whether a word jieba joined from unknown pieces reads as pronouns, measure words and numerals
-    alone (`grammar_tags`): 这篇 is 这 + 篇, "this [paper]", and a corpus that never writes 篇 does
-    not make it a name. A transliterated name reads as nouns (阿哌沙 + 班)."""
-    from rag.query.absent_terms import _posseg
-
-    tags = _grammar_tags()
+    alone (tags starting as `grammar_tags` do: r, rz, q, mq): 这篇 is 这 + 篇, "this [paper]", and a
+    corpus that never writes 篇 does not make it a name. The tagger reads a transliterated name as a
+    noun (阿哌沙班: nz). Words it tags otherwise (这例: 这 + 例, a verb to it) are still checked."""
+    tags = tuple(_grammar_tags())
     pieces = _posseg().lcut(word, HMM=True)
-    return bool(tags) and bool(pieces) and all(flag in tags for _, flag in pieces)
+    return bool(tags) and bool(pieces) and all(flag.startswith(tags) for _, flag in pieces)
 
 
 def disease_name(word: str) -> bool:

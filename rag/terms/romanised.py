@@ -9,8 +9,10 @@ or two syllables, both capitalised ("Ye Qiaobo", "Zhuge Liang", "Li Wan-hua"). O
 a lone capitalised word that happens to spell pinyin ("China" = chi + na, "Muse" = mu + se) is mostly
 not Chinese. Many Korean, Cantonese and Wade-Giles names do not parse ("Yang Bang-ean", "Lau
 Kwok-fan"), but some do ("Han Ji-min" 韩智敏, "Chang Ai-ling" 张爱玲), and their letters do not spell
-the characters' pinyin readings. Those systems hyphenate the given name and Hanyu pinyin does not, so a
-hyphenated name is searched for but never taken as proof of absence (`testable`).
+the characters' pinyin readings. Those systems hyphenate the given name, and Hanyu pinyin does not
+(though English texts sometimes do: "Li Wan-hua"). So a hyphenated name is searched for but never
+taken as proof of absence (`testable`): a hyphenated pinyin name of a person no document names is
+not refused, the price of not refusing 张爱玲 asked as "Chang Ai-ling".
 
 Its Chinese spellings are found by sound: any run of characters, one per syllable, each having that
 syllable among its readings (pypinyin's dictionary, every reading, tones dropped), so polyphonic
@@ -33,7 +35,10 @@ from rag.knowledge import language
 
 _MAX_GIVEN = 2  # syllables of a given name ("Qiaobo"); three-syllable given names are rare
 # A capitalised word, or two joined by a hyphen ("Wan-hua"); a possessive "'s" is not part of it.
-_WORD = re.compile(r"\b[A-Z][a-z]+(?:-[A-Za-z][a-z]*)?\b")
+# The hyphen as typed, and as word processors write it (U+2010, U+2011 non-breaking).
+HYPHENS = "-\u2010\u2011"
+_WORD = re.compile(rf"\b[A-Z][a-z]+(?:[{HYPHENS}][A-Za-z][a-z]*)?\b")
+_NO_HYPHENS = str.maketrans("", "", HYPHENS)
 _VOWELS = frozenset("aeiouv")
 _SEEN_MAX = 10_000  # names whose spellings are remembered per index
 
@@ -51,14 +56,14 @@ class RomanisedName:
     def latin_forms(self) -> tuple[str, ...]:
         """How an English text may write it, lower-cased: "zhao peng", "peng zhao", "zhaopeng"."""
         surname, given = self.text.lower().split(" ", 1)
-        given = given.replace("-", "")
+        given = given.translate(_NO_HYPHENS)
         return (f"{surname} {given}", f"{given} {surname}", f"{surname}{given}")
 
     @property
     def testable(self) -> bool:
         """Whether the corpus not writing the name proves the person absent: not for a hyphenated
         given name (Wade-Giles, Korean, Cantonese: "Chang Ai-ling" is 张爱玲, whose pinyin is Zhang)."""
-        return "-" not in self.text
+        return not any(h in self.text for h in HYPHENS)
 
 
 def _toneless(reading: str) -> str:
@@ -73,7 +78,7 @@ def _readings() -> dict[str, str]:
 
     chars: dict[str, list[str]] = defaultdict(list)
     for code, readings in PINYIN_DICT.items():
-        if unicodedata.category(chr(code)) != "Lo":  # private-use code points (70 of them), 〇
+        if unicodedata.category(chr(code)) == "Co":  # private-use code points (70 of them)
             continue
         for syllable in dict.fromkeys(_toneless(r) for r in readings.split(",")):
             if syllable.isascii() and syllable.isalpha() and _VOWELS & set(syllable):
@@ -115,7 +120,7 @@ def romanised_words(question: str, taken: Sequence[RomanisedName] = ()) -> list[
         before = question[: m.start()].rstrip()
         if not before or before[-1] in ".?!" or any(n.start <= m.start() < n.end for n in taken):
             continue
-        cuts = tuple(c for c in splits(m.group().lower().replace("-", ""), 4) if len(c) >= 2)
+        cuts = tuple(c for c in splits(m.group().lower().translate(_NO_HYPHENS), 4) if len(c) >= 2)
         if cuts:
             words.append(RomanisedName(m.group(), m.start(), m.end(), cuts))
     return words
@@ -133,7 +138,7 @@ def romanised_names(question: str) -> tuple[RomanisedName, ...]:
         surname = first.group().lower()
         if surname not in surnames or question[first.end() : second.start()] != " ":
             continue
-        given = second.group().lower().replace("-", "")
+        given = second.group().lower().translate(_NO_HYPHENS)
         # A surname is one syllable when it can be (Zhao, not Zha + o); else a compound (Zhuge, Sima).
         surname_cuts = splits(surname, 1) or splits(surname, 2)
         given_cuts = splits(given)
