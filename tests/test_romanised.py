@@ -117,6 +117,7 @@ def test_a_person_no_document_names_is_refused(people_pipeline):
     answer = people_pipeline().ask("What did Zhang Yuansu write about railways?")
     assert answer.abstained and answer.refusal.code == "absent_names"
     assert "Zhang Yuansu" in answer.answer
+    assert answer.refusal.note.endswith("names Zhang Yuansu, whom no indexed document mentions")
     named = people_pipeline().analyser.analyse("Where does Zhao Peng play?")
     assert named.absent_names == ()
     off = people_pipeline(**{"refusal.absent_names": False})

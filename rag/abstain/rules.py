@@ -51,12 +51,15 @@ class RefusalRule(Protocol):
     def check(self, query: QueryAnalysis, hits: Sequence[Hit], draft: Draft | None) -> Refusal | None: ...
 
 
-def _not_in_corpus(code: str, words: Sequence[str], verb: str, field: str) -> Refusal | None:
-    """The refusal of a question whose `words` no indexed document mentions (None when there are none)."""
+def _not_in_corpus(
+    code: str, words: Sequence[str], verb: str, field: str, relative: str = "which"
+) -> Refusal | None:
+    """The refusal of a question whose `words` no indexed document mentions (None when there are none);
+    `relative` is "whom" for people."""
     if not words:
         return None
     joined = ", ".join(words)
-    note = f"the question {verb} {joined}, which no indexed document mentions"
+    note = f"the question {verb} {joined}, {relative} no indexed document mentions"
     return Refusal(code, note, ((field, joined),))
 
 
@@ -126,7 +129,7 @@ class AbsentNames:
     stage = QUESTION
 
     def check(self, query: QueryAnalysis, hits: Sequence[Hit], draft: Draft | None) -> Refusal | None:
-        return _not_in_corpus(self.code, query.absent_names, "names", "names")
+        return _not_in_corpus(self.code, query.absent_names, "names", "names", "whom")
 
 
 @dataclass(frozen=True)
