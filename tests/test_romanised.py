@@ -141,6 +141,14 @@ def test_a_name_is_searched_by_a_homophone_the_corpus_writes_even_if_everyday_en
 
 def test_a_hyphenated_name_is_still_searched(people_pipeline):
     assert people_pipeline().analyser.analyse("Where was Li Wan-hua born?").induced[0] == "李婉华"
+    # the hyphen as word processors write it: the name's words (kept from the lexicon) are the same
+    analyser = people_pipeline().analyser
+    typed = analyser._chinese_names("Where was Li Wan\u2010hua born?")
+    assert (
+        typed
+        == analyser._chinese_names("Where was Li Wan-hua born?")
+        == dict.fromkeys(["li", "wan", "hua"], "李婉华")
+    )
     analysis = people_pipeline().analyser.analyse("Where was Zeng Fan-hua born?")
     assert analysis.absent_names == ()  # hyphenated: never proof of absence
     (name,) = romanised_names("Where was Zeng Fan-hua born?")

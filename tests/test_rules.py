@@ -411,6 +411,9 @@ def test_one_rare_term_covers_when_the_best_paper_is_titled_by_it():
     # a Latin title counts as a whole word, not as letters inside another word
     latin = _coverage({"ada": {"a"}, "canadax": {"a"}}, by_title=True)
     assert latin.covered(analyse_text("Where is Canadax sold?"), _titled("a", "Ada")) == []
+    # a one-word English title counts as BM25 reads it, plural folded
+    measles = _coverage({"measle": {"a"}}, by_title=True)
+    assert measles.covered(analyse_text("When was Measles first described?"), _titled("a", "Measles"))
 
 
 def test_the_title_knob_reaches_the_evidence_rule():

@@ -68,6 +68,7 @@ def test_grammar_words_are_no_name_but_a_name_beside_them_still_is(names):
     from rag.terms.lexical import _jieba
 
     assert grammar("这篇") and not grammar("阿哌沙班")
+    assert grammar("这位篇")  # 这位/rz + 篇/q: tags are read as prefixes
     assert "这篇" in _jieba().lcut("这篇论文的通讯作者是谁？", HMM=True)  # what jieba joins
     assert names.find("这篇论文里阿哌沙班的剂量是多少？", "zh") == ["阿哌沙班"]
 

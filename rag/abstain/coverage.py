@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from rag.lang import HAN_RE
 from rag.query.absent_terms import MIN_LATIN, zipf
-from rag.terms.lexical import tokenize
+from rag.terms.lexical import fold_plural, tokenize
 from rag.types import Hit
 
 if TYPE_CHECKING:
@@ -83,9 +83,10 @@ class TermCoverage:
 
 
 def _title_key(title: str) -> str:
-    """A title as `tokenize` reads a term, without a qualifier in brackets: 纽波特 (罗得岛州) -> 纽波特."""
+    """A title as `tokenize` reads a term, without a qualifier in brackets: 纽波特 (罗得岛州) -> 纽波特,
+    "Measles" -> measle (BM25 folds plurals)."""
     title = re.sub(r"\s*\([^()]*\)\s*$", "", unicodedata.normalize("NFKC", title))  # NFKC: （） are ()
-    return title.strip().lower()
+    return fold_plural(title.strip().lower())
 
 
 def _stretches(terms: Iterable[str], text: str) -> int:

@@ -78,7 +78,8 @@ def _readings() -> dict[str, str]:
 
     chars: dict[str, list[str]] = defaultdict(list)
     for code, readings in PINYIN_DICT.items():
-        if unicodedata.category(chr(code)) == "Co":  # private-use code points (70 of them)
+        # Private-use code points (70 of them) and 〇, a numeral in dates (二〇一六), spell no name.
+        if unicodedata.category(chr(code)) == "Co" or code == 0x3007:
             continue
         for syllable in dict.fromkeys(_toneless(r) for r in readings.split(",")):
             if syllable.isascii() and syllable.isalpha() and _VOWELS & set(syllable):
