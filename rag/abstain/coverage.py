@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -65,21 +65,14 @@ class TermCoverage:
         top = hits[0].chunk.doc_id
         if not rare or any(top not in docs for docs in rare.values()):
             return []
-        if _stretches(rare, query.text) < self.min_terms and not (
-            self.by_title and self._names_title(query.text, hits[0].chunk.title, rare)
-        ):
+        # One stretch is chance, unless it is the best paper's whole title: the paper is about what
+        # the question names (an article 硕塞 for "硕塞卒于哪一年？"). A rare term is no everyday word
+        # and is written by few papers, so a title many papers write, or one a term merely contains,
+        # does not count.
+        by_title = self.by_title and _title_key(hits[0].chunk.title) in rare
+        if _stretches(rare, query.text) < self.min_terms and not by_title:
             return []
         return list(rare)
-
-    def _names_title(self, question: str, title: str, rare: Mapping[str, frozenset[str]]) -> bool:
-        """Whether the paper's whole title is one of the question's rare terms and no everyday word:
-        the paper is about what the question names (an article 硕塞 for "硕塞卒于哪一年？"). A
-        title a term merely contains, or a title that many papers write ("atrial fibrillation"
-        over a folder on it), is no such sign."""
-        key = _title_key(title)
-        if key not in rare:
-            return False
-        return zipf(key, "zh" if HAN_RE.search(key) else "en") < self.common_zipf
 
 
 def _title_key(title: str) -> str:

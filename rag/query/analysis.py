@@ -27,7 +27,7 @@ from rag.settings import Settings
 from rag.terms.concepts import question_concepts
 from rag.terms.drug_names import DrugNames
 from rag.terms.lexicon import Lexicon, PhraseCache
-from rag.terms.romanised import HYPHENS, ChineseSpellings, romanised_names, romanised_words
+from rag.terms.romanised import ChineseSpellings, romanised_names, romanised_words
 
 if TYPE_CHECKING:
     from rag.encode.embedding import Embedder
@@ -244,7 +244,7 @@ class QueryAnalyser:
             if spellings:
                 rare = [w for w in spellings if zipf(w, "zh") < common]
                 spelling = (rare or spellings)[0]
-                found.update(dict.fromkeys(re.split(f"[{HYPHENS}\\s]+", name.text.lower()), spelling))
+                found.update(dict.fromkeys(name.words, spelling))
         return found
 
     def absent_names(self, text: str) -> list[str]:

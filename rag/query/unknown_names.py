@@ -118,8 +118,8 @@ class UnknownNames:
 
 
 @functools.cache
-def _grammar_tags() -> frozenset[str]:
-    return frozenset(language("zh").get("grammar_tags", ()))
+def _grammar_tags() -> tuple[str, ...]:
+    return tuple(language("zh").get("grammar_tags", ()))
 
 
 @functools.lru_cache(maxsize=4096)
@@ -128,7 +128,7 @@ def grammar(word: str) -> bool:
     alone (tags starting as `grammar_tags` do: r, rz, q, mq): 这篇 is 这 + 篇, "this [paper]", and a
     corpus that never writes 篇 does not make it a name. The tagger reads a transliterated name as a
     noun (阿哌沙班: nz). Words it tags otherwise (这例: 这 + 例, a verb to it) are still checked."""
-    tags = tuple(_grammar_tags())
+    tags = _grammar_tags()
     pieces = _posseg().lcut(word, HMM=True)
     return bool(tags) and bool(pieces) and all(flag.startswith(tags) for _, flag in pieces)
 

@@ -60,6 +60,11 @@ class RomanisedName:
         return (f"{surname} {given}", f"{given} {surname}", f"{surname}{given}")
 
     @property
+    def words(self) -> tuple[str, ...]:
+        """Its words, lower-cased, a hyphenated given name as two: "Li Wan-hua" -> li, wan, hua."""
+        return tuple(re.split(f"[{HYPHENS}\\s]+", self.text.lower()))
+
+    @property
     def testable(self) -> bool:
         """Whether the corpus not writing the name proves the person absent: not for a hyphenated
         given name (Wade-Giles, Korean, Cantonese: "Chang Ai-ling" is 张爱玲, whose pinyin is Zhang)."""
