@@ -47,6 +47,8 @@ LANGUAGE = {
     "pinyin_classes": Omittable(TABLE),
     "pinyin_vowels": Omittable(TABLE),
     "pinyin_surnames": Omittable(WORDS),
+    "measure_numbers": Omittable(WORDS),
+    "measures": Omittable([{"kind": TEXT, "asks": WORDS, "units": WORDS, "states": Omittable(WORDS)}]),
 }
 # Keys of one language's block in rag/data/domain/<name>.json.
 DOMAIN_BLOCK = {

@@ -196,6 +196,13 @@ class ScoringSettings:
         0.0,
         "share of quantity_bonus_z a bare number gets for a question asking how often (frequency words, rates: all)",
     )
+    # "How long did each session last?" is answered by "approximately one hour", not by "fifteen
+    # participants" (eval/README.md, "Measures with units").
+    measure_number_share: float = knob(
+        0.0,
+        "share of quantity_bonus_z a number without the unit asked for gets (how long, mean age, cost); 1: "
+        "every number counts, as for other figures",
+    )
     # The answer often sits next to the sentence that matches the question.
     lift_neighbours: bool = knob(True, "a sentence scores at least neighbour_share of an adjacent one")
     neighbour_share: float = knob(0.6, "share of the better adjacent sentence's score a sentence gets")
@@ -228,6 +235,7 @@ class ScoringSettings:
         _check_range("title_word_share", self.title_word_share, 0.0, 1.0)
         _check_range("topic_share", self.topic_share, 0.0, 1.0)
         _check_range("frequency_number_share", self.frequency_number_share, 0.0, 1.0)
+        _check_range("measure_number_share", self.measure_number_share, 0.0, 1.0)
 
 
 @dataclass(frozen=True)
@@ -286,6 +294,10 @@ class RefusalSettings:
         False, "covered_terms: one rare term is enough when it is the best paper's title (its subject)"
     )
     missing_rate: bool = knob(True, "refuse a question asking for a rate when no chosen quote states one")
+    missing_measure: bool = knob(
+        True,
+        "refuse a question asking for a time, age, length, price, weight or area when no quote states one",
+    )
     unquoted_names: bool = knob(True, "refuse quotes that leave out a drug, disease or acronym asked about")
     # On since the ranking contrasts sentences with their paper's title: the answer it then prefers often
     # points back ("该研究共入组41例…") to the sentence that names the drug (eval/README.md).

@@ -416,6 +416,30 @@ def test_a_rate_question_is_refused_when_no_chosen_sentence_states_one(tmp_path,
     assert not answer.abstained and any("80%" in q.text for q in answer.quotes)
 
 
+def test_a_measure_question_is_refused_when_no_chosen_sentence_states_one(tmp_path, fake_embedder):
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    text = (
+        "Methods\nFocus groups were held in 2010 with fifteen participants at two hospitals.\n"
+        "Each group met in a hospital seminar room.\n"
+    )
+    (folder / "study.md").write_text(text, encoding="utf-8")
+    docs = {d.doc_id: d for d in load_folder(folder).documents}
+    question = "How long did each focus group session last?"
+    answer = compose(question, "en", _hits(docs, "study"), docs, settings=SETTINGS, embedder=fake_embedder)
+    assert answer.abstained and answer.refusal.code == "missing_measure"
+    assert any("duration or length" in n for n in answer.notes)
+    off = RefusalSettings(missing_measure=False)
+    assert not compose(
+        question, "en", _hits(docs, "study"), docs, settings=SETTINGS, embedder=fake_embedder, refusal=off
+    ).abstained
+    # Once a sentence gives the time, the question is answered with it.
+    (folder / "study.md").write_text(text + "Each session lasted approximately one hour.\n", encoding="utf-8")
+    docs = {d.doc_id: d for d in load_folder(folder).documents}
+    answer = compose(question, "en", _hits(docs, "study"), docs, settings=SETTINGS, embedder=fake_embedder)
+    assert not answer.abstained and any("one hour" in q.text for q in answer.quotes)
+
+
 # One line per chunk: the first answers the question's first part, the seventh its second part, and the
 # five between answer neither (they share only 肿瘤 with it).
 TWO_PART_LINES = [

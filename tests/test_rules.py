@@ -14,6 +14,7 @@ from rag.abstain.rules import (
     QUOTES,
     AbsentTerms,
     EvidenceThreshold,
+    MissingMeasure,
     MissingRate,
     NoRelevantSentence,
     NoVerifiedQuote,
@@ -52,10 +53,11 @@ def test_the_rules_come_in_order_and_the_settings_switch_them():
         "no_relevant_sentence",
         "no_verified_quote",
         "missing_rate",
+        "missing_measure",
         "unquoted_names",
         "uncovered_terms",
     ]
-    assert [r.stage for r in rules] == [*[QUESTION] * 4, *[QUOTES] * 5]
+    assert [r.stage for r in rules] == [*[QUESTION] * 4, *[QUOTES] * 6]
     off = Settings(
         refusal=RefusalSettings(
             unknown_names=False,
@@ -63,6 +65,7 @@ def test_the_rules_come_in_order_and_the_settings_switch_them():
             absent_names=False,
             evidence=False,
             missing_rate=False,
+            missing_measure=False,
             uncovered_terms=False,
         )
     )
@@ -527,3 +530,77 @@ def test_a_rate_of_how_often_something_occurs_is_answered_by_a_fraction_or_by_ho
     assert MissingRate().check(response, [], draft(families)).code == "missing_rate"
     assert MissingRate().check(response, [], draft(fraction)) is None
     assert all(page.text[q.start : q.end] == q.text for q in (rare, fraction, families, bare, topic))
+
+
+def _said(text: str) -> Quote:
+    return Quote(1, "d", "T", "S", 0, len(text), text)
+
+
+@pytest.mark.parametrize(
+    ("question", "kinds"),
+    [
+        ("How long did each focus group session last?", ("duration", "length")),
+        ("What was the mean age of the patients?", ("age",)),
+        ("At what age does the overgrowth usually become apparent?", ("age",)),
+        ("患者的平均年龄是多少岁？", ("age",)),
+        ("How much does a retrievable filter cost per patient?", ("money",)),
+        ("How tall is the tower?", ("length",)),
+        ("What is the maximum length of stay on a working holiday visa?", ("duration",)),
+        ("What was the mean birth weight?", ("weight",)),
+        ("How many square kilometres does the park cover?", ("area",)),
+        ("内科住院患者的平均住院日是多少天？", ("duration",)),
+        ("雌狸大约有多长？", ("length",)),
+        ("这项手术的费用是多少？", ("money",)),
+        ("涞滩镇的面积是多少平方公里？", ("area",)),
+        # Not measures: a rate (the rate is the answer type), a year, a count, a yes/no question, and
+        # a word that only holds a unit word (cost-effectiveness, 青少年).
+        ("How long is the median survival rate?", ()),
+        ("大曲车站设站于几几年？", ()),
+        ("How many patients were enrolled?", ()),
+        ("Does the programme last long?", ()),
+        ("What is the cost-effectiveness of screening?", ()),
+        ("青少年型Batten病的发病率是多少？", ()),
+        ("有关于青少年性健康的信息吗？", ()),
+    ],
+)
+def test_the_measure_a_question_asks_for(question, kinds):
+    assert analyse_text(question).asks_measure == kinds
+
+
+def test_a_measure_asked_for_and_not_quoted_is_refused():
+    rule = MissingMeasure()
+    session = analyse_text("How long did each focus group session last?")
+    topic = _said("Focus groups were conducted with fifteen participants in June 2010.")
+    refusal = rule.check(session, [], draft(topic))
+    assert refusal.code == "missing_measure" and "duration or length" in refusal.note
+    assert "unit" in refusal_message(refusal, "en") and "单位" in refusal_message(refusal, "zh")
+    # A number with a unit of the kind answers it, in words or digits, in either language's units.
+    for text in ("Each session lasted approximately one hour.", "Sessions lasted 45 min.", "每次约 1 小时。"):
+        assert rule.check(session, [], draft(topic, _said(text))) is None
+    # Chinese papers write Latin units: "3 d" states a duration for a Chinese question.
+    stay = analyse_text("患者的平均住院日是多少天？")
+    assert rule.check(stay, [], draft(_said("平均住院 3 d。"))) is None
+    assert rule.check(stay, [], draft(_said("共纳入 1015 例患者。"))).code == "missing_measure"
+    # A price needs money, not any number; an age "aged 63" or "45-year-old" as well as "63 years".
+    cost = analyse_text("How much does a filter cost per patient?")
+    assert (
+        rule.check(cost, [], draft(_said("Filters were placed in 212 patients."))).code == "missing_measure"
+    )
+    assert rule.check(cost, [], draft(_said("Each filter cost $1,200."))) is None
+    age = analyse_text("What was the mean age of the patients?")
+    for text in ("Patients were aged 63 on average.", "A 45-year-old man.", "Mean (SD) age, 58.2 (9.1)."):
+        assert rule.check(age, [], draft(_said(text))) is None
+    # An age is no duration: "age 45" answers no waiting time.
+    # A date is no age: 年 and 月 state a duration, only 岁 (or 个月大) an age.
+    assert rule.check(
+        analyse_text("患者的平均年龄是多少岁？"), [], draft(_said("2013年11月收治5例。"))
+    ).code == ("missing_measure")
+    wait = analyse_text("What was the mean waiting time?")
+    assert rule.check(wait, [], draft(_said("Patients of age 45 waited."))).code == "missing_measure"
+    # Units are matched whole: "3 in 10" is no length, "5 mg" no metres, "managed 3" no age.
+    far = analyse_text("How far is the clinic from the village?")
+    for text in ("3 in 10 patients walked.", "They took 5 mg.", "Staff managed 3 clinics."):
+        assert rule.check(far, [], draft(_said(text))).code == "missing_measure"
+    # A question asking for no measure is never refused by it, and no draft means nothing to judge.
+    assert rule.check(analyse_text("What did the patients say?"), [], draft(topic)) is None
+    assert rule.check(session, [], None) is None

@@ -520,3 +520,25 @@ def test_a_question_of_how_often_prefers_a_frequency_to_a_bare_number():
     count = analyse_text("How many patients with Xyz syndrome have a decline in intellectual function?")
     scored = score_sentences(count, sents, None, None, _Columns([0.85, 0.85]))
     assert max(scored, key=lambda s: s.score).sentence.text == half
+
+
+def test_a_question_asking_for_a_measure_prefers_a_number_with_its_unit():
+    from dataclasses import replace as with_
+
+    question = analyse_text("How long did each focus group session last?")
+    assert question.asks_measure == ("duration", "length")
+    count = "Focus groups were conducted with fifteen participants at two hospitals."
+    hour = "Each session lasted approximately one hour and was taped."
+    sents = [_sentence(count, "en", 0, 0), _sentence(hour, "en", 0, 100)]
+
+    def best(q, settings: ScoringSettings | None = None) -> str:
+        scored = score_sentences(q, sents, None, None, _Columns([0.85, 0.85]), settings or ScoringSettings())
+        return max(scored, key=lambda s: s.score).sentence.text
+
+    assert best(question) == hour
+    # A bare number counting fully, the two tie and the first in the list wins.
+    assert best(question, with_(ScoringSettings(), measure_number_share=1.0)) == count
+    # "What was the mean age" asks no quantity word, and still prefers the sentence giving an age.
+    age = analyse_text("What was the mean age of the participants?")
+    sents = [_sentence(count, "en", 0, 0), _sentence("Their mean age was 64 years.", "en", 0, 100)]
+    assert best(age) == sents[1].text

@@ -15,6 +15,8 @@ stage judge before any quote is chosen (so an LLM generator is not asked either)
     no_relevant_sentence  no candidate sentence reaches the answer's relevance floor
     no_verified_quote     no chosen quote matched the stored text
     missing_rate          a rate is asked and no quote states one (how often: also in words, "rare")
+    missing_measure       a time, age, length, price, weight or area is asked and no quote states one
+                          with a unit of its kind
     unquoted_names        a drug, disease or acronym asked about is in no quote nor its paper's abstract
                           (asked only in a script the quoted papers write)
     uncovered_terms       a rare English word of the question is in the corpus but in none of the
@@ -32,7 +34,7 @@ from typing import TYPE_CHECKING, Protocol
 from rag.abstain.coverage import TermCoverage
 from rag.lang import HAN_RE
 from rag.query.absent_terms import corpus_scripts, fold_latin, writes_en
-from rag.query.answer_type import states_how_often, states_rate
+from rag.query.answer_type import states_how_often, states_measure, states_rate
 from rag.query.names import unquoted
 from rag.types import Document, Hit, Refusal
 
@@ -213,6 +215,27 @@ class MissingRate:
 
 
 @dataclass(frozen=True)
+class MissingMeasure:
+    """A measure asked for with its unit ("How long did each session last?", "平均住院日是多少天？") and
+    none quoted: a near-topic question about a fact the papers do not give gets sentences about the
+    topic, often with other numbers (counts, years), and only the missing unit shows that they do not
+    answer. The kinds and units are the `measures` of rag/data/lang/*.json."""
+
+    code = "missing_measure"
+    stage = QUOTES
+
+    def check(self, query: QueryAnalysis, hits: Sequence[Hit], draft: Draft | None) -> Refusal | None:
+        if draft is None or not query.asks_measure:
+            return None
+        if any(states_measure(q.text, query.asks_measure) for q in draft.verified):
+            return None
+        kinds = " or ".join(query.asks_measure)
+        return Refusal(
+            self.code, f"the question asks for a {kinds} and no sentence chosen to answer it states one"
+        )
+
+
+@dataclass(frozen=True)
 class UnquotedNames:
     """A quote counts when it, or its paper's title or abstract, names the name (`rag.query.names`).
     A name is asked of the quotes only in a script their papers write: a Chinese question's
@@ -375,6 +398,8 @@ def refusal_rules(
     rules += [NoRelevantSentence(settings.answer.min_score), NoVerifiedQuote()]
     if r.missing_rate:
         rules.append(MissingRate())
+    if r.missing_measure:
+        rules.append(MissingMeasure())
     if r.unquoted_names:
         rules.append(UnquotedNames(documents, r.names_in_place, r.language_share, scripts))
     if r.uncovered_terms:

@@ -28,7 +28,7 @@ import numpy as np
 
 from rag.answer.candidates import ScoredSentence, Sentence, next_start, rows_by_doc
 from rag.answer.facts import CITATION_RE
-from rag.query.answer_type import states_how_often, states_quantity
+from rag.query.answer_type import states_how_often, states_measure, states_quantity
 from rag.retrieve.fusion import standardise
 from rag.settings import ScoringSettings
 from rag.terms.concepts import lexical_score, sentence_keys
@@ -111,15 +111,20 @@ def _score_with_signals(
         dense = dense - settings.topic_share * _within_document(np.asarray(cols.topic, np.float64), sentences)
     score += standardise(dense, langs)
     score += settings.rank_bonus_z / (1 + np.array([s.chunk_pos for s in sentences]))
-    if query.asks_quantity or query.asks_frequency:
+    by_unit = bool(query.asks_measure) and settings.measure_number_share < 1.0
+    if query.asks_quantity or query.asks_frequency or by_unit:
         # "How many / what rate / which year" is answered by a sentence that states a number, "how
-        # many people are affected" also by one that says how often ("X is rare").
+        # many people are affected" also by one that says how often ("X is rare"), "how long" by one
+        # with a unit of time or length.
         has = np.array([has_quantity(s.text, query.asks_frequency) for s in sentences], dtype=np.float64)
         if query.asks_frequency and settings.frequency_number_share < 1.0:
             # A bare number ("about half of people with X…") says less about how often X occurs than
             # "X is rare", "1 in 10,000 people" or a percentage.
             says = np.array([states_how_often(CITATION_RE.sub(" ", s.text)) for s in sentences], dtype=bool)
             has = np.where(says, 1.0, settings.frequency_number_share * has)
+        elif by_unit:
+            says = np.array([states_measure(s.text, query.asks_measure) for s in sentences], dtype=bool)
+            has = np.where(says, 1.0, settings.measure_number_share * has)
         score += settings.quantity_bonus_z * has
     out = []
     for s, d, lex, z in zip(sentences, cols.dense, lexical, score, strict=True):

@@ -19,7 +19,7 @@ import numpy as np
 
 from rag.lang import question_lang
 from rag.query.absent_terms import CorpusMentions, zipf
-from rag.query.answer_type import asks_frequency, asks_quantity, asks_rate
+from rag.query.answer_type import asks_frequency, asks_measure, asks_quantity, asks_rate
 from rag.query.names import Name, paper_acronyms, question_names
 from rag.query.parts import question_parts
 from rag.query.unknown_names import UnknownNames
@@ -48,6 +48,7 @@ class QueryAnalysis:
     asks_rate: bool  # a rate or share (发生率, what proportion)
     asks_quantity: bool  # any number: a count, rate, dose, ratio or year
     asks_frequency: bool = False  # how often something occurs (how many people are affected, prevalence)
+    asks_measure: tuple[str, ...] = ()  # measures with units asked for: ("duration", "length"), "money"
     written_terms: tuple[str, ...] = ()  # its English key terms the corpus writes (UncoveredTerms)
     # Chinese personal names written in pinyin ("Zhao Peng") that no document writes, in characters
     # (by sound) or in Latin letters (rag.terms.romanised).
@@ -86,6 +87,7 @@ def analyse_text(
         asks_rate=asks_rate(text),
         asks_quantity=asks_quantity(text),
         asks_frequency=asks_frequency(text),
+        asks_measure=asks_measure(text),
     )
 
 

@@ -105,6 +105,57 @@ ANSWER_TYPE_WORDS = re.compile(
 )
 
 
+def _measure_patterns() -> dict[str, tuple[re.Pattern[str], re.Pattern[str]]]:
+    """kind -> (a question asking for that measure, a text stating one), from the `measures` of every
+    language (rag/data/lang/*.json). A text states a measure with a number and a unit of that kind in
+    any language (Chinese papers write "3 d", English questions meet Chinese text), or with one of the
+    kind's own `states` ("aged 63", "$"), matched as written; a question asks in its own language's
+    words."""
+    asks: dict[str, list[str]] = {}
+    states: dict[str, list[str]] = {}
+    for lang in languages():
+        data = language(lang)
+        words = _either(list(data.get("measure_numbers", ())))
+        # Digits may touch their unit ("45min", "3d"); a number word is a word of its own where words
+        # are spaced ("an hour", not the "an" + "d" of "and").
+        spaced = data.get("word_boundaries")
+        number = rf"\d[\d,.]*[\s-]*|(?<![a-z])(?:{words})" + (r"[\s-]+" if spaced else r"\s*")
+        for measure in data.get("measures", ()):
+            kind = measure["kind"]
+            asks.setdefault(kind, []).extend(_words(lang, measure["asks"]))
+            units = _either(list(measure["units"]))
+            number_unit = rf"(?:{number})(?:{units})"
+            states.setdefault(kind, []).append(
+                rf"{number_unit}\b" if data.get("word_boundaries") else number_unit
+            )
+            states[kind] += measure.get("states", ())  # as written: "$" has no word boundary
+    return {
+        kind: (
+            re.compile(_either(asks[kind]), re.IGNORECASE),
+            re.compile(_either(states[kind]), re.IGNORECASE),
+        )
+        for kind in asks
+    }
+
+
+_MEASURES = _measure_patterns()
+
+
+def asks_measure(question: str) -> tuple[str, ...]:
+    """The kinds of measure the question asks for (a duration or age, a length, a price, a weight, an
+    area: "How long did each session last?", "平均住院日是多少天？"), in the order of the data; none
+    for a rate (the rate is the answer type then) or a yes/no question."""
+    if asks_yes_no(question) or asks_rate(question):
+        return ()
+    return tuple(kind for kind, (asks, _) in _MEASURES.items() if asks.search(question))
+
+
+def states_measure(text: str, kinds: Iterable[str]) -> bool:
+    """Whether the text states a measure of one of the kinds: a number with its unit ("approximately
+    one hour", "住院 12 天", "$1,200")."""
+    return any(_MEASURES[kind][1].search(text) for kind in kinds if kind in _MEASURES)
+
+
 def asks_yes_no(question: str) -> bool:
     """Whether the question is answered yes or no: by the sentence that concludes, not by a figure."""
     return bool(_YES_NO.search(question.strip()))
