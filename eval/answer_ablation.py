@@ -36,6 +36,10 @@ VARIANTS: list[tuple[str, dict[str, object]]] = [
         "- how-often questions: the bonus only for frequency words and rates",
         {"scoring.frequency_number_share": 1.0},
     ),
+    (
+        "- measure questions: the bonus only for numbers with the unit asked for",
+        {"scoring.measure_number_share": 1.0},
+    ),
     ("- joining a sentence that points back", {"scoring.join_continuations": False}),
     ("- lifting a strong match's neighbours", {"scoring.lift_neighbours": False}),
     ("- a quote for each part of a question asking two things", {"answer.part_chunks": 0}),
@@ -53,6 +57,7 @@ VARIANTS: list[tuple[str, dict[str, object]]] = [
         {"refusal.unknown_names": False, "refusal.unquoted_names": False},
     ),
     ("- refusing a rate question no quote answers", {"refusal.missing_rate": False}),
+    ("- refusing a measure question (time, age, dose…) no quote answers", {"refusal.missing_measure": False}),
     ("- calibrated thresholds (name and rate checks only)", {"refusal.evidence": False}),
 ]
 

@@ -296,7 +296,7 @@ class RefusalSettings:
     missing_rate: bool = knob(True, "refuse a question asking for a rate when no chosen quote states one")
     missing_measure: bool = knob(
         True,
-        "refuse a question asking for a time, age, length, price, weight or area when no quote states one",
+        "refuse a question asking for a time, age, length, price, weight, area or dose when no quote states one",
     )
     unquoted_names: bool = knob(True, "refuse quotes that leave out a drug, disease or acronym asked about")
     # On since the ranking contrasts sentences with their paper's title: the answer it then prefers often

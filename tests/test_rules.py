@@ -552,6 +552,13 @@ def _said(text: str) -> Quote:
         ("雌狸大约有多长？", ("length",)),
         ("这项手术的费用是多少？", ("money",)),
         ("涞滩镇的面积是多少平方公里？", ("area",)),
+        ("What daily dose of zinc is used for maintenance?", ("dose",)),
+        ("泊马度胺治疗 POEMS 综合征的常用剂量是多少？", ("dose",)),
+        # "low-dose" and 小剂量 name a regimen, they ask for no dose; nor does a dose-response question.
+        ("How many patients completed the low-dose lenalidomide study?", ()),
+        ("小剂量来那度胺治疗的前瞻性研究中有多少患者完成了疗程？", ()),
+        ("What dose-response relation was found?", ()),
+        ("By how much might the labour needed to weave a given quantity of yarn have fallen?", ()),
         # Not measures: a rate (the rate is the answer type), a year, a count, a yes/no question, and
         # a word that only holds a unit word (cost-effectiveness, 青少年).
         ("How long is the median survival rate?", ()),
@@ -587,6 +594,12 @@ def test_a_measure_asked_for_and_not_quoted_is_refused():
         rule.check(cost, [], draft(_said("Filters were placed in 212 patients."))).code == "missing_measure"
     )
     assert rule.check(cost, [], draft(_said("Each filter cost $1,200."))) is None
+    dose = analyse_text("What starting dose of everolimus was used?")
+    assert rule.check(dose, [], draft(_said("给予依维莫司5~10mg/d。"))) is None  # digits touch the unit
+    assert rule.check(dose, [], draft(_said("Everolimus was given to 5 patients."))).code == "missing_measure"
+    # How often it is taken answers it too: "twice daily", 每日两次.
+    assert rule.check(dose, [], draft(_said("The recommended dose is one tablet twice daily."))) is None
+    assert rule.check(dose, [], draft(_said("推荐剂量为每日两次。"))) is None
     age = analyse_text("What was the mean age of the patients?")
     for text in ("Patients were aged 63 on average.", "A 45-year-old man.", "Mean (SD) age, 58.2 (9.1)."):
         assert rule.check(age, [], draft(_said(text))) is None
@@ -595,6 +608,8 @@ def test_a_measure_asked_for_and_not_quoted_is_refused():
     assert rule.check(
         analyse_text("患者的平均年龄是多少岁？"), [], draft(_said("2013年11月收治5例。"))
     ).code == ("missing_measure")
+    # A lifespan asked in years is often answered as an age: 活到20岁 states a time.
+    assert rule.check(analyse_text("马岛獴最长能活多少年？"), [], draft(_said("圈养下可以活到20岁。"))) is None
     wait = analyse_text("What was the mean waiting time?")
     assert rule.check(wait, [], draft(_said("Patients of age 45 waited."))).code == "missing_measure"
     # Units are matched whole: "3 in 10" is no length, "5 mg" no metres, "managed 3" no age.

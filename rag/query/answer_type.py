@@ -142,8 +142,8 @@ _MEASURES = _measure_patterns()
 
 
 def asks_measure(question: str) -> tuple[str, ...]:
-    """The kinds of measure the question asks for (a duration or age, a length, a price, a weight, an
-    area: "How long did each session last?", "平均住院日是多少天？"), in the order of the data; none
+    """The kinds of measure the question asks for (a duration, an age, a length, a price, a weight, a
+    dose, an area: "How long did each session last?", "平均住院日是多少天？"), in the order of the data; none
     for a rate (the rate is the answer type then) or a yes/no question."""
     if asks_yes_no(question) or asks_rate(question):
         return ()
