@@ -609,7 +609,9 @@ def test_a_measure_asked_for_and_not_quoted_is_refused():
         analyse_text("患者的平均年龄是多少岁？"), [], draft(_said("2013年11月收治5例。"))
     ).code == ("missing_measure")
     # A lifespan asked in years is often answered as an age: 活到20岁 states a time.
-    assert rule.check(analyse_text("马岛獴最长能活多少年？"), [], draft(_said("圈养下可以活到20岁。"))) is None
+    assert (
+        rule.check(analyse_text("马岛獴最长能活多少年？"), [], draft(_said("圈养下可以活到20岁。"))) is None
+    )
     wait = analyse_text("What was the mean waiting time?")
     assert rule.check(wait, [], draft(_said("Patients of age 45 waited."))).code == "missing_measure"
     # Units are matched whole: "3 in 10" is no length, "5 mg" no metres, "managed 3" no age.
