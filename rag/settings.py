@@ -201,7 +201,7 @@ class ScoringSettings:
     measure_number_share: float = knob(
         0.0,
         "share of quantity_bonus_z a number without the unit asked for gets (how long, mean age, cost); 1: "
-        "every number counts, as for other figures",
+        "as before, any number for a question with a quantity word (how long), no bonus without one (mean age)",
     )
     # The answer often sits next to the sentence that matches the question.
     lift_neighbours: bool = knob(True, "a sentence scores at least neighbour_share of an adjacent one")

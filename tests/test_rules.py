@@ -545,11 +545,15 @@ def _said(text: str) -> Quote:
         ("患者的平均年龄是多少岁？", ("age",)),
         ("How much does a retrievable filter cost per patient?", ("money",)),
         ("How tall is the tower?", ("length",)),
-        ("What is the maximum length of stay on a working holiday visa?", ("duration",)),
+        # "length" and 多长 ask for a time or a length, as "how long" does.
+        ("What is the maximum length of stay on a working holiday visa?", ("duration", "length")),
+        ("What was the length of follow-up?", ("duration", "length")),
+        ("疗程多长？", ("duration", "length")),
+        ("潜伏期有多长？", ("duration", "length")),
         ("What was the mean birth weight?", ("weight",)),
         ("How many square kilometres does the park cover?", ("area",)),
         ("内科住院患者的平均住院日是多少天？", ("duration",)),
-        ("雌狸大约有多长？", ("length",)),
+        ("雌狸大约有多长？", ("duration", "length")),
         ("这项手术的费用是多少？", ("money",)),
         ("涞滩镇的面积是多少平方公里？", ("area",)),
         ("What daily dose of zinc is used for maintenance?", ("dose",)),
@@ -558,6 +562,22 @@ def _said(text: str) -> Quote:
         ("How many patients completed the low-dose lenalidomide study?", ()),
         ("小剂量来那度胺治疗的前瞻性研究中有多少患者完成了疗程？", ()),
         ("What dose-response relation was found?", ()),
+        ("What is the recommended loading dose of vancomycin?", ("dose",)),
+        # Doses named, not asked for: adjustments, a missed dose, vaccine doses given.
+        ("What dose adjustments are needed in renal impairment?", ()),
+        ("What if a dose is missed?", ()),
+        ("What vaccine doses are given at birth?", ()),
+        # 多 inside 很多, 许多, 较多 and 多重 as "multiple" ask for nothing; neither do "near" years.
+        ("多重耐药菌感染的危险因素有哪些？", ()),
+        ("为什么许多深静脉血栓患者没有症状？", ()),
+        ("很多长期吸烟者会出现什么问题？", ()),
+        ("近几年肺癌治疗有哪些进展？", ()),
+        ("术后多久复查一次？", ()),  # how often, answered by 每年
+        ("多少年来这种病一直难以治愈吗？", ()),
+        ("How long ago was insulin discovered?", ()),
+        ("What was the mean weight loss?", ()),
+        ("What is the molecular weight of the protein?", ()),
+        ("How far has the cancer spread?", ()),
         ("By how much might the labour needed to weave a given quantity of yarn have fallen?", ()),
         # Not measures: a rate (the rate is the answer type), a year, a count, a yes/no question, and
         # a word that only holds a unit word (cost-effectiveness, 青少年).
@@ -597,7 +617,9 @@ def test_a_measure_asked_for_and_not_quoted_is_refused():
     dose = analyse_text("What starting dose of everolimus was used?")
     assert rule.check(dose, [], draft(_said("给予依维莫司5~10mg/d。"))) is None  # digits touch the unit
     assert rule.check(dose, [], draft(_said("Everolimus was given to 5 patients."))).code == "missing_measure"
-    # How often it is taken answers it too: "twice daily", 每日两次.
+    # How often it is taken answers it too: "twice daily", 每日两次; Gy is a dose of radiation.
+    for text in ("Given 3 times daily.", "1次/d 口服。", "每晚1次。", "Patients received 78 Gy."):
+        assert rule.check(dose, [], draft(_said(text))) is None, text
     assert rule.check(dose, [], draft(_said("The recommended dose is one tablet twice daily."))) is None
     assert rule.check(dose, [], draft(_said("推荐剂量为每日两次。"))) is None
     age = analyse_text("What was the mean age of the patients?")
@@ -614,6 +636,22 @@ def test_a_measure_asked_for_and_not_quoted_is_refused():
     )
     wait = analyse_text("What was the mean waiting time?")
     assert rule.check(wait, [], draft(_said("Patients of age 45 waited."))).code == "missing_measure"
+    # A Latin unit ends where its letters do, also before a Han character; brackets, fractions and
+    # number words up to ninety count.
+    for text in (
+        "4例患者用药1~5d即可获得缓解。",
+        "住院时间(12.5±3.2)d。",
+        "It took 1½ hours.",
+        "For eighteen months.",
+    ):
+        assert rule.check(session, [], draft(_said(text))) is None, text
+    # An age in words: a decade or a stage of life.
+    for text in (
+        "It usually starts in a person's thirties.",
+        "It begins in early childhood.",
+        "多见于中年人。",
+    ):
+        assert rule.check(age, [], draft(_said(text))) is None, text
     # Units are matched whole: "3 in 10" is no length, "5 mg" no metres, "managed 3" no age.
     far = analyse_text("How far is the clinic from the village?")
     for text in ("3 in 10 patients walked.", "They took 5 mg.", "Staff managed 3 clinics."):

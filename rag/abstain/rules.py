@@ -231,7 +231,8 @@ class MissingMeasure:
             return None
         kinds = " or ".join(query.asks_measure)
         return Refusal(
-            self.code, f"the question asks for a {kinds} and no sentence chosen to answer it states one"
+            self.code,
+            f"the question asks for a measure ({kinds}) and no sentence chosen to answer it states one",
         )
 
 

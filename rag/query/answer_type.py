@@ -105,29 +105,36 @@ ANSWER_TYPE_WORDS = re.compile(
 )
 
 
+# Vulgar fractions the normaliser keeps (rag/data/normalise.json): "1½ hours".
+_FRACTIONS = "½⅓⅔¼¾⅕⅙⅛"
+
+
 def _measure_patterns() -> dict[str, tuple[re.Pattern[str], re.Pattern[str]]]:
     """kind -> (a question asking for that measure, a text stating one), from the `measures` of every
-    language (rag/data/lang/*.json). A text states a measure with a number and a unit of that kind in
-    any language (Chinese papers write "3 d", English questions meet Chinese text), or with one of the
-    kind's own `states` ("aged 63", "$"), matched as written; a question asks in its own language's
-    words."""
+    language (rag/data/lang/*.json), merged per kind. A text states a measure with a number and a unit
+    of that kind in any language (Chinese papers write "3 d", English questions meet Chinese text), or
+    with one of the kind's own `states` ("aged 63", "$"), matched as written. Question words of a
+    language that spaces its words are matched whole."""
     asks: dict[str, list[str]] = {}
     states: dict[str, list[str]] = {}
     for lang in languages():
         data = language(lang)
         words = _either(list(data.get("measure_numbers", ())))
-        # Digits may touch their unit ("45min", "3d"); a number word is a word of its own where words
-        # are spaced ("an hour", not the "an" + "d" of "and").
+        # Digits may touch their unit ("45min", "3d") or close a bracket before it ("(12.5±3.2)d"); a
+        # number word is a word of its own where words are spaced ("an hour", not the "an" + "d" of
+        # "and"). A run of digits is matched from its start only: unanchored, each digit of a long run
+        # would start the scan again.
         spaced = data.get("word_boundaries")
-        number = rf"\d[\d,.]*[\s-]*|(?<![a-z])(?:{words})" + (r"[\s-]+" if spaced else r"\s*")
+        digits = rf"(?<![\d,.{_FRACTIONS}])[\d{_FRACTIONS}][\d,.{_FRACTIONS}]*[)）]?[\s-]*"
+        number = rf"{digits}|(?<![a-z])(?:{words})" + (r"[\s-]+" if spaced else r"\s*")
         for measure in data.get("measures", ()):
             kind = measure["kind"]
             asks.setdefault(kind, []).extend(_words(lang, measure["asks"]))
             units = _either(list(measure["units"]))
-            number_unit = rf"(?:{number})(?:{units})"
-            states.setdefault(kind, []).append(
-                rf"{number_unit}\b" if data.get("word_boundaries") else number_unit
-            )
+            # A Latin unit ends where its letters do: "1~5d即可" (a Han character is a word character,
+            # so \b would not end it there).
+            end = "(?![A-Za-z])" if spaced else ""
+            states.setdefault(kind, []).append(rf"(?:{number})(?:{units}){end}")
             states[kind] += measure.get("states", ())  # as written: "$" has no word boundary
     return {
         kind: (
