@@ -405,15 +405,28 @@ def test_a_rate_question_is_refused_when_no_chosen_sentence_states_one(tmp_path,
         settings=SETTINGS,
         embedder=fake_embedder,
     ).abstained
-    off = RefusalSettings(missing_rate=False)
-    assert not compose(
-        question, "en", _hits(docs, "study"), docs, settings=SETTINGS, embedder=fake_embedder, refusal=off
-    ).abstained
-    # Once a sentence states the rate, the question is answered with it.
-    (folder / "study.md").write_text(text + "The response rate of everolimus was 80%.\n", encoding="utf-8")
+    _answered_once_stated(
+        folder,
+        question,
+        text,
+        RefusalSettings(missing_rate=False),
+        "The response rate of everolimus was 80%.",
+        fake_embedder,
+    )
+
+
+def _answered_once_stated(
+    folder, question: str, text: str, off: RefusalSettings, stated: str, embedder
+) -> None:
+    """The refused question is answered with its rule off, and, once a sentence states the figure, with it."""
     docs = {d.doc_id: d for d in load_folder(folder).documents}
-    answer = compose(question, "en", _hits(docs, "study"), docs, settings=SETTINGS, embedder=fake_embedder)
-    assert not answer.abstained and any("80%" in q.text for q in answer.quotes)
+    assert not compose(
+        question, "en", _hits(docs, "study"), docs, settings=SETTINGS, embedder=embedder, refusal=off
+    ).abstained
+    (folder / "study.md").write_text(text + stated + "\n", encoding="utf-8")
+    docs = {d.doc_id: d for d in load_folder(folder).documents}
+    answer = compose(question, "en", _hits(docs, "study"), docs, settings=SETTINGS, embedder=embedder)
+    assert not answer.abstained and any(stated.rstrip(".") in q.text for q in answer.quotes)
 
 
 def test_a_measure_question_is_refused_when_no_chosen_sentence_states_one(tmp_path, fake_embedder):
@@ -429,15 +442,14 @@ def test_a_measure_question_is_refused_when_no_chosen_sentence_states_one(tmp_pa
     answer = compose(question, "en", _hits(docs, "study"), docs, settings=SETTINGS, embedder=fake_embedder)
     assert answer.abstained and answer.refusal.code == "missing_measure"
     assert any("duration or length" in n for n in answer.notes)
-    off = RefusalSettings(missing_measure=False)
-    assert not compose(
-        question, "en", _hits(docs, "study"), docs, settings=SETTINGS, embedder=fake_embedder, refusal=off
-    ).abstained
-    # Once a sentence gives the time, the question is answered with it.
-    (folder / "study.md").write_text(text + "Each session lasted approximately one hour.\n", encoding="utf-8")
-    docs = {d.doc_id: d for d in load_folder(folder).documents}
-    answer = compose(question, "en", _hits(docs, "study"), docs, settings=SETTINGS, embedder=fake_embedder)
-    assert not answer.abstained and any("one hour" in q.text for q in answer.quotes)
+    _answered_once_stated(
+        folder,
+        question,
+        text,
+        RefusalSettings(missing_measure=False),
+        "Each session lasted approximately one hour.",
+        fake_embedder,
+    )
 
 
 # One line per chunk: the first answers the question's first part, the seventh its second part, and the
