@@ -569,6 +569,10 @@ def _said(text: str) -> Quote:
         ("What vaccine doses are given at birth?", ()),
         # 多 inside 很多, 许多, 较多 and 多重 as "multiple" ask for nothing; neither do "near" years.
         ("多重耐药菌感染的危险因素有哪些？", ()),
+        ("复发的可能性有多高？", ()),  # 多高 asks for a level or a risk as often as a height
+        ("有多少年轻人患有高血压？", ()),
+        ("多长时间复查一次？", ()),
+        ("What is the recommended dose?", ("dose",)),
         ("为什么许多深静脉血栓患者没有症状？", ()),
         ("很多长期吸烟者会出现什么问题？", ()),
         ("近几年肺癌治疗有哪些进展？", ()),
@@ -652,7 +656,10 @@ def test_a_measure_asked_for_and_not_quoted_is_refused():
         "多见于中年人。",
     ):
         assert rule.check(age, [], draft(_said(text))) is None, text
-    # Units are matched whole: "3 in 10" is no length, "5 mg" no metres, "managed 3" no age.
+    # "over 50%" and "managed 3" state no age.
+    for text in ("Over 50% of patients improved.", "Staff managed 3 clinics."):
+        assert rule.check(age, [], draft(_said(text))).code == "missing_measure", text
+    # Units are matched whole at their end: "3 in 10" is no length, "5 mg" no metres.
     far = analyse_text("How far is the clinic from the village?")
     for text in ("3 in 10 patients walked.", "They took 5 mg.", "Staff managed 3 clinics."):
         assert rule.check(far, [], draft(_said(text))).code == "missing_measure"

@@ -536,7 +536,7 @@ def test_a_question_asking_for_a_measure_prefers_a_number_with_its_unit():
         return max(scored, key=lambda s: s.score).sentence.text
 
     assert best(question) == hour
-    # A bare number counting fully, the two tie and the first in the list wins.
+    # A bare number counting fully, the count sentence wins ("one hour" holds no number the bonus counts).
     assert best(question, with_(ScoringSettings(), measure_number_share=1.0)) == count
     # "What was the mean age" asks no quantity word, and still prefers the sentence giving an age.
     age = analyse_text("What was the mean age of the participants?")

@@ -16,7 +16,7 @@ stage judge before any quote is chosen (so an LLM generator is not asked either)
     no_verified_quote     no chosen quote matched the stored text
     missing_rate          a rate is asked and no quote states one (how often: also in words, "rare")
     missing_measure       a time, age, length, price, weight, area or dose is asked and no quote states one
-                          with a unit of its kind
+                          (a number with a unit of its kind, or one of the kind's marks: "$", "twice daily")
     unquoted_names        a drug, disease or acronym asked about is in no quote nor its paper's abstract
                           (asked only in a script the quoted papers write)
     uncovered_terms       a rare English word of the question is in the corpus but in none of the
